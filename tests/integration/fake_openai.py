@@ -292,11 +292,11 @@ class _Handler(BaseHTTPRequestHandler):
         for i, piece in enumerate(pieces):
             if i and behaviour.chunk_delay_ms:
                 time.sleep(behaviour.chunk_delay_ms / 1000)
+            if behaviour.hold_after is not None and i == behaviour.hold_after:
+                self._wait(behaviour, rec)
             if behaviour.close_after is not None and i == behaviour.close_after:
                 self._drop()
                 return False
-            if behaviour.hold_after is not None and i == behaviour.hold_after:
-                self._wait(behaviour, rec)
             emit(piece)
         return True
 
