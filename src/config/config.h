@@ -11,83 +11,87 @@
 #include <stdio.h>
 
 enum provider_kind {
-    PROVIDER_OPENAI = 1,    /* any OpenAI-compatible base URL */
-    PROVIDER_ANTHROPIC,     /* native /v1/messages */
-    PROVIDER_MOCK,          /* built in, answers in-process */
+    PROVIDER_OPENAI = 1, /* any OpenAI-compatible base URL */
+    PROVIDER_ANTHROPIC,  /* native /v1/messages */
+    PROVIDER_MOCK,       /* built in, answers in-process */
 };
 
 struct config_mock {
-    uint32_t latency_ms;        /* before the first byte; default 0 */
-    uint32_t chunk_delay_ms;    /* between streamed chunks; default 0 */
-    uint32_t tokens;            /* completion tokens per answer; default 16 */
-    double failure_rate;        /* 0..1, answers 500 this often; default 0 */
+    uint32_t latency_ms;     /* before the first byte; default 0 */
+    uint32_t chunk_delay_ms; /* between streamed chunks; default 0 */
+    uint32_t tokens;         /* completion tokens per answer; default 16 */
+    double failure_rate;     /* 0..1, answers 500 this often; default 0 */
 };
 
 struct config_provider {
     char *name;
     enum provider_kind kind;
-    char *base_url;             /* no trailing slash; NULL for mock */
-    char *api_key_env;          /* variable name as written, or NULL */
-    char *api_key;              /* resolved at load; NULL when unset. SECRET: never log */
-    int enabled;                /* 0 when api_key_env names an unset variable */
-    uint32_t timeout_ms;        /* whole upstream call; default 600000 */
-    uint32_t connect_timeout_ms;/* default 5000 */
-    char *anthropic_version;    /* anthropic-version header; default "2023-06-01" */
+    char *base_url;              /* no trailing slash; NULL for mock */
+    char *api_key_env;           /* variable name as written, or NULL */
+    char *api_key;               /* resolved at load; NULL when unset. SECRET: never log */
+    int enabled;                 /* 0 when api_key_env names an unset variable */
+    uint32_t timeout_ms;         /* whole upstream call; default 600000 */
+    uint32_t connect_timeout_ms; /* default 5000 */
+    char *anthropic_version;     /* anthropic-version header; default "2023-06-01" */
     struct config_mock mock;
 };
 
 struct config_target {
-    struct config_provider *provider;   /* points into config.providers */
-    char *model;                        /* upstream model name; defaults to the route's name */
-    uint32_t weight;                    /* default 1; 0 never picked first */
+    struct config_provider *provider; /* points into config.providers */
+    char *model;                      /* upstream model name; defaults to the route's name */
+    uint32_t weight;                  /* default 1; 0 never picked first */
 };
 
 struct config_price {
-    double input_per_mtok;      /* USD per million input tokens */
+    double input_per_mtok; /* USD per million input tokens */
     double output_per_mtok;
     double cached_input_per_mtok;
 };
 
 struct config_model {
-    char *name;                 /* what clients send as "model" */
-    struct config_target *targets;  /* fallback order */
+    char *name;                    /* what clients send as "model" */
+    struct config_target *targets; /* fallback order */
     size_t ntargets;
     struct config_price price;
     int has_price;
 };
 
 struct config_limits {
-    uint32_t max_header_bytes;      /* request line + headers; default 16384 -> 431 */
-    uint32_t max_headers;           /* header count; default 100 -> 431 */
-    uint64_t max_body_bytes;        /* default 8 MiB -> 413 */
-    uint32_t header_timeout_ms;     /* first byte to end of headers; default 10000 */
-    uint32_t body_timeout_ms;       /* end of headers to end of body; default 30000 */
-    uint32_t idle_timeout_ms;       /* keep-alive idle; default 60000 */
-    uint32_t max_connections;       /* per process; default 10000 -> 503 and close */
-    uint32_t drain_timeout_ms;      /* SIGTERM grace; default 10000 */
-    uint32_t max_retries;           /* extra upstream attempts per request; default 2 */
+    uint32_t max_header_bytes;  /* request line + headers; default 16384 -> 431 */
+    uint32_t max_headers;       /* header count; default 100 -> 431 */
+    uint64_t max_body_bytes;    /* default 8 MiB -> 413 */
+    uint32_t header_timeout_ms; /* first byte to end of headers; default 10000 */
+    uint32_t body_timeout_ms;   /* end of headers to end of body; default 30000 */
+    uint32_t idle_timeout_ms;   /* keep-alive idle; default 60000 */
+    uint32_t max_connections;   /* per process; default 10000 -> 503 and close */
+    uint32_t drain_timeout_ms;  /* SIGTERM grace; default 10000 */
+    uint32_t max_retries;       /* extra upstream attempts per request; default 2 */
 };
 
 struct config_listen {
-    char *host;                 /* "127.0.0.1" */
+    char *host; /* "127.0.0.1" */
     uint16_t port;
 };
 
 struct config_tls {
-    char *cert_file;            /* PEM; both set -> TLS on the main listener */
+    char *cert_file; /* PEM; both set -> TLS on the main listener */
     char *key_file;
 };
 
 struct config {
     atomic_int refs;
-    char *path;                 /* file it was loaded from */
+    char *path; /* file it was loaded from */
     struct config_listen listen;
     struct config_listen admin; /* port 0 = no admin listener */
     int has_admin;
-    unsigned workers;           /* "auto" -> number of cores */
-    char *state;                /* "embedded" (only value for now) */
-    char *state_path;           /* SQLite file; default "portcullis.db" beside the config */
-    char *log_level;            /* debug | info | warn | error; default info */
+    unsigned workers;     /* "auto" -> number of cores */
+    char *state;          /* "embedded", or "external" for state: {redis, postgres} */
+    char *state_redis;    /* state.redis as written, or NULL. May hold a password */
+    char *state_postgres; /* state.postgres as written, or NULL. May hold a password */
+    char *state_path;     /* SQLite file; default "portcullis.db" beside the config.
+                           * Relative paths here and in tls are resolved against the
+                           * config file's directory. */
+    char *log_level;      /* debug | info | warn | error; default info */
     struct config_tls tls;
     struct config_limits limits;
     struct config_provider *providers;
@@ -99,7 +103,7 @@ struct config {
 /* One validation error; errors are collected, not stopped at. */
 struct config_error {
     char *file;
-    unsigned line;              /* 1-based; 0 when not tied to a line */
+    unsigned line; /* 1-based; 0 when not tied to a line */
     char *message;
 };
 
@@ -108,17 +112,18 @@ struct config_errors {
     size_t count;
 };
 
-/* Loads and validates FILE. On success returns a snapshot with refs == 1 and
- * leaves errs empty; on failure returns NULL and fills errs (caller frees with
- * config_errors_free). Environment variables named by api_key_env are read
- * here. */
+/* Loads and validates FILE (at most 4 MiB). On success returns a snapshot
+ * with refs == 1 and leaves errs empty; on failure returns NULL and fills errs
+ * (caller frees with config_errors_free), sorted by line, at most 100 of them.
+ * errs is overwritten, not appended to; it may be NULL. Environment variables
+ * named by api_key_env are read here. Top-level keys starting with "x-" are
+ * ignored (a place for YAML anchors); YAML merge keys (<<) work everywhere. */
 struct config *config_load(const char *path, struct config_errors *errs)
     __attribute__((warn_unused_result));
 
 /* Same, from a memory buffer; `name` is used in error messages. */
 struct config *config_load_string(const char *name, const char *yaml, size_t len,
-                                  struct config_errors *errs)
-    __attribute__((warn_unused_result));
+                                  struct config_errors *errs) __attribute__((warn_unused_result));
 
 /* Prints each error as "file:line: message\n". */
 void config_errors_print(const struct config_errors *errs, FILE *out);
@@ -130,5 +135,8 @@ void config_unref(struct config *c);
 /* Lookups; NULL when absent. */
 const struct config_model *config_find_model(const struct config *c, const char *name);
 const struct config_provider *config_find_provider(const struct config *c, const char *name);
+
+/* "openai", "anthropic", "mock" ("?" for anything else). */
+const char *config_provider_kind_name(enum provider_kind kind);
 
 #endif

@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal to src/config/: the state of one load (YAML document -> struct
+// config) and the typed node readers every section builder uses. Errors are
+// collected in the context, never returned early.
+#ifndef PORTCULLIS_CONFIG_LOADER_H
+#define PORTCULLIS_CONFIG_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <yaml.h>
+
+#include "config/config.h"
+
+#define CONFIG_MAX_ERRORS 100
+/* Work cap on nodes visited, so aliases cannot blow up a walk. */
+#define CONFIG_MAX_VISITS 1000000L
+
+struct cfg_ctx {
+    const char *file; /* as given to config_load_string */
+    char *dir;        /* directory of file, NULL = cwd; owned */
+    yaml_document_t *doc;
+    struct config *cfg; /* being built */
+    struct config_errors *errs;
+    size_t nerrors; /* reported, including dropped ones */
+    long visits_left;
+    int stop; /* stop walking: too many errors or visits */
+    int oom;
+    void *provider_ix; /* providers sorted by name (providers.c); owned */
+    size_t nprovider_ix;
+};
+
+/* Records "file:line: message" (line from `n`, 0 when n is NULL). */
+void cfg_error(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Same with an explicit line. */
+void cfg_error_at(struct cfg_ctx *c, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Child node by id, NULL when out of range. */
+yaml_node_t *cfg_node(struct cfg_ctx *c, yaml_node_item_t id);
+
+int cfg_is_null(const yaml_node_t *n);
+
+/* Looks up each key of mapping `map` in keys[0..nkeys) and stores its value
+ * node in found[i] (NULL when absent). Reports unknown keys (with a "did you
+ * mean"), duplicate keys and non-string keys; follows YAML merge keys (<<).
+ * A null node counts as an empty mapping. Returns -1 (error reported) when
+ * `map` is neither. `path` prefixes messages ("" for the top level). */
+int cfg_map(struct cfg_ctx *c, yaml_node_t *map, const char *path, const char *const *keys,
+            size_t nkeys, yaml_node_t **found);
+
+/* Number of items of a list, 0 for null; -1 (error reported) otherwise. */
+long cfg_seq(struct cfg_ctx *c, yaml_node_t *n, const char *path);
+yaml_node_t *cfg_seq_item(struct cfg_ctx *c, yaml_node_t *seq, long i);
+
+/* Scalar text of n, or NULL with an error ("missing value", "expected a
+ * string, got a list", NUL bytes). The string belongs to the document. */
+const char *cfg_str(struct cfg_ctx *c, yaml_node_t *n, const char *path);
+
+/* strdup of cfg_str into *out (freeing the old value); -1 on error. */
+int cfg_strdup(struct cfg_ctx *c, yaml_node_t *n, const char *path, char **out);
+char *cfg_xstrdup(struct cfg_ctx *c, const char *s);
+
+/* Typed readers; on error *out is left alone and -1 returned. */
+int cfg_uint(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,
+             uint64_t *out);
+int cfg_u32(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint32_t min, uint32_t *out);
+int cfg_size(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,
+             uint64_t *out);
+int cfg_duration(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint32_t min, uint32_t *out);
+int cfg_number(struct cfg_ctx *c, yaml_node_t *n, const char *path, double min, double max,
+               double *out);
+
+/* Writes "base.key" (or "key" when base is empty) into buf. */
+const char *cfg_path(char *buf, size_t len, const char *base, const char *key);
+/* Writes "base[i]" into buf. */
+const char *cfg_path_index(char *buf, size_t len, const char *base, long i);
+
+/* Closest of cands to word within a small edit distance, or NULL. */
+const char *cfg_suggest(const char *word, const char *const *cands, size_t n);
+
+/* Section builders (providers.c). */
+void cfg_build_providers(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_build_models(struct cfg_ctx *c, yaml_node_t *n);
+
+/* Whole document -> c->cfg (load.c). */
+void cfg_build(struct cfg_ctx *c, yaml_node_t *root);
+
+/* Frees a snapshot whatever its state of construction (config.c). */
+void config_free(struct config *cfg);
+
+#endif
