@@ -89,3 +89,39 @@ void buf_free(buf_t *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+int buf_append_json_string(buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = buf_reserve(b, len + 2);
+    if (rc)
+        return rc;
+    b->data[b->len++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[7];
+        size_t n = 0;
+        switch (c) {
+        case '"': esc[0] = '\\'; esc[1] = '"'; n = 2; break;
+        case '\\': esc[0] = '\\'; esc[1] = '\\'; n = 2; break;
+        case '\n': esc[0] = '\\'; esc[1] = 'n'; n = 2; break;
+        case '\r': esc[0] = '\\'; esc[1] = 'r'; n = 2; break;
+        case '\t': esc[0] = '\\'; esc[1] = 't'; n = 2; break;
+        default:
+            if (c < 0x20 || c == 0x7f) {
+                memcpy(esc, "\\u00", 4);
+                esc[4] = hex[c >> 4];
+                esc[5] = hex[c & 15];
+                n = 6;
+            }
+        }
+        if (n) {
+            if ((rc = buf_append(b, esc, n)))
+                return rc;
+        } else {
+            if ((rc = buf_append(b, &s[i], 1)))
+                return rc;
+        }
+    }
+    return buf_append(b, "\"", 1);
+}

@@ -21,6 +21,12 @@ int buf_appendf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
 int buf_reserve(buf_t *b, size_t extra) __attribute__((warn_unused_result));
 
 /* Drops the first n bytes (n <= len). */
+/* Appends a string literal without counting it by hand. */
+#define buf_append_lit(b, lit) buf_append((b), "" lit, sizeof(lit) - 1)
+
+/* Appends s as a JSON string literal (quotes included), escaping as needed. */
+int buf_append_json_string(buf_t *b, const char *s, size_t len) __attribute__((warn_unused_result));
+
 void buf_consume(buf_t *b, size_t n);
 void buf_reset(buf_t *b);
 void buf_free(buf_t *b);

@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: Apache-2.0
+// The runtime of `portcullis serve`: N workers (one libuv loop and thread
+// each, SO_REUSEPORT listeners), the route table in front of the protocol
+// stages, config reload on SIGHUP and graceful drain on SIGTERM.
+#include "cli/serve.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "http/server.h"
+#include "llm/llm.h"
+#include "telemetry/metrics.h"
+#include "upstream/upstream.h"
+
+struct runtime {
+    uv_loop_t *loop;                /* main thread's loop: signals, reload */
+    const char *config_path;
+    struct config *cfg;             /* newest snapshot (main thread's ref) */
+    struct metrics *metrics;
+    struct worker *workers;
+    unsigned nworkers;
+    atomic_uint exited;             /* workers whose loops have ended */
+    uv_async_t worker_exit;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t deadline;
+    int draining;
+    int exit_code;
+};
+
+/* ---- routes -------------------------------------------------------------- */
+
+static void metrics_endpoint(struct http_exchange *ex)
+{
+    ex->route = "metrics";
+    buf_t b;
+    buf_init(&b, 64 << 20);
+    if (metrics_render(ex->worker->metrics, &b) == 0)
+        http_respond(ex, 200, METRICS_CONTENT_TYPE, b.data ? b.data : "", b.len);
+    else
+        llm_error(ex, 500, "server_error", NULL, NULL, "could not render metrics");
+    buf_free(&b);
+}
+
+static int path_is(const struct http_request *r, const char *p)
+{
+    size_t n = strlen(p);
+    return r->path_len == n && memcmp(r->path, p, n) == 0;
+}
+
+static void route(struct http_exchange *ex)
+{
+    const struct http_request *r = ex->req;
+    if (path_is(r, "/v1/chat/completions") || path_is(r, "/chat/completions"))
+        llm_chat_completions(ex);
+    else if (path_is(r, "/v1/embeddings") || path_is(r, "/embeddings"))
+        llm_embeddings(ex);
+    else if (path_is(r, "/v1/messages"))
+        llm_messages(ex);
+    else if (path_is(r, "/v1/models") || path_is(r, "/models"))
+        llm_models(ex);
+    else if (path_is(r, "/metrics"))
+        metrics_endpoint(ex);
+    else if (path_is(r, "/healthz")) {
+        ex->route = "health";
+        http_respond(ex, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+    } else {
+        ex->route = "other";
+        llm_error(ex, 404, "invalid_request_error", "unknown_route", NULL,
+                  "no route for %s %.200s", r->method, r->path);
+    }
+}
+
+/* ---- workers ------------------------------------------------------------- */
+
+static void worker_closed_handle(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void worker_on_idle(struct worker *w)
+{
+    /* every connection is gone: release the loop's remaining handles */
+    upstream_free(w->upstream);
+    w->upstream = NULL;
+    uv_close((uv_handle_t *)&w->async, worker_closed_handle);
+}
+
+static void worker_on_async(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    int cmd = atomic_exchange(&w->cmd, 0);
+    if (cmd & WORKER_CMD_RELOAD) {
+        struct config *next = atomic_exchange(&w->pending_cfg, NULL);
+        if (next) {
+            struct config *old = w->cfg;
+            w->cfg = next;
+            config_unref(old);
+        }
+    }
+    if (cmd & (WORKER_CMD_DRAIN | WORKER_CMD_FORCE)) {
+        if (w->http && !(cmd & WORKER_CMD_FORCE))
+            http_server_drain(w, worker_on_idle);
+        else if (w->http) {
+            http_server_drain(w, worker_on_idle);
+            if (w->http && http_server_connections(w))
+                http_server_close_all(w);
+        }
+    }
+}
+
+static void worker_thread(void *arg)
+{
+    struct worker *w = arg;
+    struct runtime *rt = w->runtime;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    atomic_fetch_add(&rt->exited, 1);
+    uv_async_send(&rt->worker_exit);
+}
+
+static int worker_setup(struct runtime *rt, struct worker *w, unsigned id)
+{
+    memset(w, 0, sizeof(*w));
+    w->id = id;
+    w->runtime = rt;
+    w->metrics = rt->metrics;
+    w->cfg = config_ref(rt->cfg);
+    w->rng = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (id + 1) ^
+             (uint64_t)(uintptr_t)w;
+    if (!w->rng)
+        w->rng = 0x9E3779B97F4A7C15ULL;
+    buf_init(&w->logbuf, 1 << 20);
+    int rc = uv_loop_init(&w->loop);
+    if (rc < 0)
+        return rc;
+    uv_async_init(&w->loop, &w->async, worker_on_async);
+    w->async.data = w;
+    w->upstream = upstream_new(&w->loop);
+    if (!w->upstream)
+        return UV_ENOMEM;
+    return http_server_start(w, NULL, route, rt->cfg->listen.host, rt->cfg->listen.port);
+}
+
+/* ---- main thread: signals, reload, drain ------------------------------- */
+
+static void send_all(struct runtime *rt, int cmd)
+{
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        atomic_fetch_or(&rt->workers[i].cmd, cmd);
+        uv_async_send(&rt->workers[i].async);
+    }
+}
+
+static void reload(struct runtime *rt)
+{
+    struct config_errors errs = {0};
+    struct config *next = config_load(rt->config_path, &errs);
+    if (!next) {
+        for (size_t i = 0; i < errs.count; i++)
+            log_msg(LOG_ERROR, NULL, "reload rejected, keeping the running config: %s:%u: %s",
+                    errs.items[i].file, errs.items[i].line, errs.items[i].message);
+        config_errors_free(&errs);
+        return;
+    }
+    if (strcmp(next->listen.host, rt->cfg->listen.host) != 0 ||
+        next->listen.port != rt->cfg->listen.port || next->workers != rt->cfg->workers)
+        log_msg(LOG_WARN, NULL, "listen and workers changes take effect on restart only");
+    int lvl = log_level_parse(next->log_level);
+    if (lvl >= 0)
+        log_set_level((enum log_level)lvl);
+    for (unsigned i = 0; i < rt->nworkers; i++) {
+        struct config *old = atomic_exchange(&rt->workers[i].pending_cfg, config_ref(next));
+        if (old)
+            config_unref(old);
+    }
+    config_unref(rt->cfg);
+    rt->cfg = next;
+    send_all(rt, WORKER_CMD_RELOAD);
+    log_msg(LOG_INFO, NULL, "config reloaded from %s (%zu models, %zu providers)",
+            rt->config_path, next->nmodels, next->nproviders);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    struct runtime *rt = t->data;
+    log_msg(LOG_WARN, NULL, "drain deadline passed: closing the remaining connections");
+    send_all(rt, WORKER_CMD_FORCE);
+}
+
+static void start_drain(struct runtime *rt, const char *why)
+{
+    if (rt->draining) {
+        log_msg(LOG_WARN, NULL, "%s again: closing the remaining connections now", why);
+        send_all(rt, WORKER_CMD_FORCE);
+        return;
+    }
+    rt->draining = 1;
+    log_msg(LOG_INFO, NULL, "%s: draining in-flight requests (deadline %u ms)", why,
+            rt->cfg->limits.drain_timeout_ms);
+    send_all(rt, WORKER_CMD_DRAIN);
+    uv_timer_start(&rt->deadline, on_deadline, rt->cfg->limits.drain_timeout_ms, 0);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct runtime *rt = s->data;
+    if (signum == SIGHUP)
+        reload(rt);
+    else
+        start_drain(rt, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_worker_exit(uv_async_t *a)
+{
+    struct runtime *rt = a->data;
+    /* async sends coalesce: count, don't assume one wake-up per worker */
+    if (atomic_load(&rt->exited) < rt->nworkers)
+        return;
+    uv_close((uv_handle_t *)&rt->worker_exit, NULL);
+    uv_close((uv_handle_t *)&rt->sigterm, NULL);
+    uv_close((uv_handle_t *)&rt->sigint, NULL);
+    uv_close((uv_handle_t *)&rt->sighup, NULL);
+    uv_close((uv_handle_t *)&rt->deadline, NULL);
+}
+
+static unsigned cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+int serve_main(const char *config_path)
+{
+    struct runtime rt = {0};
+    struct config_errors errs = {0};
+    rt.config_path = config_path;
+    rt.cfg = config_load(config_path, &errs);
+    if (!rt.cfg) {
+        config_errors_print(&errs, stderr);
+        config_errors_free(&errs);
+        return 2;
+    }
+    int lvl = log_level_parse(rt.cfg->log_level);
+    log_set_level(lvl >= 0 ? (enum log_level)lvl : LOG_INFO);
+    signal(SIGPIPE, SIG_IGN);
+    if (upstream_global_init() != 0) {
+        log_msg(LOG_ERROR, NULL, "libcurl failed to initialise");
+        return 1;
+    }
+    rt.nworkers = rt.cfg->workers ? rt.cfg->workers : cpu_count();
+    rt.metrics = metrics_new(rt.nworkers);
+    rt.workers = calloc(rt.nworkers, sizeof(*rt.workers));
+    if (!rt.metrics || !rt.workers) {
+        log_msg(LOG_ERROR, NULL, "out of memory");
+        return 1;
+    }
+    rt.loop = uv_default_loop();
+    int rc = 0;
+    unsigned started = 0;
+    for (; started < rt.nworkers; started++) {
+        rc = worker_setup(&rt, &rt.workers[started], started);
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        log_msg(LOG_ERROR, NULL, "cannot listen on %s:%u: %s", rt.cfg->listen.host,
+                rt.cfg->listen.port, uv_strerror(rc));
+        return 1;
+    }
+    uv_async_init(rt.loop, &rt.worker_exit, on_worker_exit);
+    rt.worker_exit.data = &rt;
+    uv_signal_init(rt.loop, &rt.sigterm);
+    uv_signal_init(rt.loop, &rt.sigint);
+    uv_signal_init(rt.loop, &rt.sighup);
+    rt.sigterm.data = rt.sigint.data = rt.sighup.data = &rt;
+    uv_signal_start(&rt.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&rt.sigint, on_signal, SIGINT);
+    uv_signal_start(&rt.sighup, on_signal, SIGHUP);
+    uv_timer_init(rt.loop, &rt.deadline);
+    rt.deadline.data = &rt;
+    for (unsigned i = 0; i < rt.nworkers; i++)
+        uv_thread_create(&rt.workers[i].thread, worker_thread, &rt.workers[i]);
+    log_msg(LOG_INFO, NULL, "portcullis listening on %s:%u with %u workers (config %s)",
+            rt.cfg->listen.host, rt.cfg->listen.port, rt.nworkers, config_path);
+
+    uv_run(rt.loop, UV_RUN_DEFAULT);
+
+    for (unsigned i = 0; i < rt.nworkers; i++) {
+        struct worker *w = &rt.workers[i];
+        uv_thread_join(&w->thread);
+        http_server_free(w);
+        uv_loop_close(&w->loop);
+        struct config *p = atomic_exchange(&w->pending_cfg, NULL);
+        if (p)
+            config_unref(p);
+        config_unref(w->cfg);
+        buf_free(&w->logbuf);
+    }
+    log_msg(LOG_INFO, NULL, "drained; exiting");
+    free(rt.workers);
+    metrics_free(rt.metrics);
+    config_unref(rt.cfg);
+    uv_loop_close(rt.loop);
+    upstream_global_cleanup();
+    return rt.exit_code;
+}

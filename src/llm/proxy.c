@@ -1,0 +1,586 @@
+// SPDX-License-Identifier: Apache-2.0
+// LLM proxy stage: parse the client's body, pick the model's targets, and
+// try them in order (fallback on connect error, timeout, 429, 5xx) until one
+// answers; stream SSE through as it arrives and capture token usage.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "http/server.h"
+#include "llm/call.h"
+#include "llm/llm.h"
+#include "llm/sse.h"
+#include "telemetry/metrics.h"
+#include "upstream/upstream.h"
+
+#define RESP_MAX (64u << 20)          /* largest buffered upstream answer */
+#define SSE_EVENT_MAX (4u << 20)
+
+static void attempt_next(struct llm_call *call);
+
+static const char *api_path(enum llm_api api)
+{
+    switch (api) {
+    case LLM_CHAT: return "/chat/completions";
+    case LLM_EMBEDDINGS: return "/embeddings";
+    case LLM_MESSAGES: return "/messages";
+    }
+    return "/";
+}
+
+static const char *api_route(enum llm_api api)
+{
+    switch (api) {
+    case LLM_CHAT: return "chat";
+    case LLM_EMBEDDINGS: return "embeddings";
+    case LLM_MESSAGES: return "messages";
+    }
+    return "other";
+}
+
+static int target_usable(enum llm_api api, const struct config_target *t)
+{
+    const struct config_provider *p = t->provider;
+    if (!p->enabled)
+        return 0;
+    if (api == LLM_MESSAGES)
+        return p->kind == PROVIDER_ANTHROPIC;
+    return p->kind == PROVIDER_OPENAI || p->kind == PROVIDER_MOCK;
+}
+
+uint64_t llm_estimate_prompt_tokens(const json_t *body)
+{
+    uint64_t bytes = 0, items = 0;
+    const json_t *msgs = json_object_get(body, "messages");
+    const json_t *input = json_object_get(body, "input");
+    size_t i;
+    const json_t *m;
+    if (json_is_array(msgs)) {
+        json_array_foreach(msgs, i, m) {
+            const json_t *c = json_object_get(m, "content");
+            items++;
+            if (json_is_string(c)) {
+                bytes += json_string_length(c);
+            } else if (json_is_array(c)) {
+                size_t j;
+                const json_t *part;
+                json_array_foreach(c, j, part) {
+                    const json_t *t = json_object_get(part, "text");
+                    if (json_is_string(t))
+                        bytes += json_string_length(t);
+                }
+            }
+        }
+    } else if (json_is_string(input)) {
+        bytes = json_string_length(input);
+        items = 1;
+    } else if (json_is_array(input)) {
+        json_array_foreach(input, i, m) {
+            items++;
+            bytes += json_is_string(m) ? json_string_length(m) : 1;
+        }
+    }
+    return (bytes + 3) / 4 + items * 4;
+}
+
+/* ---- finishing ----------------------------------------------------------- */
+
+void llm_call_release(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    if (call->body)
+        json_decref(call->body);
+    call->body = NULL;
+    if (call->sse)
+        sse_filter_free(call->sse);
+    call->sse = NULL;
+    buf_free(&call->resp);
+    buf_free(&call->out);
+    ex->on_abort = NULL;
+    ex->on_drain = NULL;
+    http_exchange_unref(ex); /* may free call (it lives in ex's arena) */
+}
+
+static void final_failure(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    const char *prov = call->target ? call->target->provider->name : "?";
+    if (call->fail_kind == 1) {
+        int st = call->status >= 400 ? (int)call->status : 502;
+        llm_error(ex, st, st == 429 ? "rate_limit_error" : "upstream_error",
+                  st == 429 ? "upstream_rate_limited" : "upstream_error", NULL,
+                  "upstream provider '%s' answered %d; no fallback target left", prov, st);
+    } else if (call->fail_timeout) {
+        llm_error(ex, 504, "upstream_error", "upstream_timeout", NULL,
+                  "upstream provider '%s' did not answer in time (%s)", prov,
+                  call->fail_msg ? call->fail_msg : "timed out");
+    } else {
+        llm_error(ex, 502, "upstream_error", "upstream_unreachable", NULL,
+                  "upstream provider '%s' is unreachable: %s", prov,
+                  call->fail_msg ? call->fail_msg : "error");
+    }
+    llm_call_release(call);
+}
+
+static int can_retry(const struct llm_call *call)
+{
+    return call->next < call->ntargets && call->retries_left > 0;
+}
+
+void llm_call_attempt_failed(struct llm_call *call, int kind, int timeout, const char *msg)
+{
+    struct http_exchange *ex = call->ex;
+    struct worker *w = ex->worker;
+    call->fail_kind = kind;
+    call->fail_timeout = timeout;
+    call->fail_msg = msg;
+    const char *prov = call->target->provider->name;
+    const char *outcome = kind == 1 ? (call->status == 429 ? "status_429" : "status_5xx")
+                                    : (timeout ? "timeout" : "error");
+    metrics_upstream_attempt(w->metrics, w->id, prov, outcome);
+    if (log_enabled(LOG_WARN)) {
+        buf_t *b = &w->logbuf;
+        if (log_line_begin(b, LOG_WARN, "upstream attempt failed") == 0) {
+            log_line_str(b, "request_id", ex->request_id, strlen(ex->request_id));
+            log_line_str(b, "provider", prov, strlen(prov));
+            log_line_str(b, "outcome", outcome, strlen(outcome));
+            if (kind == 1)
+                log_line_int(b, "status", call->status);
+            if (msg)
+                log_line_str(b, "reason", msg, strlen(msg));
+            log_line_int(b, "fallback", can_retry(call));
+            log_line_end(b);
+        }
+    }
+    if (can_retry(call)) {
+        call->retries_left--;
+        attempt_next(call);
+    } else {
+        final_failure(call);
+    }
+}
+
+/* Replaces every copy of `secret` in b with '*' so an upstream that echoes
+ * the key back never leaks it through us. */
+static void scrub(buf_t *b, const char *secret)
+{
+    if (!secret || !*secret || !b->len)
+        return;
+    size_t sl = strlen(secret);
+    char *p = b->data, *end = b->data + b->len;
+    while ((p = memmem(p, (size_t)(end - p), secret, sl))) {
+        memset(p, '*', sl);
+        p += sl;
+    }
+}
+
+static void capture_usage_json(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    if (!memmem(call->resp.data, call->resp.len, "\"usage\"", 7))
+        return;
+    json_t *j = json_loadb(call->resp.data, call->resp.len, 0, NULL);
+    if (!j)
+        return;
+    json_t *u = json_object_get(j, "usage");
+    const char *in = call->api == LLM_MESSAGES ? "input_tokens" : "prompt_tokens";
+    const char *out = call->api == LLM_MESSAGES ? "output_tokens" : "completion_tokens";
+    json_t *a = json_object_get(u, in), *b = json_object_get(u, out);
+    if (json_is_integer(a) && json_integer_value(a) >= 0)
+        ex->tokens_in = (uint64_t)json_integer_value(a);
+    if (json_is_integer(b) && json_integer_value(b) >= 0)
+        ex->tokens_out = (uint64_t)json_integer_value(b);
+    json_decref(j);
+}
+
+/* ---- upstream callbacks ------------------------------------------------- */
+
+static int up_headers(void *ud, long status, const char *ctype)
+{
+    struct llm_call *call = ud;
+    struct http_exchange *ex = call->ex;
+    if (call->client_gone)
+        return 1;
+    call->status = status;
+    snprintf(call->content_type, sizeof(call->content_type), "%s",
+             ctype ? ctype : "application/json");
+    if ((status == 429 || status >= 500) && can_retry(call)) {
+        call->fail_kind = 1;
+        return 1; /* drop this answer, fall back */
+    }
+    call->committed = 1;
+    if (call->stream && status == 200 && ctype && strncmp(ctype, "text/event-stream", 17) == 0) {
+        call->streaming = 1;
+        http_add_header(ex, "Cache-Control", "no-cache");
+        http_stream_start(ex, 200, ctype);
+    }
+    return 0;
+}
+
+static void on_drain(struct http_exchange *ex)
+{
+    struct llm_call *call = ex->handler_data;
+    if (call->paused && call->ureq) {
+        call->paused = 0;
+        ex->on_drain = NULL;
+        call->in_callback++;
+        upstream_resume(call->ureq);
+        call->in_callback--;
+    }
+}
+
+static int up_data(void *ud, const char *data, size_t len)
+{
+    struct llm_call *call = ud;
+    struct http_exchange *ex = call->ex;
+    if (call->client_gone)
+        return -1;
+    if (!call->streaming)
+        return buf_append(&call->resp, data, len) == 0 ? 0 : -1;
+    buf_reset(&call->out);
+    if (sse_filter_feed(call->sse, data, len, &call->out) < 0)
+        return -1;
+    if (!call->out.len)
+        return 0;
+    call->in_callback++;
+    long q = http_stream_write(ex, call->out.data, call->out.len);
+    call->in_callback--;
+    if (q < 0 || call->client_gone)
+        return -1;
+    if (q > HTTP_OUT_HIGH_WATER) {
+        call->paused = 1;
+        ex->on_drain = on_drain;
+        return 1;
+    }
+    return 0;
+}
+
+static void finish_stream(struct llm_call *call, enum upstream_result res)
+{
+    struct http_exchange *ex = call->ex;
+    buf_reset(&call->out);
+    if (sse_filter_finish(call->sse, &call->out) == 0 && call->out.len)
+        (void)http_stream_write(ex, call->out.data, call->out.len);
+    uint64_t pin = 0, pout = 0;
+    int found = 0;
+    sse_filter_usage(call->sse, &pin, &pout, &found);
+    if (found) {
+        ex->tokens_in = pin;
+        ex->tokens_out = pout;
+    }
+    if (res == UPSTREAM_OK)
+        http_stream_end(ex);
+    else
+        http_stream_abort(ex); /* the client must not mistake a cut answer for a whole one */
+}
+
+static void up_done(void *ud, enum upstream_result res, const char *msg)
+{
+    struct llm_call *call = ud;
+    struct http_exchange *ex = call->ex;
+    struct worker *w = ex->worker;
+    call->ureq = NULL;
+    double secs = (double)(clock_mono_ns() - call->attempt_start_ns) / 1e9;
+    ex->upstream_seconds = (ex->upstream_seconds < 0 ? 0 : ex->upstream_seconds) + secs;
+    if (call->client_gone) {
+        llm_call_release(call);
+        return;
+    }
+    if (!call->committed) {
+        if (call->fail_kind == 1)
+            llm_call_attempt_failed(call, 1, 0, "retryable status");
+        else
+            llm_call_attempt_failed(call, 2, res == UPSTREAM_ETIMEDOUT, msg);
+        return;
+    }
+    if (call->streaming) {
+        metrics_upstream_attempt(w->metrics, w->id, call->target->provider->name,
+                                 res == UPSTREAM_OK ? "ok" : "error");
+        finish_stream(call, res);
+        llm_call_release(call);
+        return;
+    }
+    if (res != UPSTREAM_OK) {
+        call->committed = 0;
+        llm_call_attempt_failed(call, 2, res == UPSTREAM_ETIMEDOUT, msg);
+        return;
+    }
+    metrics_upstream_attempt(w->metrics, w->id, call->target->provider->name,
+                             call->status >= 500 ? "status_5xx"
+                             : call->status == 429 ? "status_429" : "ok");
+    if (call->status >= 200 && call->status < 300)
+        capture_usage_json(call);
+    scrub(&call->resp, call->target->provider->api_key);
+    http_respond(ex, (int)call->status, call->content_type, call->resp.data ? call->resp.data : "",
+                 call->resp.len);
+    llm_call_release(call);
+}
+
+static const struct upstream_callbacks up_cb = {
+    .on_headers = up_headers,
+    .on_data = up_data,
+    .on_done = up_done,
+};
+
+/* The body this target gets: the client's bytes unchanged when possible,
+ * else re-serialised with the upstream model name and usage reporting. */
+static int upstream_body(struct llm_call *call, const char **out, size_t *out_len)
+{
+    struct http_exchange *ex = call->ex;
+    const struct config_target *t = call->target;
+    int rename = strcmp(t->model, call->model->name) != 0;
+    int want_usage = call->api == LLM_CHAT && call->stream && !call->client_wants_usage;
+    if (!rename && !want_usage) {
+        *out = arena_strndup(&ex->arena, ex->req->body.data ? ex->req->body.data : "",
+                             ex->req->body.len);
+        *out_len = ex->req->body.len;
+        return *out ? 0 : -1;
+    }
+    json_t *copy = json_copy(call->body); /* shallow: only top-level keys change */
+    if (!copy)
+        return -1;
+    json_object_set_new(copy, "model", json_string(t->model));
+    if (want_usage) {
+        json_t *so = json_object_get(call->body, "stream_options");
+        json_t *nso = json_is_object(so) ? json_deep_copy(so) : json_object();
+        json_object_set_new(nso, "include_usage", json_true());
+        json_object_set_new(copy, "stream_options", nso);
+    }
+    size_t n = json_dumpb(copy, NULL, 0, JSON_COMPACT);
+    char *p = n ? arena_alloc(&ex->arena, n + 1) : NULL;
+    if (p)
+        json_dumpb(copy, p, n, JSON_COMPACT);
+    json_decref(copy);
+    if (!p)
+        return -1;
+    p[n] = '\0';
+    *out = p;
+    *out_len = n;
+    return 0;
+}
+
+static void start_http_attempt(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    const struct config_provider *p = call->target->provider;
+    const char *body;
+    size_t body_len;
+    if (upstream_body(call, &body, &body_len) < 0) {
+        llm_call_attempt_failed(call, 2, 0, "out of memory");
+        return;
+    }
+    const char *url = arena_printf(&ex->arena, "%s%s", p->base_url, api_path(call->api));
+    struct upstream_header h[6];
+    size_t nh = 0;
+    h[nh++] = (struct upstream_header){"Content-Type", "application/json"};
+    h[nh++] = (struct upstream_header){"Accept", call->stream ? "text/event-stream"
+                                                              : "application/json"};
+    if (p->kind == PROVIDER_ANTHROPIC) {
+        const struct http_header *v = http_request_header(ex->req, "anthropic-version");
+        const struct http_header *beta = http_request_header(ex->req, "anthropic-beta");
+        h[nh++] = (struct upstream_header){"anthropic-version",
+                                           v ? v->value : p->anthropic_version};
+        if (beta)
+            h[nh++] = (struct upstream_header){"anthropic-beta", beta->value};
+        if (p->api_key)
+            h[nh++] = (struct upstream_header){"x-api-key", p->api_key};
+    } else if (p->api_key) {
+        h[nh++] = (struct upstream_header){
+            "Authorization", arena_printf(&ex->arena, "Bearer %s", p->api_key)};
+    }
+    h[nh++] = (struct upstream_header){"x-request-id", ex->request_id};
+    if (call->stream && !call->sse) {
+        call->sse = sse_filter_new(call->api == LLM_MESSAGES ? SSE_ANTHROPIC : SSE_OPENAI,
+                                   call->api == LLM_CHAT && !call->client_wants_usage,
+                                   SSE_EVENT_MAX);
+        if (!call->sse) {
+            llm_call_attempt_failed(call, 2, 0, "out of memory");
+            return;
+        }
+    }
+    struct upstream_opts o = {
+        .method = "POST",
+        .url = url,
+        .headers = h,
+        .nheaders = nh,
+        .body = body,
+        .body_len = body_len,
+        .timeout_ms = p->timeout_ms,
+        .connect_timeout_ms = p->connect_timeout_ms,
+    };
+    call->ureq = upstream_start(ex->worker->upstream, &o, &up_cb, call);
+    if (!call->ureq)
+        llm_call_attempt_failed(call, 2, 0, "could not start the upstream request");
+}
+
+static void attempt_next(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    call->target = &call->model->targets[call->order[call->next++]];
+    call->status = 0;
+    call->committed = 0;
+    call->streaming = 0;
+    call->fail_kind = 0;
+    buf_reset(&call->resp);
+    ex->attempts++;
+    ex->provider = call->target->provider->name;
+    call->attempt_start_ns = clock_mono_ns();
+    if (call->target->provider->kind == PROVIDER_MOCK)
+        llm_mock_start(call);
+    else
+        start_http_attempt(call);
+}
+
+static void on_abort(struct http_exchange *ex)
+{
+    struct llm_call *call = ex->handler_data;
+    call->client_gone = 1;
+    if (call->in_callback)
+        return; /* the upstream callback returns -1 and up_done releases */
+    if (call->ureq) {
+        upstream_cancel(call->ureq);
+        call->ureq = NULL;
+        llm_call_release(call);
+    } else if (call->timer) {
+        llm_mock_stop(call);
+    }
+}
+
+/* Orders the usable targets: listed order, except that explicit weights pick
+ * the first attempt at random in proportion to them. */
+static void order_targets(struct llm_call *call)
+{
+    const struct config_model *m = call->model;
+    int weighted = 0;
+    uint64_t total = 0;
+    call->ntargets = 0;
+    for (size_t i = 0; i < m->ntargets && call->ntargets < LLM_MAX_TARGETS; i++) {
+        if (!target_usable(call->api, &m->targets[i]))
+            continue;
+        call->order[call->ntargets++] = (int)i;
+        if (m->targets[i].weight != 1)
+            weighted = 1;
+        total += m->targets[i].weight;
+    }
+    if (!weighted || total == 0 || call->ntargets < 2)
+        return;
+    uint64_t r = worker_rand(call->ex->worker) % total;
+    for (int k = 0; k < call->ntargets; k++) {
+        uint32_t wgt = m->targets[call->order[k]].weight;
+        if (r < wgt) {
+            int chosen = call->order[k];
+            memmove(&call->order[1], &call->order[0], (size_t)k * sizeof(int));
+            call->order[0] = chosen;
+            return;
+        }
+        r -= wgt;
+    }
+}
+
+static void begin(struct http_exchange *ex, enum llm_api api)
+{
+    struct http_request *req = ex->req;
+    ex->route = api_route(api);
+    if (strcmp(req->method, "POST") != 0) {
+        http_add_header(ex, "Allow", "POST");
+        llm_error(ex, 405, "invalid_request_error", "method_not_allowed", NULL,
+                  "%s %s is not supported; use POST", req->method, req->path);
+        return;
+    }
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
+    if (!body) {
+        llm_error(ex, 400, "invalid_request_error", "invalid_json", NULL,
+                  "the request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                  jerr.line, jerr.column);
+        return;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        llm_error(ex, 400, "invalid_request_error", "invalid_json", NULL,
+                  "the request body must be a JSON object");
+        return;
+    }
+    json_t *jm = json_object_get(body, "model");
+    if (!json_is_string(jm)) {
+        json_decref(body);
+        llm_error(ex, 400, "invalid_request_error", "missing_model", "model",
+                  "you must provide a model parameter (a string)");
+        return;
+    }
+    ex->model = arena_strdup(&ex->arena, json_string_value(jm));
+    const struct config_model *m = config_find_model(ex->cfg, ex->model);
+    if (!m) {
+        json_decref(body);
+        llm_error(ex, 404, "invalid_request_error", "model_not_found", "model",
+                  "the model '%.200s' does not exist or is not served by this gateway",
+                  ex->model);
+        return;
+    }
+    if (api != LLM_EMBEDDINGS && !json_is_array(json_object_get(body, "messages"))) {
+        json_decref(body);
+        llm_error(ex, 400, "invalid_request_error", "invalid_messages", "messages",
+                  "'messages' must be an array");
+        return;
+    }
+    if (api == LLM_EMBEDDINGS && !json_object_get(body, "input")) {
+        json_decref(body);
+        llm_error(ex, 400, "invalid_request_error", "missing_input", "input",
+                  "you must provide an input parameter");
+        return;
+    }
+    struct llm_call *call = arena_alloc(&ex->arena, sizeof(*call));
+    if (!call) {
+        json_decref(body);
+        llm_error(ex, 500, "server_error", NULL, NULL, "out of memory");
+        return;
+    }
+    memset(call, 0, sizeof(*call));
+    call->ex = ex;
+    call->api = api;
+    call->model = m;
+    call->body = body;
+    if (api != LLM_EMBEDDINGS) {
+        call->stream = json_is_true(json_object_get(body, "stream"));
+        json_t *so = json_object_get(body, "stream_options");
+        call->client_wants_usage = json_is_true(json_object_get(so, "include_usage"));
+    }
+    buf_init(&call->resp, RESP_MAX);
+    buf_init(&call->out, RESP_MAX);
+    order_targets(call);
+    if (call->ntargets == 0) {
+        json_decref(body);
+        buf_free(&call->resp);
+        buf_free(&call->out);
+        llm_error(ex, 503, "upstream_error", "no_provider", "model",
+                  "no enabled provider serves '%.200s' for this endpoint (is the provider's "
+                  "API key variable set?)",
+                  ex->model);
+        return;
+    }
+    call->retries_left = (int)ex->cfg->limits.max_retries;
+    ex->handler_data = call;
+    ex->on_abort = on_abort;
+    http_exchange_ref(ex);
+    attempt_next(call);
+}
+
+void llm_chat_completions(struct http_exchange *ex)
+{
+    begin(ex, LLM_CHAT);
+}
+
+void llm_embeddings(struct http_exchange *ex)
+{
+    begin(ex, LLM_EMBEDDINGS);
+}
+
+void llm_messages(struct http_exchange *ex)
+{
+    begin(ex, LLM_MESSAGES);
+}
