@@ -39,7 +39,14 @@ struct http_request {
     int expect_continue;        /* "Expect: 100-continue" was sent */
     int chunked;                /* body came chunked */
     int64_t content_length;     /* -1 when absent */
-    buf_t body;                 /* decoded body (de-chunked) */
+    buf_t body;                 /* decoded body (de-chunked); max = max_body_bytes.
+                                 * Owned by the parser; to keep it past reset,
+                                 * move the buf_t out and buf_init() this one
+                                 * again with the same max. */
+    /* Added: trailer fields of a chunked body (never merged into headers);
+     * same storage rules as headers. Set at HTTP_PARSE_DONE. */
+    struct http_header *trailers;
+    size_t ntrailers;
 };
 
 /* Results of http_reqparser_feed. Negative values are errors. */
@@ -48,7 +55,9 @@ enum http_parse_status {
     HTTP_PARSE_AGAIN = 0,       /* all input consumed, need more */
     HTTP_PARSE_HEADERS = 1,     /* headers complete (returned once per request,
                                  * before any body byte is consumed); call feed
-                                 * again with the rest */
+                                 * again with the rest -- also when no bytes
+                                 * are left (len 0): a request without a body
+                                 * then returns HTTP_PARSE_DONE at once */
     HTTP_PARSE_DONE = 2,        /* request complete; *consumed tells where the
                                  * next (pipelined) request starts */
 };
@@ -71,7 +80,18 @@ enum http_parse_status http_reqparser_feed(struct http_reqparser *p, const char 
 struct http_request *http_reqparser_request(struct http_reqparser *p);
 
 /* After HTTP_PARSE_ERROR: the status to answer with (400, 413, 431, 501, 505)
- * and a short human-readable reason (static string, safe to send). */
+ * and a short human-readable reason (static string, safe to send).
+ * 400: bad framing or syntax (bare LF/CR, obs-fold, space before a colon, bad
+ *      header name/value bytes, CL+TE, repeated CL/TE/Host, non-decimal CL,
+ *      bad chunk size line, missing CRLF after chunk data, TE in HTTP/1.0,
+ *      missing Host in HTTP/1.1, fragment or non-ASCII in the target).
+ * 413: Content-Length or the sum of chunk sizes over max_body_bytes (decided
+ *      from the header / chunk-size line, before the body bytes arrive).
+ * 431: header (+ trailer) section over max_header_bytes, or more than
+ *      max_headers fields (headers and trailers together). http-parser's own
+ *      80 KiB header cap also yields 431.
+ * 501: unknown method, CONNECT, Transfer-Encoding other than exactly "chunked".
+ * 505: HTTP version other than 1.0 and 1.1. 500: out of memory. */
 int http_reqparser_error_status(const struct http_reqparser *p);
 const char *http_reqparser_error_reason(const struct http_reqparser *p);
 
