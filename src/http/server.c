@@ -63,7 +63,7 @@ struct http_conn {
     enum conn_state state;
     int handles_open;
     int closing;
-    int close_when_flushed;
+    int lingering;                  /* write side shut, draining input before close */
     int read_paused;
     int processing, reprocess;
 };
@@ -76,6 +76,7 @@ struct wreq {
 };
 
 static void conn_close(struct http_conn *c);
+static void conn_linger(struct http_conn *c);
 static void conn_process(struct http_conn *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -132,10 +133,6 @@ static void on_write(uv_write_t *req, int status)
     if (c->closing)
         return;
     if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    if (c->out_queued == 0 && c->close_when_flushed) {
         conn_close(c);
         return;
     }
@@ -354,9 +351,7 @@ static void exchange_end(struct http_exchange *ex)
     http_exchange_unref(ex);
 
     if (close_after) {
-        c->close_when_flushed = 1;
-        if (c->out_queued == 0)
-            conn_close(c);
+        conn_linger(c);
         return;
     }
     http_reqparser_reset(c->parser);
@@ -514,34 +509,46 @@ static void dispatch(struct http_conn *c)
     srv->handler(ex);
 }
 
-/* An error found while reading a request: answer it and close. */
-static void respond_parse_error(struct http_conn *c, int status, const char *reason)
+/* Answers on a connection that has no exchange (a request that could not be
+ * read, or a connection over the limit), then closes it politely. */
+static void conn_fail(struct http_conn *c, int status, const char *code, const char *reason,
+                      const char *extra_headers)
 {
+    struct worker *w = c->srv->w;
+    char rid[40];
+    make_request_id(w, rid);
     char body[512];
     int n = snprintf(body, sizeof(body),
-                     "{\"error\":{\"message\":\"%s\",\"type\":\"invalid_request_error\","
-                     "\"code\":\"http_%d\",\"param\":null}}",
-                     reason, status);
-    char head[256];
+                     "{\"error\":{\"message\":\"%s\",\"type\":\"%s\",\"code\":\"%s\","
+                     "\"param\":null}}\n",
+                     reason, status >= 500 ? "server_error" : "invalid_request_error", code);
+    char head[512];
     int hn = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                      "Connection: close\r\n\r\n",
-                      status, reason_phrase(status), n);
+                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %d\r\nx-request-id: %s\r\n%sConnection: close\r\n\r\n",
+                      status, reason_phrase(status), http_date(c->srv), n, rid, extra_headers);
     uv_buf_t bufs[2] = {uv_buf_init(head, (unsigned)hn), uv_buf_init(body, (unsigned)n)};
-    struct worker *w = c->srv->w;
     metrics_request_done(w->metrics, w->id, "other", status, NULL, 0, -1, 0, 0);
     if (log_enabled(LOG_INFO)) {
         buf_t *b = &w->logbuf;
-        if (log_line_begin(b, LOG_INFO, "bad request") == 0) {
+        if (log_line_begin(b, LOG_INFO, "request refused") == 0) {
+            log_line_str(b, "request_id", rid, strlen(rid));
             log_line_int(b, "status", status);
             log_line_str(b, "reason", reason, strlen(reason));
             log_line_end(b);
         }
     }
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->close_when_flushed = 1;
-    if (conn_write(c, bufs, 2) < 0 || c->out_queued == 0)
+    if (conn_write(c, bufs, 2) < 0)
         conn_close(c);
+    else
+        conn_linger(c);
+}
+
+static void respond_parse_error(struct http_conn *c, int status, const char *reason)
+{
+    char code[16];
+    snprintf(code, sizeof(code), "http_%d", status);
+    conn_fail(c, status, code, reason, "");
 }
 
 /* Feeds buffered input to the parser and dispatches complete requests. */
@@ -636,6 +643,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
+    if (c->lingering)
+        return; /* discarded: the answer is out, we only wait for the peer's FIN */
     const char *data = buf->base;
     size_t len = (size_t)nread;
 #ifdef PORTCULLIS_TLS_READY
@@ -651,9 +660,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         buf_free(&net);
         if (rc < 0) {
-            c->close_when_flushed = 1;
-            if (c->out_queued == 0)
-                conn_close(c);
+            conn_linger(c);
             return;
         }
         data = plain->data;
@@ -689,6 +696,43 @@ static void conn_set_timer(struct http_conn *c, uint32_t ms)
 {
     if (!c->closing)
         uv_timer_start(&c->timer, on_timer, ms ? ms : 1, 0);
+}
+
+#define LINGER_MS 2000
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct http_conn *c = req->data;
+    free(req);
+    if (status < 0 && !c->closing)
+        conn_close(c);
+}
+
+/* Closes politely: queued output goes out, then FIN; input is read and
+ * dropped until the peer closes or LINGER_MS pass. Closing with unread input
+ * would make the kernel send RST, which can destroy an error answer the
+ * client has not read yet. */
+static void conn_linger(struct http_conn *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    c->lingering = 1;
+    uv_shutdown_t *req = malloc(sizeof(*req));
+    if (!req) {
+        conn_close(c);
+        return;
+    }
+    req->data = c;
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(req);
+        conn_close(c);
+        return;
+    }
+    if (c->read_paused) {
+        c->read_paused = 0;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+    uv_timer_start(&c->timer, on_timer, LINGER_MS, 0);
 }
 
 static void on_conn_handle_closed(uv_handle_t *h)
@@ -744,20 +788,9 @@ static void conn_close(struct http_conn *c)
 
 /* ---- accepting ---------------------------------------------------------- */
 
-static void shed_connection(uv_tcp_t *tcp)
+static void shed_connection(struct http_conn *c)
 {
-    static const char resp[] =
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-        "Content-Length: 117\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-        "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\","
-        "\"code\":\"connection_limit\",\"param\":null}}\n\n";
-    uv_buf_t b = uv_buf_init((char *)resp, sizeof(resp) - 1);
-    (void)uv_try_write((uv_stream_t *)tcp, &b, 1);
-}
-
-static void on_shed_closed(uv_handle_t *h)
-{
-    free(h);
+    conn_fail(c, 503, "connection_limit", "too many connections", "Retry-After: 1\r\n");
 }
 
 static void on_connection(uv_stream_t *ls, int status)
@@ -767,16 +800,7 @@ static void on_connection(uv_stream_t *ls, int status)
     if (status < 0)
         return;
     unsigned max = w->cfg->limits.max_connections;
-    if (atomic_load_explicit(&open_connections, memory_order_relaxed) >= max) {
-        uv_tcp_t *t = malloc(sizeof(*t));
-        if (!t)
-            return;
-        uv_tcp_init(&w->loop, t);
-        if (uv_accept(ls, (uv_stream_t *)t) == 0)
-            shed_connection(t);
-        uv_close((uv_handle_t *)t, on_shed_closed);
-        return;
-    }
+    int shed = atomic_load_explicit(&open_connections, memory_order_relaxed) >= max;
     struct http_conn *c = calloc(1, sizeof(*c));
     if (!c)
         return;
@@ -799,6 +823,11 @@ static void on_connection(uv_stream_t *ls, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (shed) {
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        shed_connection(c);
+        return;
+    }
 #ifdef PORTCULLIS_TLS_READY
     if (srv->tls) {
         c->tls = tls_conn_new(srv->tls);

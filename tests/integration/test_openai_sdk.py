@@ -115,7 +115,8 @@ def test_stream_chunks_reach_client_before_upstream_finishes(gw, fake):
         assert len(got) <= 5, [c.model_dump() for c in got]
     rec = fake.requests[0]
     # The client holds the first words while the upstream is still held open.
-    assert rec.held.is_set() and not rec.finished.is_set() and not rec.hold_timed_out
+    # (the fake marks itself held just after writing, so allow it a moment)
+    assert rec.held.wait(5) and not rec.finished.is_set() and not rec.hold_timed_out
     fake.release.set()
     got.extend(it)
     assert content_of(got) == DEFAULT_CONTENT
