@@ -29,6 +29,8 @@ asan: bootstrap
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPORTCULLIS_SANITIZE=ON
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS)
+	@echo "== integration tests against the ASan/UBSan binary"
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 PORTCULLIS_BIN=$(CURDIR)/$(ASAN_BUILD)/portcullis .venv/bin/python -m pytest -q tests/integration
 
 integration: build
 	PORTCULLIS_BIN=$(CURDIR)/$(BUILD)/portcullis .venv/bin/python -m pytest -q tests/integration

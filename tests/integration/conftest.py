@@ -277,6 +277,13 @@ def start_gateway(request, tmp_path, upstream_key):
         gw.stop()
     if died:
         pytest.fail(f"gateway process died during the test: {died}", pytrace=False)
+    # Under an ASan/UBSan build (make integration-asan) a memory error or leak is
+    # reported on stderr; it fails the test even when the answers looked right.
+    for gw in gateways:
+        err = gw.stderr()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in err:
+                pytest.fail(f"{gw.name}: sanitizer report\n{err[-6000:]}", pytrace=False)
 
 
 @pytest.fixture
