@@ -60,10 +60,24 @@ void sse_filter_free(struct sse_filter *f)
  * value. A literal "usage" inside a JSON string is escaped (\"usage\"), so
  * it never matches with both quotes bare. Where a line break intervenes
  * (data split over lines) it answers yes and lets the parser decide. */
+static const char *find_usage_key(const char *p, const char *end)
+{
+    /* memchr for its 'g' (rare in JSON chunks) beats memmem several times */
+    while (end - p >= 7) {
+        const char *g = memchr(p + 4, 'g', (size_t)(end - p - 6));
+        if (!g)
+            return NULL;
+        if (memcmp(g - 4, "\"usage\"", 7) == 0)
+            return g - 4;
+        p = g - 3;
+    }
+    return NULL;
+}
+
 static bool has_usage_object(const char *ev, size_t n)
 {
     const char *p = ev, *end = ev + n;
-    while ((p = memmem(p, (size_t)(end - p), "\"usage\"", 7)) != NULL) {
+    while ((p = find_usage_key(p, end)) != NULL) {
         const char *q = p += 7;
         while (q < end && (*q == ' ' || *q == '\t'))
             q++;
@@ -151,6 +165,18 @@ static void record_openai(struct sse_filter *f, json_t *u)
         us->found = 1;
 }
 
+/* Raises *dst to the member's value; counts that are cumulative never go
+ * down, whatever order or subset of members an event repeats. */
+static bool raise_count(json_t *obj, const char *key, uint64_t *dst)
+{
+    uint64_t v;
+    if (!get_count(obj, key, &v))
+        return false;
+    if (v > *dst)
+        *dst = v;
+    return true;
+}
+
 /* Anthropic: message_start carries message.usage (input_tokens, and an
  * initial output_tokens); message_delta carries the cumulative output_tokens
  * (and, in newer API versions, input and cache counts too). */
@@ -163,10 +189,10 @@ static void record_anthropic(struct sse_filter *f, json_t *j)
     if (!json_is_object(u))
         return;
     bool any = false;
-    any |= get_count(u, "input_tokens", &us->prompt_tokens);
-    any |= get_count(u, "output_tokens", &us->completion_tokens);
-    (void)get_count(u, "cache_read_input_tokens", &us->cached_prompt_tokens);
-    (void)get_count(u, "cache_creation_input_tokens", &us->cache_creation_tokens);
+    any |= raise_count(u, "input_tokens", &us->prompt_tokens);
+    any |= raise_count(u, "output_tokens", &us->completion_tokens);
+    (void)raise_count(u, "cache_read_input_tokens", &us->cached_prompt_tokens);
+    (void)raise_count(u, "cache_creation_input_tokens", &us->cache_creation_tokens);
     if (any)
         us->found = 1;
 }

@@ -408,6 +408,23 @@ static void test_anthropic_usage_captured_and_never_stripped(void **state)
     free(crlf);
 }
 
+static void test_anthropic_later_delta_with_input_tokens_keeps_maximum(void **state)
+{
+    (void)state;
+    /* newer API versions repeat input and cache counts in message_delta;
+     * a delta that omits or zeroes them must not lose them */
+    char *in = cat(ANT_STREAM,
+                   "event: message_delta\n"
+                   "data: {\"type\":\"message_delta\",\"delta\":{},\"usage\":{\"input_tokens\":0,"
+                   "\"output_tokens\":20}}\n\n",
+                   NULL);
+    struct result r = check_all_splits(SSE_ANTHROPIC, 0, in, in);
+    assert_int_equal(r.usage.prompt_tokens, 25);
+    assert_int_equal(r.usage.completion_tokens, 20);
+    assert_int_equal(r.usage.cached_prompt_tokens, 11);
+    free(in);
+}
+
 static void test_anthropic_stream_cut_before_message_delta(void **state)
 {
     (void)state;
@@ -539,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_openai_usage_with_choices_or_bad_json_is_kept),
         cmocka_unit_test(test_openai_responses_api_usage),
         cmocka_unit_test(test_anthropic_usage_captured_and_never_stripped),
+        cmocka_unit_test(test_anthropic_later_delta_with_input_tokens_keeps_maximum),
         cmocka_unit_test(test_anthropic_stream_cut_before_message_delta),
         cmocka_unit_test(test_partial_event_held_until_blank_line_then_finish_flushes),
         cmocka_unit_test(test_oversized_event_fails_whole_and_split),
