@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/json.h"
 
 struct http_exchange;
 struct upstream_req;
@@ -23,7 +24,11 @@ struct llm_call {
     struct http_exchange *ex;
     enum llm_api api;
     const struct config_model *model;
-    json_t *body;                   /* the client's request, parsed */
+    struct json_span root;          /* the client's body (validated), in ex->req->body */
+    struct json_span jmodel;        /* "model" value */
+    struct json_span jstream_options; /* "stream_options" value, kind JS_NONE if absent */
+    struct json_span jinclude_usage;  /* stream_options.include_usage, if present */
+    json_t *body;                   /* DOM of the body, only when a mock needs it */
     int stream;                     /* client asked for SSE */
     int client_wants_usage;         /* stream_options.include_usage */
     int order[LLM_MAX_TARGETS];     /* target indexes, in attempt order */
@@ -69,5 +74,7 @@ void llm_call_release(struct llm_call *call);
 
 /* Estimated prompt tokens for the mock provider and budgets (bytes / 4). */
 uint64_t llm_estimate_prompt_tokens(const json_t *body);
+/* The body as a jansson DOM, parsed on first use (NULL on OOM). */
+json_t *llm_call_body(struct llm_call *call);
 
 #endif

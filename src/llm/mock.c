@@ -63,7 +63,7 @@ static void chat_full(struct llm_call *call)
     int rc = 0;
     for (uint32_t i = 0; i < n; i++)
         rc |= buf_append(&content, words[i % NWORDS], strlen(words[i % NWORDS]));
-    ex->tokens_in = llm_estimate_prompt_tokens(call->body);
+    ex->tokens_in = llm_estimate_prompt_tokens(llm_call_body(call));
     ex->tokens_out = n;
     rc |= buf_appendf(&b,
                       "{\"id\":\"chatcmpl-%s\",\"object\":\"chat.completion\",\"created\":%lld,"
@@ -170,8 +170,8 @@ static int stream_step(struct llm_call *call)
 static void embeddings(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
-    const json_t *input = json_object_get(call->body, "input");
-    json_t *dims = json_object_get(call->body, "dimensions");
+    const json_t *input = json_object_get(llm_call_body(call), "input");
+    json_t *dims = json_object_get(llm_call_body(call), "dimensions");
     size_t dim = json_is_integer(dims) && json_integer_value(dims) > 0 &&
                          json_integer_value(dims) <= 4096
                      ? (size_t)json_integer_value(dims)
@@ -205,7 +205,7 @@ static void embeddings(struct llm_call *call)
             rc |= buf_appendf(&b, "%s%.6f", d ? "," : "", norm > 0 ? v[d] / norm : 0.0);
         rc |= buf_append_lit(&b, "]}");
     }
-    ex->tokens_in = llm_estimate_prompt_tokens(call->body);
+    ex->tokens_in = llm_estimate_prompt_tokens(llm_call_body(call));
     rc |= buf_append_lit(&b, "],\"model\":");
     rc |= buf_append_json_string(&b, call->target->model, strlen(call->target->model));
     rc |= buf_appendf(&b, ",\"usage\":{\"prompt_tokens\":%llu,\"total_tokens\":%llu}}",
@@ -237,7 +237,7 @@ static void on_tick(uv_timer_t *t)
             llm_call_release(call);
             return;
         }
-        ex->tokens_in = llm_estimate_prompt_tokens(call->body);
+        ex->tokens_in = llm_estimate_prompt_tokens(llm_call_body(call));
         if (!call->stream) {
             timer_close(call);
             chat_full(call);

@@ -53,6 +53,13 @@ static int target_usable(enum llm_api api, const struct config_target *t)
     return p->kind == PROVIDER_OPENAI || p->kind == PROVIDER_MOCK;
 }
 
+json_t *llm_call_body(struct llm_call *call)
+{
+    if (!call->body)
+        call->body = json_loadb(call->root.p, call->root.len, 0, NULL);
+    return call->body;
+}
+
 uint64_t llm_estimate_prompt_tokens(const json_t *body)
 {
     uint64_t bytes = 0, items = 0;
@@ -182,20 +189,22 @@ static void scrub(buf_t *b, const char *secret)
 static void capture_usage_json(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
-    if (!memmem(call->resp.data, call->resp.len, "\"usage\"", 7))
+    struct json_span root, usage, v[2];
+    if (!call->resp.len || !memmem(call->resp.data, call->resp.len, "\"usage\"", 7))
         return;
-    json_t *j = json_loadb(call->resp.data, call->resp.len, 0, NULL);
-    if (!j)
+    if (json_validate(call->resp.data, call->resp.len, &root, NULL) < 0 ||
+        json_get(&root, "usage", &usage) != 1)
         return;
-    json_t *u = json_object_get(j, "usage");
-    const char *in = call->api == LLM_MESSAGES ? "input_tokens" : "prompt_tokens";
-    const char *out = call->api == LLM_MESSAGES ? "output_tokens" : "completion_tokens";
-    json_t *a = json_object_get(u, in), *b = json_object_get(u, out);
-    if (json_is_integer(a) && json_integer_value(a) >= 0)
-        ex->tokens_in = (uint64_t)json_integer_value(a);
-    if (json_is_integer(b) && json_integer_value(b) >= 0)
-        ex->tokens_out = (uint64_t)json_integer_value(b);
-    json_decref(j);
+    static const char *const openai_keys[] = {"prompt_tokens", "completion_tokens"};
+    static const char *const anthropic_keys[] = {"input_tokens", "output_tokens"};
+    if (json_lookup(&usage, call->api == LLM_MESSAGES ? anthropic_keys : openai_keys, 2, v,
+                    NULL) < 0)
+        return;
+    int64_t n;
+    if (json_int(&v[0], &n) == 0 && n >= 0)
+        ex->tokens_in = (uint64_t)n;
+    if (json_int(&v[1], &n) == 0 && n >= 0)
+        ex->tokens_out = (uint64_t)n;
 }
 
 /* ---- upstream callbacks ------------------------------------------------- */
@@ -327,40 +336,93 @@ static const struct upstream_callbacks up_cb = {
     .on_done = up_done,
 };
 
+struct splice {
+    size_t at;          /* offset in the original body */
+    size_t remove;      /* bytes of the original replaced */
+    const char *insert;
+    size_t insert_len;
+};
+
 /* The body this target gets: the client's bytes unchanged when possible,
- * else re-serialised with the upstream model name and usage reporting. */
+ * else the same bytes with the model value and usage reporting spliced in
+ * (no re-serialisation: key order, spacing and numbers stay as sent). */
 static int upstream_body(struct llm_call *call, const char **out, size_t *out_len)
 {
     struct http_exchange *ex = call->ex;
     const struct config_target *t = call->target;
+    const char *body = ex->req->body.data ? ex->req->body.data : "";
+    size_t len = ex->req->body.len;
     int rename = strcmp(t->model, call->model->name) != 0;
     int want_usage = call->api == LLM_CHAT && call->stream && !call->client_wants_usage;
     if (!rename && !want_usage) {
-        *out = arena_strndup(&ex->arena, ex->req->body.data ? ex->req->body.data : "",
-                             ex->req->body.len);
-        *out_len = ex->req->body.len;
-        return *out ? 0 : -1;
+        *out = body; /* the request outlives the attempt (ex holds it) */
+        *out_len = len;
+        return 0;
     }
-    json_t *copy = json_copy(call->body); /* shallow: only top-level keys change */
-    if (!copy)
-        return -1;
-    json_object_set_new(copy, "model", json_string(t->model));
+    struct splice sp[2];
+    int n = 0;
+    if (rename) {
+        buf_t q;
+        buf_init(&q, 4096);
+        if (buf_append_json_string(&q, t->model, strlen(t->model)) != 0) {
+            buf_free(&q);
+            return -1;
+        }
+        char *qs = arena_strndup(&ex->arena, q.data, q.len);
+        buf_free(&q);
+        if (!qs)
+            return -1;
+        sp[n++] = (struct splice){(size_t)(call->jmodel.p - body), call->jmodel.len, qs,
+                                  strlen(qs)};
+    }
     if (want_usage) {
-        json_t *so = json_object_get(call->body, "stream_options");
-        json_t *nso = json_is_object(so) ? json_deep_copy(so) : json_object();
-        json_object_set_new(nso, "include_usage", json_true());
-        json_object_set_new(copy, "stream_options", nso);
+        const struct json_span *so = &call->jstream_options;
+        static const char whole[] = ",\"stream_options\":{\"include_usage\":true}";
+        if (so->kind == JS_NONE) {
+            /* before the closing brace of the root object */
+            size_t at = (size_t)(call->root.p - body) + call->root.len - 1;
+            sp[n++] = (struct splice){at, 0, whole, sizeof(whole) - 1};
+        } else if (so->kind != JS_OBJECT) {
+            sp[n++] = (struct splice){(size_t)(so->p - body), so->len, whole + 18,
+                                      sizeof(whole) - 1 - 18};
+        } else if (call->jinclude_usage.kind != JS_NONE) {
+            sp[n++] = (struct splice){(size_t)(call->jinclude_usage.p - body),
+                                      call->jinclude_usage.len, "true", 4};
+        } else {
+            /* first member of stream_options; a comma unless it is empty */
+            const char *q = so->p + 1;
+            while (q < so->p + so->len && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+                q++;
+            int empty = *q == '}';
+            sp[n++] = (struct splice){(size_t)(so->p - body) + 1, 0,
+                                      empty ? "\"include_usage\":true" : "\"include_usage\":true,",
+                                      empty ? 20 : 21};
+        }
     }
-    size_t n = json_dumpb(copy, NULL, 0, JSON_COMPACT);
-    char *p = n ? arena_alloc(&ex->arena, n + 1) : NULL;
-    if (p)
-        json_dumpb(copy, p, n, JSON_COMPACT);
-    json_decref(copy);
+    if (n == 2 && sp[1].at < sp[0].at) {
+        struct splice tmp = sp[0];
+        sp[0] = sp[1];
+        sp[1] = tmp;
+    }
+    size_t total = len;
+    for (int i = 0; i < n; i++)
+        total = total - sp[i].remove + sp[i].insert_len;
+    char *p = arena_alloc(&ex->arena, total + 1);
     if (!p)
         return -1;
-    p[n] = '\0';
+    size_t from = 0, o = 0;
+    for (int i = 0; i < n; i++) {
+        memcpy(p + o, body + from, sp[i].at - from);
+        o += sp[i].at - from;
+        memcpy(p + o, sp[i].insert, sp[i].insert_len);
+        o += sp[i].insert_len;
+        from = sp[i].at + sp[i].remove;
+    }
+    memcpy(p + o, body + from, len - from);
+    o += len - from;
+    p[o] = '\0';
     *out = p;
-    *out_len = n;
+    *out_len = o;
     return 0;
 }
 
@@ -492,51 +554,57 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   "%s %s is not supported; use POST", req->method, req->path);
         return;
     }
-    json_error_t jerr;
-    json_t *body = json_loadb(req->body.data ? req->body.data : "", req->body.len, 0, &jerr);
-    if (!body) {
+    struct json_error jerr;
+    struct json_span root;
+    if (json_validate(req->body.data ? req->body.data : "", req->body.len, &root, &jerr) < 0) {
         llm_error(ex, 400, "invalid_request_error", "invalid_json", NULL,
-                  "the request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                  "the request body is not valid JSON: %s (line %u, column %u)", jerr.msg,
                   jerr.line, jerr.column);
         return;
     }
-    if (!json_is_object(body)) {
-        json_decref(body);
+    if (root.kind != JS_OBJECT) {
         llm_error(ex, 400, "invalid_request_error", "invalid_json", NULL,
                   "the request body must be a JSON object");
         return;
     }
-    json_t *jm = json_object_get(body, "model");
-    if (!json_is_string(jm)) {
-        json_decref(body);
-        llm_error(ex, 400, "invalid_request_error", "missing_model", "model",
-                  "you must provide a model parameter (a string)");
+    enum { K_MODEL, K_STREAM, K_STREAM_OPTIONS, K_MESSAGES, K_INPUT, K_COUNT };
+    static const char *const keys[K_COUNT] = {"model", "stream", "stream_options", "messages",
+                                              "input"};
+    struct json_span v[K_COUNT];
+    size_t dup = 0;
+    if (json_lookup(&root, keys, K_COUNT, v, &dup) < 0) {
+        llm_error(ex, 400, "invalid_request_error", "duplicate_key", keys[dup],
+                  "the request body has '%s' more than once", keys[dup]);
         return;
     }
-    ex->model = arena_strdup(&ex->arena, json_string_value(jm));
+    char model[256];
+    if (v[K_MODEL].kind != JS_STRING ||
+        json_string_decode(&v[K_MODEL], model, sizeof(model), NULL) < 0 || !model[0]) {
+        llm_error(ex, 400, "invalid_request_error", "missing_model", "model",
+                  "you must provide a model parameter (a non-empty string of at most 255 "
+                  "bytes)");
+        return;
+    }
+    ex->model = arena_strdup(&ex->arena, model);
     const struct config_model *m = config_find_model(ex->cfg, ex->model);
     if (!m) {
-        json_decref(body);
         llm_error(ex, 404, "invalid_request_error", "model_not_found", "model",
                   "the model '%.200s' does not exist or is not served by this gateway",
                   ex->model);
         return;
     }
-    if (api != LLM_EMBEDDINGS && !json_is_array(json_object_get(body, "messages"))) {
-        json_decref(body);
+    if (api != LLM_EMBEDDINGS && v[K_MESSAGES].kind != JS_ARRAY) {
         llm_error(ex, 400, "invalid_request_error", "invalid_messages", "messages",
                   "'messages' must be an array");
         return;
     }
-    if (api == LLM_EMBEDDINGS && !json_object_get(body, "input")) {
-        json_decref(body);
+    if (api == LLM_EMBEDDINGS && v[K_INPUT].kind == JS_NONE) {
         llm_error(ex, 400, "invalid_request_error", "missing_input", "input",
                   "you must provide an input parameter");
         return;
     }
     struct llm_call *call = arena_alloc(&ex->arena, sizeof(*call));
     if (!call) {
-        json_decref(body);
         llm_error(ex, 500, "server_error", NULL, NULL, "out of memory");
         return;
     }
@@ -544,17 +612,23 @@ static void begin(struct http_exchange *ex, enum llm_api api)
     call->ex = ex;
     call->api = api;
     call->model = m;
-    call->body = body;
+    call->root = root;
+    call->jmodel = v[K_MODEL];
+    call->jstream_options = v[K_STREAM_OPTIONS];
     if (api != LLM_EMBEDDINGS) {
-        call->stream = json_is_true(json_object_get(body, "stream"));
-        json_t *so = json_object_get(body, "stream_options");
-        call->client_wants_usage = json_is_true(json_object_get(so, "include_usage"));
+        call->stream = v[K_STREAM].kind == JS_TRUE;
+        if (v[K_STREAM_OPTIONS].kind == JS_OBJECT &&
+            json_get(&v[K_STREAM_OPTIONS], "include_usage", &call->jinclude_usage) < 0) {
+            llm_error(ex, 400, "invalid_request_error", "duplicate_key", "stream_options",
+                      "stream_options has 'include_usage' more than once");
+            return;
+        }
+        call->client_wants_usage = call->jinclude_usage.kind == JS_TRUE;
     }
     buf_init(&call->resp, RESP_MAX);
     buf_init(&call->out, RESP_MAX);
     order_targets(call);
     if (call->ntargets == 0) {
-        json_decref(body);
         buf_free(&call->resp);
         buf_free(&call->out);
         llm_error(ex, 503, "upstream_error", "no_provider", "model",
