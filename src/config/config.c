@@ -57,6 +57,8 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < cfg->nmodels; i++)
         free_model(&cfg->models[i]);
     free(cfg->models);
+    free(cfg->providers_by_name);
+    free(cfg->models_by_name);
     free(cfg);
 }
 
@@ -95,24 +97,55 @@ void config_errors_free(struct config_errors *errs)
     errs->count = 0;
 }
 
+/* Both index element types start with `char *name`. */
+static int by_name_cmp(const void *a, const void *b)
+{
+    return strcmp(**(char *const *const *)a, **(char *const *const *)b);
+}
+
+static int by_name_find(const void *key, const void *elem)
+{
+    return strcmp(key, **(char *const *const *)elem);
+}
+
+/* Sorted pointer indexes for the lookups; -1 when out of memory. */
+static int build_indexes(struct config *cfg)
+{
+    if (cfg->nproviders > 0) {
+        cfg->providers_by_name = malloc(cfg->nproviders * sizeof *cfg->providers_by_name);
+        if (cfg->providers_by_name == NULL)
+            return -1;
+        for (size_t i = 0; i < cfg->nproviders; i++)
+            cfg->providers_by_name[i] = &cfg->providers[i];
+        qsort(cfg->providers_by_name, cfg->nproviders, sizeof *cfg->providers_by_name, by_name_cmp);
+    }
+    if (cfg->nmodels > 0) {
+        cfg->models_by_name = malloc(cfg->nmodels * sizeof *cfg->models_by_name);
+        if (cfg->models_by_name == NULL)
+            return -1;
+        for (size_t i = 0; i < cfg->nmodels; i++)
+            cfg->models_by_name[i] = &cfg->models[i];
+        qsort(cfg->models_by_name, cfg->nmodels, sizeof *cfg->models_by_name, by_name_cmp);
+    }
+    return 0;
+}
+
 const struct config_model *config_find_model(const struct config *c, const char *name)
 {
-    if (c == NULL || name == NULL)
+    if (c == NULL || name == NULL || c->models_by_name == NULL)
         return NULL;
-    for (size_t i = 0; i < c->nmodels; i++)
-        if (strcmp(c->models[i].name, name) == 0)
-            return &c->models[i];
-    return NULL;
+    struct config_model **hit =
+        bsearch(name, c->models_by_name, c->nmodels, sizeof *c->models_by_name, by_name_find);
+    return hit != NULL ? *hit : NULL;
 }
 
 const struct config_provider *config_find_provider(const struct config *c, const char *name)
 {
-    if (c == NULL || name == NULL)
+    if (c == NULL || name == NULL || c->providers_by_name == NULL)
         return NULL;
-    for (size_t i = 0; i < c->nproviders; i++)
-        if (strcmp(c->providers[i].name, name) == 0)
-            return &c->providers[i];
-    return NULL;
+    struct config_provider **hit = bsearch(name, c->providers_by_name, c->nproviders,
+                                           sizeof *c->providers_by_name, by_name_find);
+    return hit != NULL ? *hit : NULL;
 }
 
 const char *config_provider_kind_name(enum provider_kind kind)
@@ -170,12 +203,52 @@ static void syntax_error(struct cfg_ctx *c, const yaml_parser_t *parser, const c
         cfg_error_at(c, line, "invalid YAML: %s", problem);
 }
 
+/* Streams the events once before loading: reports syntax errors, and refuses
+ * deep nesting before libyaml's scanner (quadratic in the flow depth) and the
+ * document loader spend time and memory on it. */
+static int check_events(struct cfg_ctx *c, const char *yaml, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0, rc = 0;
+
+    if (!yaml_parser_initialize(&parser)) {
+        c->oom = 1;
+        return -1;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    for (;;) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            syntax_error(c, &parser, yaml, len);
+            rc = -1;
+            break;
+        }
+        yaml_event_type_t type = ev.type;
+        if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+            if (++depth > CONFIG_MAX_DEPTH) {
+                cfg_error_at(c, (unsigned)ev.start_mark.line + 1, "nested deeper than %d levels",
+                             CONFIG_MAX_DEPTH);
+                rc = -1;
+            }
+        } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+            depth--;
+        }
+        yaml_event_delete(&ev);
+        if (rc < 0 || type == YAML_STREAM_END_EVENT)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
 /* Parses the one document in yaml and builds c->cfg from it. */
 static void parse_and_build(struct cfg_ctx *c, const char *yaml, size_t len)
 {
     yaml_parser_t parser;
     yaml_document_t doc, extra;
 
+    if (check_events(c, yaml, len) < 0)
+        return;
     if (!yaml_parser_initialize(&parser)) {
         c->oom = 1;
         return;
@@ -249,6 +322,10 @@ struct config *config_load_string(const char *name, const char *yaml, size_t len
 
     free(c->provider_ix);
     free(c->dir);
+    if (c->nerrors == 0 && !c->oom && build_indexes(c->cfg) < 0) {
+        c->oom = 1;
+        cfg_error_at(c, 0, "out of memory while loading the configuration");
+    }
     if (c->nerrors > 0 || c->oom) {
         config_free(c->cfg);
         return NULL;

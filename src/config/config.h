@@ -98,6 +98,10 @@ struct config {
     size_t nproviders;
     struct config_model *models;
     size_t nmodels;
+    /* Private to src/config: the same entries sorted by name, so that
+     * config_find_* are binary searches. Use the lookups, not these. */
+    struct config_provider **providers_by_name;
+    struct config_model **models_by_name;
 };
 
 /* One validation error; errors are collected, not stopped at. */

@@ -12,6 +12,8 @@
 #include "config/config.h"
 
 #define CONFIG_MAX_ERRORS 100
+/* Deepest nesting of lists and mappings accepted in a document. */
+#define CONFIG_MAX_DEPTH 128
 /* Work cap on nodes visited, so aliases cannot blow up a walk. */
 #define CONFIG_MAX_VISITS 1000000L
 

@@ -218,6 +218,24 @@ static void test_alias_bomb_is_bounded(void **state)
                "t.yaml:1: providers[0]: merge key (<<) refers to a mapping that contains it\n");
 }
 
+static void test_deep_nesting_is_refused_quickly(void **state)
+{
+    /* libyaml's scanner is quadratic in flow depth: this must stop at 128. */
+    size_t n = 200000;
+    char *yaml = malloc(2 * n + 16);
+    size_t len = (size_t)sprintf(yaml, "listen: 1\nx: ");
+    memset(yaml + len, '[', n);
+    memset(yaml + len + n, ']', n);
+    len += 2 * n;
+    struct config_errors errs;
+    assert_null(config_load_string("t.yaml", yaml, len, &errs));
+    char *text = errors_text(&errs);
+    assert_string_equal(text, "t.yaml:2: nested deeper than 128 levels\n");
+    free(text);
+    config_errors_free(&errs);
+    free(yaml);
+}
+
 static void test_missing_file(void **state)
 {
     struct config_errors errs;
@@ -286,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_error_count_is_capped),
         cmocka_unit_test(test_control_characters_do_not_break_lines),
         cmocka_unit_test(test_alias_bomb_is_bounded),
+        cmocka_unit_test(test_deep_nesting_is_refused_quickly),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_file_over_4mib_is_refused),
         cmocka_unit_test(test_errs_are_overwritten_not_appended),
