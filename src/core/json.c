@@ -78,11 +78,33 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
+/* Non-zero when one of the 8 bytes in x needs attention inside a string: a
+ * quote, a backslash, a control character or a non-ASCII byte. */
+static inline uint64_t plain8(uint64_t x)
+{
+    uint64_t quote = x ^ (ONES * '"');
+    uint64_t bslash = x ^ (ONES * '\\');
+    uint64_t zero_q = (quote - ONES) & ~quote;
+    uint64_t zero_b = (bslash - ONES) & ~bslash;
+    uint64_t ctrl = (x - ONES * 0x20) & ~x;
+    return (zero_q | zero_b | ctrl | x) & HIGHS;
+}
+
 static int scan_string(struct scan *sc)
 {
     sc->cur++; /* opening quote */
     for (;;) {
-        /* fast path over plain ASCII */
+        /* fast path over plain ASCII, eight bytes at a time */
+        while (sc->end - sc->cur >= 8) {
+            uint64_t x;
+            memcpy(&x, sc->cur, 8);
+            if (plain8(x))
+                break;
+            sc->cur += 8;
+        }
         while (sc->cur < sc->end && *sc->cur >= 0x20 && *sc->cur < 0x80 && *sc->cur != '"' &&
                *sc->cur != '\\')
             sc->cur++;
