@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("PORTCULLIS_BIN") or REPO / "build" / "portcullis")
 KEY_ENV = "PORTCULLIS_TEST_UPSTREAM_KEY"
 CLIENT_KEY = "sk-client-not-a-provider-key"
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def free_port() -> int:
@@ -277,6 +278,14 @@ def start_gateway(request, tmp_path, upstream_key):
         gw.stop()
     if died:
         pytest.fail(f"gateway process died during the test: {died}", pytrace=False)
+    # With a sanitizer build ($PORTCULLIS_BIN from build-asan) its reports fail the test.
+    reports = [
+        gw.name
+        for gw in gateways
+        if any(m in gw.stderr() for m in SANITIZER_MARKS)
+    ]
+    if reports:
+        pytest.fail(f"sanitizer report in the log of {reports}", pytrace=False)
     # Under an ASan/UBSan build (make integration-asan) a memory error or leak is
     # reported on stderr; it fails the test even when the answers looked right.
     for gw in gateways:

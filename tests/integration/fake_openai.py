@@ -74,6 +74,14 @@ class Behaviour:
     content: str = DEFAULT_CONTENT  # the answer text; streams send one word per chunk
     retry_after: str | None = None  # Retry-After header on error answers
     hold_timeout_s: float = 20.0  # a hold or hang gives up after this long
+    raw_body: bytes | None = None  # answer 200 with exactly these bytes (e.g. broken JSON)
+    ignore_include_usage: bool = False  # streams: never send the usage chunk (like some servers)
+    # stream framing: events re-cut into HTTP chunks of write_size bytes (split
+    # anywhere, even inside an event), or all sent in one write at the end, and
+    # the SSE line terminator ("\r\n" is allowed by the SSE spec)
+    write_size: int | None = None
+    coalesce: bool = False
+    sse_newline: str = "\n"
 
 
 class RecordedRequest:
@@ -185,6 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         rec = RecordedRequest(self.command, self.path, list(self.headers.items()), body)
         behaviour = up._take_behaviour()
+        self._behaviour = behaviour
+        self._pending = b""
         up._record(rec)
         anthropic = path.endswith("/messages")
 
@@ -201,6 +211,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if behaviour.status:
             self._error(behaviour.status, behaviour, anthropic)
+            rec.finished.set()
+            return
+        if behaviour.raw_body is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(behaviour.raw_body)))
+            self.end_headers()
+            self.wfile.write(behaviour.raw_body)
             rec.finished.set()
             return
 
@@ -279,10 +297,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
     def _chunk(self, data: bytes):
-        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-        self.wfile.flush()
+        b = self._behaviour
+        if b.sse_newline != "\n":
+            data = data.replace(b"\n", b.sse_newline.encode())
+        if b.coalesce:
+            self._pending += data
+            return
+        step = b.write_size or len(data)
+        for i in range(0, len(data), step):
+            piece = data[i : i + step]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.flush()
+            if b.write_size:
+                time.sleep(0.002)  # separate TCP segments, separate reads upstream
 
     def _end_stream(self):
+        if self._pending:
+            data, self._pending = self._pending, b""
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -345,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
 
         opts = req.get("stream_options") or {}
-        include_usage = bool(opts.get("include_usage"))
+        include_usage = bool(opts.get("include_usage")) and not behaviour.ignore_include_usage
 
         def event(choices, with_usage=None):
             chunk = {

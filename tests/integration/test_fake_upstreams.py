@@ -207,3 +207,32 @@ def test_stop_ends_hanging_requests():
     fake.stop()
     s.settimeout(5)
     assert s.recv(100) == b""
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [{"write_size": 7}, {"coalesce": True}, {"sse_newline": "\r\n"}],
+    ids=["split-7-bytes", "one-write", "crlf"],
+)
+def test_stream_framing_variants_still_parse(up, framing):
+    up.set(**framing)
+    chunks = list(
+        sdk(up).chat.completions.create(
+            model="m", messages=[], stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == DEFAULT_CONTENT
+    assert chunks[-1].usage is not None
+
+
+def test_raw_body_and_ignore_include_usage(up):
+    up.push(raw_body=b'{"id": "x", "object": "chat.comp')
+    r = httpx.post(up.base_url + "/chat/completions", json={"model": "m", "messages": []})
+    assert r.status_code == 200 and r.content == b'{"id": "x", "object": "chat.comp'
+    up.set(ignore_include_usage=True)
+    chunks = list(
+        sdk(up).chat.completions.create(
+            model="m", messages=[], stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert all(c.choices for c in chunks)
