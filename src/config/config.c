@@ -132,8 +132,15 @@ static int build_indexes(struct config *cfg)
 
 const struct config_model *config_find_model(const struct config *c, const char *name)
 {
-    if (c == NULL || name == NULL || c->models_by_name == NULL)
+    if (c == NULL || name == NULL)
         return NULL;
+    if (c->models_by_name == NULL) {
+        /* A snapshot assembled by hand (tests): no index, scan. */
+        for (size_t i = 0; i < c->nmodels; i++)
+            if (c->models[i].name != NULL && strcmp(c->models[i].name, name) == 0)
+                return &c->models[i];
+        return NULL;
+    }
     struct config_model **hit =
         bsearch(name, c->models_by_name, c->nmodels, sizeof *c->models_by_name, by_name_find);
     return hit != NULL ? *hit : NULL;
@@ -141,8 +148,14 @@ const struct config_model *config_find_model(const struct config *c, const char 
 
 const struct config_provider *config_find_provider(const struct config *c, const char *name)
 {
-    if (c == NULL || name == NULL || c->providers_by_name == NULL)
+    if (c == NULL || name == NULL)
         return NULL;
+    if (c->providers_by_name == NULL) {
+        for (size_t i = 0; i < c->nproviders; i++)
+            if (c->providers[i].name != NULL && strcmp(c->providers[i].name, name) == 0)
+                return &c->providers[i];
+        return NULL;
+    }
     struct config_provider **hit = bsearch(name, c->providers_by_name, c->nproviders,
                                            sizeof *c->providers_by_name, by_name_find);
     return hit != NULL ? *hit : NULL;

@@ -99,7 +99,8 @@ struct config {
     struct config_model *models;
     size_t nmodels;
     /* Private to src/config: the same entries sorted by name, so that
-     * config_find_* are binary searches. Use the lookups, not these. */
+     * config_find_* are binary searches. Use the lookups, not these. A
+     * snapshot built by hand (tests) may leave them NULL: lookups then scan. */
     struct config_provider **providers_by_name;
     struct config_model **models_by_name;
 };

@@ -269,6 +269,44 @@ static void test_quoted_numbers_are_accepted(void **state)
     config_unref(c);
 }
 
+static void test_lookups_on_a_hand_built_snapshot(void **state)
+{
+    /* Other modules' tests assemble a config without the loader. */
+    struct config_provider providers[1] = {{.name = "p", .kind = PROVIDER_MOCK}};
+    struct config_target target = {.provider = &providers[0], .model = "m"};
+    struct config_model models[2] = {{.name = "a", .targets = &target, .ntargets = 1},
+                                     {.name = "b", .targets = &target, .ntargets = 1}};
+    struct config c = {.providers = providers, .nproviders = 1, .models = models, .nmodels = 2};
+    assert_ptr_equal(config_find_model(&c, "b"), &models[1]);
+    assert_ptr_equal(config_find_provider(&c, "p"), &providers[0]);
+    assert_null(config_find_model(&c, "c"));
+}
+
+static void test_lookups_find_every_entry(void **state)
+{
+    char yaml[8192];
+    size_t len = (size_t)snprintf(yaml, sizeof yaml, "providers:\n");
+    for (int i = 0; i < 50; i++)
+        len += (size_t)snprintf(yaml + len, sizeof yaml - len, "  - {name: p%02d, kind: mock}\n",
+                                49 - i);
+    len += (size_t)snprintf(yaml + len, sizeof yaml - len, "models:\n");
+    for (int i = 0; i < 50; i++)
+        len += (size_t)snprintf(yaml + len, sizeof yaml - len,
+                                "  - {name: m%02d, targets: [p%02d]}\n", (i * 7) % 50, i);
+    struct config *c = load_ok(yaml);
+    char name[8];
+    for (int i = 0; i < 50; i++) {
+        snprintf(name, sizeof name, "p%02d", i);
+        assert_ptr_equal(config_find_provider(c, name), &c->providers[49 - i]);
+        snprintf(name, sizeof name, "m%02d", (i * 7) % 50);
+        assert_ptr_equal(config_find_model(c, name), &c->models[i]);
+    }
+    assert_null(config_find_model(c, "m50"));
+    assert_null(config_find_model(c, ""));
+    assert_null(config_find_provider(c, "p"));
+    config_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +322,8 @@ int main(void)
         cmocka_unit_test(test_x_keys_and_merge_keys),
         cmocka_unit_test(test_errs_may_be_null),
         cmocka_unit_test(test_quoted_numbers_are_accepted),
+        cmocka_unit_test(test_lookups_on_a_hand_built_snapshot),
+        cmocka_unit_test(test_lookups_find_every_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
