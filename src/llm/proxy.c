@@ -186,25 +186,28 @@ static void scrub(buf_t *b, const char *secret)
     }
 }
 
-static void capture_usage_json(struct llm_call *call)
+/* Checks a successful buffered answer and reads its token usage. -1 when
+ * it is not a JSON object: the client must not get it as a success. */
+static int check_answer(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
     struct json_span root, usage, v[2];
-    if (!call->resp.len || !memmem(call->resp.data, call->resp.len, "\"usage\"", 7))
-        return;
-    if (json_validate(call->resp.data, call->resp.len, &root, NULL) < 0 ||
-        json_get(&root, "usage", &usage) != 1)
-        return;
+    if (json_validate(call->resp.data ? call->resp.data : "", call->resp.len, &root, NULL) < 0 ||
+        root.kind != JS_OBJECT)
+        return -1;
+    if (json_get(&root, "usage", &usage) != 1)
+        return 0;
     static const char *const openai_keys[] = {"prompt_tokens", "completion_tokens"};
     static const char *const anthropic_keys[] = {"input_tokens", "output_tokens"};
     if (json_lookup(&usage, call->api == LLM_MESSAGES ? anthropic_keys : openai_keys, 2, v,
                     NULL) < 0)
-        return;
+        return 0;
     int64_t n;
     if (json_int(&v[0], &n) == 0 && n >= 0)
         ex->tokens_in = (uint64_t)n;
     if (json_int(&v[1], &n) == 0 && n >= 0)
         ex->tokens_out = (uint64_t)n;
+    return 0;
 }
 
 /* ---- upstream callbacks ------------------------------------------------- */
@@ -319,11 +322,14 @@ static void up_done(void *ud, enum upstream_result res, const char *msg)
         llm_call_attempt_failed(call, 2, res == UPSTREAM_ETIMEDOUT, msg);
         return;
     }
+    if (call->status >= 200 && call->status < 300 && check_answer(call) < 0) {
+        call->committed = 0;
+        llm_call_attempt_failed(call, 2, 0, "upstream answered 2xx with a body that is not JSON");
+        return;
+    }
     metrics_upstream_attempt(w->metrics, w->id, call->target->provider->name,
                              call->status >= 500 ? "status_5xx"
                              : call->status == 429 ? "status_429" : "ok");
-    if (call->status >= 200 && call->status < 300)
-        capture_usage_json(call);
     scrub(&call->resp, call->target->provider->api_key);
     http_respond(ex, (int)call->status, call->content_type, call->resp.data ? call->resp.data : "",
                  call->resp.len);

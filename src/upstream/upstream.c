@@ -236,7 +236,9 @@ static void req_release(struct upstream_req *r)
     struct upstream *u = r->u;
     curl_multi_remove_handle(u->multi, r->easy);
     if (u->nfree < FREE_EASY_MAX) {
-        curl_easy_reset(r->easy);
+        /* kept with its fixed options; upstream_start sets the rest again */
+        curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, NULL);
+        curl_easy_setopt(r->easy, CURLOPT_PRIVATE, NULL);
         u->free_easy[u->nfree++] = r->easy;
     } else {
         curl_easy_cleanup(r->easy);
@@ -291,6 +293,22 @@ static void check_done(struct upstream *u)
     }
 }
 
+/* A fresh handle with the options every transfer shares. */
+static CURL *easy_new(void)
+{
+    CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
+    return e;
+}
+
 struct upstream_req *upstream_start(struct upstream *u, const struct upstream_opts *o,
                                     const struct upstream_callbacks *cb, void *ud)
 {
@@ -300,31 +318,24 @@ struct upstream_req *upstream_start(struct upstream *u, const struct upstream_op
     r->u = u;
     r->cb = *cb;
     r->ud = ud;
-    r->easy = u->nfree ? u->free_easy[--u->nfree] : curl_easy_init();
+    r->easy = u->nfree ? u->free_easy[--u->nfree] : easy_new();
     if (!r->easy)
         goto fail;
     CURL *e = r->easy;
     curl_easy_setopt(e, CURLOPT_URL, o->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, NULL);
-    if (o->timeout_ms)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
-    if (o->connect_timeout_ms)
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)o->connect_timeout_ms);
     if (strcmp(o->method, "POST") == 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL);
         curl_easy_setopt(e, CURLOPT_POST, 1L);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body ? o->body : "");
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-    } else if (strcmp(o->method, "GET") != 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
+    } else {
+        curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(o->method, "GET") ? o->method : NULL);
     }
     /* no "Expect: 100-continue" round trip on large bodies */
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
