@@ -272,13 +272,14 @@ static int body_wants_stream(const char *b, size_t n)
     return 0;
 }
 
-/* Answers every complete request in the buffer, stopping while an SSE answer is in flight. */
-static void process(conn_t *c)
+/* Answers every complete request in data[0..len), stopping while an SSE answer is in flight.
+ * Returns how many bytes were consumed; the caller keeps the rest. */
+static size_t process_bytes(conn_t *c, char *data, size_t len)
 {
     size_t off = 0;
-    while (!c->closing && c->streaming == 0 && off < c->len) {
-        char *p = c->buf + off;
-        size_t n = c->len - off;
+    while (!c->closing && c->streaming == 0 && off < len) {
+        char *p = data + off;
+        size_t n = len - off;
         const char *hend = find_crlfcrlf(p, n);
         if (hend == NULL)
             break;
@@ -292,7 +293,7 @@ static void process(conn_t *c)
             char *tmp = malloc(n - hlen + 1);
             if (tmp == NULL) {
                 conn_close(c);
-                return;
+                return off;
             }
             memcpy(tmp, body, n - hlen);
             long used = dechunk(tmp, n - hlen, &body_len);
@@ -303,7 +304,7 @@ static void process(conn_t *c)
             if (used < 0) {
                 free(tmp);
                 conn_close(c);
-                return;
+                return off;
             }
             int st = body_wants_stream(tmp, body_len);
             free(tmp);
@@ -321,7 +322,7 @@ static void process(conn_t *c)
         total = hlen + body_len;
         if (total > MAX_REQUEST) {
             conn_close(c);
-            return;
+            return off;
         }
         if (n < total)
             break;
@@ -332,18 +333,59 @@ static void process(conn_t *c)
         else
             send_static(c, g.json_resp, g.json_resp_len);
     }
-    if (off > 0 && !c->closing) {
-        memmove(c->buf, c->buf + off, c->len - off);
-        c->len -= off;
+    return off;
+}
+
+/* Keeps data[0..len) in the connection's own buffer for the next read. */
+static int keep_bytes(conn_t *c, const char *data, size_t len)
+{
+    if (len > MAX_REQUEST)
+        return -1;
+    if (c->cap < len) {
+        size_t ncap = len < 65536 ? 65536 : len;
+        char *nb = realloc(c->buf, ncap);
+        if (nb == NULL)
+            return -1;
+        c->buf = nb;
+        c->cap = ncap;
+    }
+    memmove(c->buf, data, len);
+    c->len = len;
+    return 0;
+}
+
+/* Answers what the connection's own buffer holds; frees the buffer once it is empty so idle
+ * connections cost little. */
+static void process(conn_t *c)
+{
+    if (c->len == 0)
+        return;
+    size_t used = process_bytes(c, c->buf, c->len);
+    if (c->closing)
+        return;
+    memmove(c->buf, c->buf + used, c->len - used);
+    c->len -= used;
+    if (c->len == 0) {
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
     }
 }
+
+/* Reads land in one shared buffer while a connection has nothing pending (the common case: one
+ * whole request per read); a connection with a partial request reads into its own buffer. */
+static char shared_buf[256 * 1024];
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     conn_t *c = h->data;
     (void)suggested;
+    if (c->len == 0) {
+        *out = uv_buf_init(shared_buf, sizeof(shared_buf));
+        return;
+    }
     if (c->cap - c->len < 16384) {
-        size_t ncap = c->cap ? c->cap * 2 : 65536;
+        size_t ncap = c->cap * 2;
         char *nb = ncap <= MAX_REQUEST * 2 ? realloc(c->buf, ncap) : NULL;
         if (nb == NULL) {
             *out = uv_buf_init(NULL, 0);
@@ -358,9 +400,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
     conn_t *c = s->data;
-    (void)b;
     if (nread < 0) {
         conn_close(c);
+        return;
+    }
+    if (nread == 0)
+        return;
+    if (b->base == shared_buf) {
+        size_t used = process_bytes(c, shared_buf, (size_t)nread);
+        if (!c->closing && used < (size_t)nread &&
+            keep_bytes(c, shared_buf + used, (size_t)nread - used) < 0)
+            conn_close(c);
         return;
     }
     c->len += (size_t)nread;
