@@ -438,3 +438,62 @@ def test_tls_termination(start_gateway, cert):
     assert gw.alive()
     with httpx.Client(base_url=gw.url, verify=ctx, timeout=20) as h:
         assert h.get("/v1/models").status_code == 200
+
+
+def test_reload_storm_under_load_drops_nothing(start_gateway, fake):
+    cfg = upstream_config(fake)
+    gw = start_gateway(cfg)
+    stop = threading.Event()
+    failures, done = [], [0]
+
+    def load():
+        client = gw.client()
+        while not stop.is_set():
+            try:
+                if done[0] % 3:
+                    r = client.chat.completions.create(model="chat", messages=MSGS)
+                    assert r.choices[0].message.content == DEFAULT_CONTENT
+                else:
+                    chunks = list(client.chat.completions.create(model="mock-1", messages=MSGS, stream=True))
+                    assert chunks
+                done[0] += 1
+            except Exception as e:
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            cfg["models"] = [m for m in cfg["models"] if not m["name"].startswith("extra-")]
+            cfg["models"].append(model(f"extra-{i}", target("mock")))
+            gw.reload(cfg)
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not failures, failures[:5]
+    assert done[0] > 0 and gw.alive()
+    wait_until(lambda: model_status(gw, "extra-19") == 200, what="the last reload")
+    assert model_status(gw, "extra-18") == 404
+
+
+def test_metrics_count_upstream_calls_and_tokens(start_gateway, fake):
+    gw = start_gateway(upstream_config(fake))
+    client = gw.client()
+    client.chat.completions.create(model="chat", messages=MSGS)
+    list(client.chat.completions.create(model="chat", messages=MSGS, stream=True))
+    with gw.http() as h:
+        text = h.get("/metrics").text
+    samples = parse_metrics(text)
+    count = sum(v for n, labels, v in samples if n == "portcullis_upstream_duration_seconds_count")
+    assert count >= 2, text
+    words = len(DEFAULT_CONTENT.split())
+    out = sum(
+        v for n, labels, v in samples
+        if n == "portcullis_tokens_total" and "out" in labels and 'model="chat"' in labels
+    )
+    assert out == 2 * words, [s for s in samples if s[0] == "portcullis_tokens_total"]
+    inflight = [v for n, _, v in samples if n == "portcullis_requests_in_flight"]
+    assert inflight and sum(inflight) <= 1  # only the /metrics request itself
