@@ -144,12 +144,76 @@ MALFORMED = {
     "negative-content-length": (
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
     ),
+    "plus-signed-content-length": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}"
+    ),
+    "two-transfer-encoding-headers": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + SMUGGLED
+    ),
+    "chunk-size-overflow": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"10000000000000000000001\r\n"
+    ),
+    "chunk-longer-than-its-size": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\n{}XX\r\n0\r\n\r\n"
+    ),
+    "bare-lf-after-chunk-size": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\n{}\r\n0\r\n\r\n"
+    ),
+    "nul-in-header-value": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "header-without-colon": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
+    "empty-header-name": b"GET /v1/models HTTP/1.1\r\nHost: x\r\n: v\r\n\r\n",
+    "missing-host-http11": b"GET /v1/models HTTP/1.1\r\n\r\n",
+    "two-host-headers": b"GET /v1/models HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    "space-in-request-target": b"GET /v1/mo dels HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+# Shapes where more than one status is right, but the connection must close.
+REFUSED = {
+    "transfer-encoding-gzip-chunked": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n"
+        b"\r\n0\r\n\r\n" + SMUGGLED,
+        (400, 501),
+    ),
+    "chunked-not-last": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n"
+        b"\r\n0\r\n\r\n" + SMUGGLED,
+        (400, 501),
+    ),
+    "http-2.0-request-line": (b"GET /v1/models HTTP/2.0\r\nHost: x\r\n\r\n", (400, 505)),
+    "content-length-huge": (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 99999999999999999999999\r\n\r\n{}",
+        (400, 413),
+    ),
 }
 
 
 @pytest.mark.parametrize("data", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_request_is_400_and_closed(gw, data):
     assert_rejected_and_closed(gw, data, 400)
+
+
+@pytest.mark.parametrize("data,statuses", REFUSED.values(), ids=REFUSED.keys())
+def test_refused_framing_is_answered_and_closed(gw, data, statuses):
+    r, after = exchange(gw, data)
+    assert r.status in statuses, (r.status, r.body)
+    assert after == b"", f"connection open or more bytes after the refusal: {after!r}"
+
+
+def test_chunk_extensions_and_trailers_are_accepted(gw):
+    body = chat_body("ext")
+    data = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"%x;name=value\r\n%s\r\n0\r\nX-Trailer: 1\r\n\r\n" % (len(body), body)
+    )
+    with Conn(gw.port) as c:
+        c.send(data + GOOD)
+        assert c.read_response().status == 200
+        assert c.read_response().status == 200  # framing stayed in step
 
 
 def test_chunked_request_body_is_accepted(gw):
