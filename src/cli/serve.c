@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "llm/llm.h"
 #include "telemetry/metrics.h"
 #include "upstream/upstream.h"
@@ -24,6 +25,7 @@ struct runtime {
     const char *config_path;
     struct config *cfg;             /* newest snapshot (main thread's ref) */
     struct metrics *metrics;
+    struct tls_ctx *tls;            /* main listener's certificate, or NULL */
     struct worker *workers;
     unsigned nworkers;
     atomic_uint exited;             /* workers whose loops have ended */
@@ -144,7 +146,7 @@ static int worker_setup(struct runtime *rt, struct worker *w, unsigned id)
     w->upstream = upstream_new(&w->loop);
     if (!w->upstream)
         return UV_ENOMEM;
-    return http_server_start(w, NULL, route, rt->cfg->listen.host, rt->cfg->listen.port);
+    return http_server_start(w, rt->tls, route, rt->cfg->listen.host, rt->cfg->listen.port);
 }
 
 /* ---- main thread: signals, reload, drain ------------------------------- */
@@ -260,6 +262,14 @@ int serve_main(const char *config_path)
         log_msg(LOG_ERROR, NULL, "out of memory");
         return 1;
     }
+    if (rt.cfg->tls.cert_file) {
+        char err[256];
+        rt.tls = tls_ctx_new(rt.cfg->tls.cert_file, rt.cfg->tls.key_file, err, sizeof(err));
+        if (!rt.tls) {
+            log_msg(LOG_ERROR, NULL, "TLS: %s", err);
+            return 1;
+        }
+    }
     rt.loop = uv_default_loop();
     int rc = 0;
     unsigned started = 0;
@@ -286,8 +296,9 @@ int serve_main(const char *config_path)
     rt.deadline.data = &rt;
     for (unsigned i = 0; i < rt.nworkers; i++)
         uv_thread_create(&rt.workers[i].thread, worker_thread, &rt.workers[i]);
-    log_msg(LOG_INFO, NULL, "portcullis listening on %s:%u with %u workers (config %s)",
-            rt.cfg->listen.host, rt.cfg->listen.port, rt.nworkers, config_path);
+    log_msg(LOG_INFO, NULL, "portcullis listening on %s://%s:%u with %u workers (config %s)",
+            rt.tls ? "https" : "http", rt.cfg->listen.host, rt.cfg->listen.port, rt.nworkers,
+            config_path);
 
     uv_run(rt.loop, UV_RUN_DEFAULT);
 
@@ -305,6 +316,8 @@ int serve_main(const char *config_path)
     log_msg(LOG_INFO, NULL, "drained; exiting");
     free(rt.workers);
     metrics_free(rt.metrics);
+    if (rt.tls)
+        tls_ctx_free(rt.tls);
     config_unref(rt.cfg);
     uv_loop_close(rt.loop);
     upstream_global_cleanup();

@@ -24,6 +24,8 @@ void arena_init(arena_t *a, size_t block_size)
 
 static struct arena_block *block_new(size_t size)
 {
+    if (size > SIZE_MAX - sizeof(struct arena_block))
+        return NULL;
     struct arena_block *b = malloc(sizeof(*b) + size);
     if (!b)
         return NULL;

@@ -93,6 +93,7 @@ void buf_free(buf_t *b)
 int buf_append_json_string(buf_t *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    size_t before = b->len;
     int rc = buf_reserve(b, len + 2);
     if (rc)
         return rc;
@@ -115,13 +116,15 @@ int buf_append_json_string(buf_t *b, const char *s, size_t len)
                 n = 6;
             }
         }
-        if (n) {
-            if ((rc = buf_append(b, esc, n)))
-                return rc;
-        } else {
-            if ((rc = buf_append(b, &s[i], 1)))
-                return rc;
-        }
+        rc = n ? buf_append(b, esc, n) : buf_append(b, &s[i], 1);
+        if (rc)
+            goto fail;
     }
-    return buf_append(b, "\"", 1);
+    if ((rc = buf_append(b, "\"", 1)) == 0)
+        return 0;
+fail:
+    /* all or nothing, like every buf_* append */
+    b->len = before;
+    b->data[before] = '\0';
+    return rc;
 }

@@ -51,8 +51,12 @@ void log_line_str(buf_t *b, const char *key, const char *val, size_t len)
 {
     if (!val)
         return;
-    if (buf_appendf(b, ",\"%s\":", key) == 0 && buf_append_json_string(b, val, len) != 0)
-        return; /* a line cut short by its limit is still closed by log_line_end */
+    size_t before = b->len;
+    if (buf_appendf(b, ",\"%s\":", key) == 0 && buf_append_json_string(b, val, len) != 0) {
+        /* too long for the line: drop the field, keep the line valid JSON */
+        b->len = before;
+        b->data[before] = '\0';
+    }
 }
 
 void log_line_int(buf_t *b, const char *key, long long v)

@@ -18,11 +18,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/worker.h"
-#ifdef PORTCULLIS_TLS_READY
 #include "http/tls.h"
-#else
-struct tls_conn;
-#endif
 #include "telemetry/metrics.h"
 
 #define PENDING_IN_MAX (64 * 1024)
@@ -195,22 +191,31 @@ static int conn_write(struct http_conn *c, uv_buf_t *bufs, unsigned n)
         return UV_ECANCELED;
     if (!c->tls)
         return conn_write_raw(c, bufs, n);
-#ifdef PORTCULLIS_TLS_READY
     buf_t net;
     buf_init(&net, SIZE_MAX / 2);
     int rc = 0;
-    for (unsigned i = 0; i < n && rc == 0; i++)
-        if (bufs[i].len)
-            rc = tls_conn_write(c->tls, bufs[i].base, bufs[i].len, &net);
-    if (rc == 0 && net.len) {
-        uv_buf_t b = uv_buf_init(net.data, (unsigned)net.len);
-        rc = conn_write_raw(c, &b, 1);
+    for (unsigned i = 0; i < n && rc == 0; i++) {
+        const char *p = bufs[i].base;
+        size_t left = bufs[i].len;
+        do {
+            ssize_t took = tls_conn_write(c->tls, p, left, &net);
+            if (took < 0) {
+                rc = UV_EPROTO;
+                break;
+            }
+            p += took;
+            left -= (size_t)took;
+            if (net.len) {
+                uv_buf_t b = uv_buf_init(net.data, (unsigned)net.len);
+                rc = conn_write_raw(c, &b, 1);
+                buf_reset(&net);
+            } else if (took == 0) {
+                rc = UV_EPROTO; /* no progress: handshake not done */
+            }
+        } while (rc == 0 && (left > 0 || tls_conn_net_pending(c->tls)));
     }
     buf_free(&net);
-    return rc < 0 ? rc : 0;
-#else
-    return UV_ENOTSUP;
-#endif
+    return rc;
 }
 
 /* ---- exchanges -------------------------------------------------------- */
@@ -634,6 +639,42 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = sizeof(c->srv->readbuf);
 }
 
+/* Decrypts socket bytes into pending_in, sending whatever TLS owes the peer
+ * (handshake flights, alerts). -1 when the connection was closed. */
+static int tls_input(struct http_conn *c, const char *data, size_t len)
+{
+    buf_t *plain = &c->srv->tlsbuf;
+    buf_t net;
+    buf_init(&net, SIZE_MAX / 2);
+    int rc;
+    do {
+        buf_reset(plain);
+        rc = tls_conn_feed(c->tls, data, len, plain, &net);
+        data = NULL;
+        len = 0;
+        if (net.len) {
+            uv_buf_t b = uv_buf_init(net.data, (unsigned)net.len);
+            (void)conn_write_raw(c, &b, 1);
+            buf_reset(&net);
+        }
+        if (rc >= 0 && plain->len && buf_append(&c->pending_in, plain->data, plain->len) != 0)
+            rc = -ENOMEM;
+    } while (rc == 0 && tls_conn_has_buffered(c->tls));
+    buf_free(&net);
+    if (rc < 0) {
+        if (log_enabled(LOG_DEBUG))
+            log_msg(LOG_DEBUG, NULL, "TLS connection failed: %s%s", tls_conn_error(c->tls),
+                    tls_conn_plain_http(c->tls) ? " (plain HTTP sent to the TLS port)" : "");
+        conn_linger(c);
+        return -1;
+    }
+    if (rc == TLS_CLOSED && !c->ex) {
+        conn_close(c);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct http_conn *c = s->data;
@@ -645,31 +686,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->lingering)
         return; /* discarded: the answer is out, we only wait for the peer's FIN */
-    const char *data = buf->base;
-    size_t len = (size_t)nread;
-#ifdef PORTCULLIS_TLS_READY
     if (c->tls) {
-        buf_t *plain = &c->srv->tlsbuf;
-        buf_t net;
-        buf_init(&net, SIZE_MAX / 2);
-        buf_reset(plain);
-        int rc = tls_conn_feed(c->tls, data, len, plain, &net);
-        if (net.len) {
-            uv_buf_t b = uv_buf_init(net.data, (unsigned)net.len);
-            (void)conn_write_raw(c, &b, 1);
-        }
-        buf_free(&net);
-        if (rc < 0) {
-            conn_linger(c);
+        if (tls_input(c, buf->base, (size_t)nread) < 0)
             return;
-        }
-        data = plain->data;
-        len = plain->len;
-        if (len == 0)
-            return;
-    }
-#endif
-    if (buf_append(&c->pending_in, data, len) != 0) {
+    } else if (buf_append(&c->pending_in, buf->base, (size_t)nread) != 0) {
         conn_close(c);
         return;
     }
@@ -743,10 +763,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
     struct http_server *srv = c->srv;
     if (c->parser)
         http_reqparser_free(c->parser);
-#ifdef PORTCULLIS_TLS_READY
     if (c->tls)
         tls_conn_free(c->tls);
-#endif
     buf_free(&c->pending_in);
     if (c->prev)
         c->prev->next = c->next;
@@ -828,7 +846,6 @@ static void on_connection(uv_stream_t *ls, int status)
         shed_connection(c);
         return;
     }
-#ifdef PORTCULLIS_TLS_READY
     if (srv->tls) {
         c->tls = tls_conn_new(srv->tls);
         if (!c->tls) {
@@ -836,7 +853,6 @@ static void on_connection(uv_stream_t *ls, int status)
             return;
         }
     }
-#endif
     c->state = CONN_IDLE;
     conn_set_timer(c, w->cfg->limits.header_timeout_ms);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

@@ -248,13 +248,11 @@ static void test_overflowing_size_returns_null(void **state)
 
 static void test_impossible_size_returns_null(void **state)
 {
-    /* BUG: arena.c block_new() computes malloc(sizeof(*b) + size) without an
+    /* Regression: arena.c block_new() computes malloc(sizeof(*b) + size) without an
      * overflow check. For n in [SIZE_MAX-46, SIZE_MAX-15] the rounded size is
      * 0xff..f0, sizeof(struct arena_block) (32) + that wraps to 16, malloc(16)
      * succeeds, and arena_alloc returns a non-NULL pointer that lies past the
-     * end of a 16-byte allocation while claiming ~16 EiB. Remove the skip once
-     * block_new checks `size > SIZE_MAX - sizeof(*b)`. */
-    skip();
+     * end of a 16-byte allocation while claiming ~16 EiB. block_new now checks for it. */
     arena_t a;
     arena_init(&a, 4096);
     assert_null(arena_alloc(&a, SIZE_MAX - 15));

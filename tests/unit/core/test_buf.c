@@ -400,14 +400,13 @@ static void test_json_string_over_max_fails_e2big(void **state)
 
 static void test_json_string_over_max_leaves_buffer_unchanged(void **state)
 {
-    /* BUG: buf.c buf_append_json_string() writes the opening quote and the
+    /* Regression: buf.c buf_append_json_string() writes the opening quote and the
      * escaped bytes one append at a time; when the limit is hit midway (here
      * because escapes make the output longer than the raw input), it returns
      * -E2BIG with a half-written, unterminated literal left in the buffer
      * ("pre\"\\u0001\\u0001" below). Callers such as log_line_str then close
      * the object around it and emit invalid JSON. Expected: on failure the
      * buffer is as it was, like every other buf_* append. */
-    skip();
     buf_t b;
     buf_init(&b, 16);
     assert_int_equal(buf_append_lit(&b, "pre"), 0);
