@@ -106,15 +106,15 @@ struct http_reqparser {
 
 /* ---- character classes ------------------------------------------------ */
 
-static int is_tchar(unsigned char c)
+/* tchar: ALPHA DIGIT and !#$%&'*+-.^_`|~ as a bitmap over ASCII */
+static inline int is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return 1;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    static const uint64_t lo = 0x3ff6cfa00000000ull, hi = 0x57ffffffc7fffffeull;
+    return c < 64 ? (int)((lo >> c) & 1) : c < 128 ? (int)((hi >> (c - 64)) & 1) : 0;
 }
 
 /* field-vchar: VCHAR or obs-text */
-static int is_field_vchar(unsigned char c)
+static inline int is_field_vchar(unsigned char c)
 {
     return (c > 0x20 && c < 0x7f) || c >= 0x80;
 }
@@ -401,6 +401,44 @@ static int lex_byte(struct http_reqparser *p, struct section *s, unsigned char c
         return 1;
     }
     return fail(p, 500, "parser state corrupt");
+}
+
+/* Skips, without the per-byte state machine, the run of ordinary bytes
+ * inside a name, target or value that lex_byte would accept without changing
+ * state. pos is at section offset off; returns where the run ends (< end). */
+static size_t lex_fast(struct section *s, const unsigned char *in, size_t pos, size_t end,
+                       uint32_t off)
+{
+    size_t q = pos;
+    switch (s->st) {
+    case LX_NAME:
+        while (q < end && is_tchar(in[q]))
+            q++;
+        break;
+    case LX_TARGET:
+        while (q < end && in[q] > 0x20 && in[q] < 0x7f && in[q] != '#')
+            q++;
+        break;
+    case LX_VALUE: {
+        size_t last = SIZE_MAX;
+        for (; q < end; q++) {
+            unsigned char c = in[q];
+            if (c == ' ' || c == '\t')
+                continue;
+            if (!is_field_vchar(c))
+                break;
+            last = q;
+        }
+        if (last != SIZE_MAX) {
+            struct span *sp = &s->spans[s->nspans - 1];
+            sp->value_len = off + (uint32_t)(last - pos) + 1 - sp->value_off;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return q;
 }
 
 /* Builds s->out from the spans; NUL-terminates names and values in place
@@ -791,10 +829,17 @@ enum http_parse_status http_reqparser_feed(struct http_reqparser *p, const char 
             size_t start = pos;
             int r = 0;
             while (pos < len) {
-                if (p->section_bytes >= p->limits.max_header_bytes) {
+                uint32_t room = p->limits.max_header_bytes - p->section_bytes;
+                if (room == 0) {
                     r = fail(p, 431, "request header section too large");
                     break;
                 }
+                size_t end = len - pos < room ? len : pos + room;
+                size_t q = lex_fast(s, in, pos, end, (uint32_t)(s->raw.len + (pos - start)));
+                p->section_bytes += (uint32_t)(q - pos);
+                pos = q;
+                if (pos == end)
+                    continue;
                 r = lex_byte(p, s, in[pos], (uint32_t)(s->raw.len + (pos - start)));
                 if (r < 0)
                     break;
