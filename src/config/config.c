@@ -59,6 +59,7 @@ void config_free(struct config *cfg)
     free(cfg->models);
     free(cfg->providers_by_name);
     free(cfg->models_by_name);
+    cfg_free_identity(cfg);
     free(cfg);
 }
 

@@ -78,6 +78,53 @@ struct config_tls {
     char *key_file;
 };
 
+
+/* identity: (src/config/identity.c). Who may call, and how they prove it. */
+struct config_jwks {
+    char *file;              /* resolved path, or NULL */
+    char *url;               /* http(s) URL, or NULL; exactly one of file/url */
+    uint32_t refresh_ms;     /* periodic refetch of a URL; default 1h */
+    uint32_t min_refetch_ms; /* least time between refetches on an unknown kid; default 30s */
+};
+
+struct config_jwt {
+    char *issuer;            /* required "iss" */
+    char **audiences;        /* the token's "aud" must contain one of these */
+    size_t naudiences;
+    char **algorithms;       /* allow-list; default RS256, PS256, ES256. Never "none" */
+    size_t nalgorithms;
+    char *agent_claim;       /* claim naming the agent; default "sub" */
+    uint32_t leeway_ms;      /* on exp/nbf/iat; default 60s */
+    struct config_jwks jwks;
+};
+
+struct config_identity {
+    int present;             /* an identity: section was written */
+    int required;            /* 0: requests without a credential run as anonymous
+                              * (default for now); 1: they get 401 */
+    int api_keys;            /* accept portcullis API keys; default 1 */
+    int has_jwt;
+    struct config_jwt jwt;
+    char *issuer;            /* iss/aud of the tokens the gateway mints; default "portcullis" */
+    uint32_t max_depth;      /* delegation.max_depth; default 4 */
+    uint32_t delegation_ttl_ms; /* delegation.ttl; default 15m */
+};
+
+/* agents: the hierarchy, flattened in document order (parents first). */
+struct config_agent {
+    char *id;
+    char *parent;            /* id of the parent, NULL for a root */
+    char *description;
+    unsigned depth;          /* 0 for a root */
+};
+
+/* audit: (src/config/identity.c) */
+struct config_audit {
+    int enabled;             /* default 1 */
+    char *jsonl_path;        /* also append JSON lines here; NULL = off */
+    uint32_t buffer;         /* records queued for the writer thread; default 4096 */
+};
+
 struct config {
     atomic_int refs;
     char *path; /* file it was loaded from */
@@ -103,6 +150,10 @@ struct config {
      * snapshot built by hand (tests) may leave them NULL: lookups then scan. */
     struct config_provider **providers_by_name;
     struct config_model **models_by_name;
+    struct config_identity identity;
+    struct config_agent *agents;
+    size_t nagents;
+    struct config_audit audit;
 };
 
 /* One validation error; errors are collected, not stopped at. */
@@ -140,6 +191,9 @@ void config_unref(struct config *c);
 /* Lookups; NULL when absent. */
 const struct config_model *config_find_model(const struct config *c, const char *name);
 const struct config_provider *config_find_provider(const struct config *c, const char *name);
+
+/* An agent of the agents: tree by id; NULL when absent. */
+const struct config_agent *config_find_agent(const struct config *c, const char *id);
 
 /* "openai", "anthropic", "mock" ("?" for anything else). */
 const char *config_provider_kind_name(enum provider_kind kind);

@@ -322,6 +322,7 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
 
     if (set_defaults(c) < 0)
         return;
+    cfg_identity_defaults(c);
     if (root->type != YAML_MAPPING_NODE) {
         cfg_error(c, root, "the top level must be a mapping of keys (listen:, providers:, ...)");
         return;
@@ -352,4 +353,10 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
     if (found[K_MODELS] != NULL && !c->stop)
         cfg_build_models(c, found[K_MODELS]);
     check_later_sections(c, found);
+    if (found[K_IDENTITY] != NULL && !c->stop && found[K_IDENTITY]->type == YAML_MAPPING_NODE)
+        cfg_build_identity(c, found[K_IDENTITY]);
+    if (found[K_AGENTS] != NULL && !c->stop && found[K_AGENTS]->type == YAML_SEQUENCE_NODE)
+        cfg_build_agents(c, found[K_AGENTS]);
+    if (found[K_AUDIT] != NULL && !c->stop && found[K_AUDIT]->type == YAML_MAPPING_NODE)
+        cfg_build_audit(c, found[K_AUDIT]);
 }

@@ -86,6 +86,14 @@ const char *cfg_suggest(const char *word, const char *const *cands, size_t n);
 void cfg_build_providers(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_build_models(struct cfg_ctx *c, yaml_node_t *n);
 
+/* identity:, agents:, audit: (identity.c). Defaults first, then builders
+ * for nodes whose shape load.c has checked. */
+void cfg_identity_defaults(struct cfg_ctx *c);
+void cfg_build_identity(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_build_agents(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_build_audit(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_free_identity(struct config *cfg);
+
 /* Whole document -> c->cfg (load.c). */
 void cfg_build(struct cfg_ctx *c, yaml_node_t *root);
 
