@@ -221,6 +221,10 @@ static int pump_once(struct pipe *pp)
         pp->srv_rc = tls_conn_feed(pp->srv, tmp, (size_t)got, &pp->plain, &pp->net);
         free(tmp);
         moved = 1;
+        /* room left in plain_out means nothing usable waits inside (callers
+         * loop on has_buffered) */
+        if (pp->srv_rc == 0 && pp->plain.len < pp->plain.max)
+            assert_false(tls_conn_has_buffered(pp->srv));
     } else if (tls_conn_net_pending(pp->srv) > 0 && pp->net.len == 0 && pp->srv_rc >= 0) {
         pp->srv_rc = tls_conn_feed(pp->srv, NULL, 0, &pp->plain, &pp->net);
         moved = 1;
@@ -469,6 +473,35 @@ static void test_plain_out_backpressure(void **state)
     client_free(&cl);
 }
 
+/* The connection code loops "feed(NULL, 0) while has_buffered": a record
+ * that has only partly arrived must not count as buffered, or it would spin. */
+static void test_partial_record_is_not_reported_as_buffered(void **state)
+{
+    struct fixture *fx = *state;
+    struct client cl;
+    client_init(&cl, fx, NULL);
+    struct tls_conn *srv = tls_conn_new(fx->ctx);
+    struct pipe pp;
+    pipe_init(&pp, &cl, srv, 4096, 64 * 1024);
+    handshake(&pp);
+    size_t w;
+    assert_int_equal(SSL_write_ex(cl.ssl, "0123456789", 10, &w), 1);
+    char rec[256];
+    int n = BIO_read(cl.wbio, rec, sizeof(rec));
+    assert_true(n > 10);
+    assert_int_equal(tls_conn_feed(srv, rec, 3, &pp.plain, &pp.net), 0);
+    assert_false(tls_conn_has_buffered(srv));
+    assert_int_equal(tls_conn_feed(srv, rec + 3, 8, &pp.plain, &pp.net), 0);
+    assert_false(tls_conn_has_buffered(srv));
+    assert_int_equal(pp.plain.len, 0);
+    assert_int_equal(tls_conn_feed(srv, rec + 11, (size_t)n - 11, &pp.plain, &pp.net), 0);
+    assert_false(tls_conn_has_buffered(srv));
+    assert_int_equal(pp.plain.len, 10);
+    pipe_free(&pp);
+    tls_conn_free(srv);
+    client_free(&cl);
+}
+
 static void test_handshake_through_tiny_net_out(void **state)
 {
     struct fixture *fx = *state;
@@ -644,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_1mib_odd_pieces_small_net_out),
         cmocka_unit_test(test_round_trip_1mib_one_byte_pieces),
         cmocka_unit_test(test_plain_out_backpressure),
+        cmocka_unit_test(test_partial_record_is_not_reported_as_buffered),
         cmocka_unit_test(test_handshake_through_tiny_net_out),
         cmocka_unit_test(test_garbage_client_hello_is_an_error),
         cmocka_unit_test(test_plain_http_on_tls_port_is_recognised),
