@@ -262,7 +262,7 @@ static void test_consecutive_messages_are_separate_lines(void **state)
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         json_t *o = json_loads(line, 0, NULL);
         assert_non_null(o);
-        char want[16];
+        char want[32];
         snprintf(want, sizeof(want), "line %d", i++);
         assert_string_equal(str_field(o, "msg"), want);
         json_decref(o);
