@@ -339,6 +339,8 @@ static void exchange_finish(struct http_exchange *ex)
                          seconds, ex->upstream_seconds, ex->tokens_in, ex->tokens_out);
     if (log_enabled(LOG_INFO))
         access_log(ex, seconds);
+    if (ex->on_finish)
+        ex->on_finish(ex);
 }
 
 static void conn_set_timer(struct http_conn *c, uint32_t ms);

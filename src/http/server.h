@@ -16,6 +16,7 @@ struct worker;
 struct http_conn;
 struct http_exchange;
 struct tls_ctx;
+struct identity_principal;
 
 /* Called once per complete request. The handler must eventually answer with
  * http_respond or http_stream_start..http_stream_end (possibly later, from
@@ -59,6 +60,21 @@ struct http_exchange {
     double upstream_seconds;        /* < 0 when no upstream call */
     int attempts;
     const char *error_type;         /* for errors answered by the gateway */
+
+    /* identity and audit (src/identity, src/audit): who called, and what the
+     * audit record says about the decision. Strings are static or from the
+     * arena; NULL fields are derived (action from route, resource from model,
+     * decision from status). */
+    const struct identity_principal *principal; /* NULL = anonymous */
+    const char *action;
+    const char *resource;
+    const char *decision;        /* "allow" | "deny" | "error" */
+    const char *decision_reason; /* the check or rule that decided */
+    double cost_usd;
+    int cache_hit;
+    /* Runs once when the exchange is accounted for (response ended or client
+     * gone), after metrics and the access log; must not block. */
+    void (*on_finish)(struct http_exchange *ex);
 
     /* handler hooks */
     void *handler_data;
