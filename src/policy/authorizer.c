@@ -511,7 +511,10 @@ int pdecide_node(const policy_set_t *s, const policy_entities_t *entities,
         else if (!j && pj_parse(&out->arena, req->context_json, req->context_json_len, &j, jerr,
                                 sizeof(jerr)))
             msg = arena_strdup(&out->arena, jerr);
-        if (!j || pjson_to_val(&out->arena, j, &ev.context, &msg, 0) ||
+        const struct pschema_action *sa = req->schema ? pschema_action(req->schema, &ac) : NULL;
+        if (!j ||
+            pjson_to_val_typed(&out->arena, j, req->schema, sa ? sa->context : NULL, &ev.context,
+                               &msg, 0) ||
             ev.context.kind != PV_RECORD) {
             push_error(out, &ecap, NULL,
                        arena_printf(&out->arena, "context: %s", msg ? msg : "must be a record"));

@@ -222,6 +222,7 @@ static int run_test(const char *path, FILE *log, struct policy_corpus_result *re
     buf_free(&text);
     const struct pjnode *reqs = pj_get(t, "requests");
     const char *pol = jstr(pj_get(t, "policies")), *ents = jstr(pj_get(t, "entities"));
+    const char *schema_path = jstr(pj_get(t, "schema"));
     if (!reqs || reqs->type != PJ_ARRAY || !pol) {
         arena_free(&arena); /* not a test file */
         return 0;
@@ -230,10 +231,23 @@ static int run_test(const char *path, FILE *log, struct policy_corpus_result *re
     size_t nreq = reqs->n;
     policy_set_t *set = policy_set_new(POLICY_SET_POSITIONAL_IDS);
     policy_entities_t *es = NULL;
+    policy_schema_t *schema = NULL;
     struct policy_diags diags = {0};
     int rc = -1;
     if (!set)
         goto fail;
+    if (schema_path) {
+        /* schema-based parsing of entities and contexts, as the reference
+         * harness does; validation itself is not checked */
+        if (resolve(path, schema_path, file, sizeof(file)) ||
+            !(schema = policy_schema_load_file(file, &diags))) {
+            if (log) {
+                fprintf(log, "FAIL %s: schema %s does not load\n", path, schema_path);
+                policy_diags_print(&diags, log);
+            }
+            goto fail;
+        }
+    }
     if (resolve(path, pol, file, sizeof(file)) || policy_set_add_file(set, file, &diags)) {
         if (log) {
             fprintf(log, "FAIL %s: policies %s do not load\n", path, pol);
@@ -243,7 +257,7 @@ static int run_test(const char *path, FILE *log, struct policy_corpus_result *re
     }
     if (ents) {
         if (resolve(path, ents, file, sizeof(file)) ||
-            !(es = policy_entities_load_file(file, err, sizeof(err)))) {
+            !(es = policy_entities_load_file_schema(file, schema, err, sizeof(err)))) {
             if (log)
                 fprintf(log, "FAIL %s: entities %s do not load: %s\n", path, ents, err);
             goto fail;
@@ -251,7 +265,7 @@ static int run_test(const char *path, FILE *log, struct policy_corpus_result *re
     }
     for (size_t i = 0; i < nreq; i++) {
         const struct pjnode *r = reqs->items[i];
-        struct policy_request q = {0};
+        struct policy_request q = {.schema = schema};
         struct policy_decision d;
         if (json_uid(pj_get(r, "principal"), &q.principal) ||
             json_uid(pj_get(r, "action"), &q.action) ||
@@ -285,6 +299,7 @@ fail:
 out:
     policy_diags_free(&diags);
     policy_entities_free(es);
+    policy_schema_free(schema);
     policy_set_free(set);
     arena_free(&arena);
     return rc;

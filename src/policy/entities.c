@@ -214,6 +214,93 @@ int pjson_to_val(arena_t *a, const struct pjnode *j, pval_t *out, char **err, in
     return 0;
 }
 
+static bool is_ref_object(const struct pjnode *j)
+{
+    const struct pjnode *t = pj_get(j, "type"), *i = pj_get(j, "id");
+    return j->type == PJ_OBJECT && j->n == 2 && t && t->type == PJ_STRING && i &&
+           i->type == PJ_STRING;
+}
+
+int pjson_to_val_typed(arena_t *a, const struct pjnode *j, const policy_schema_t *s,
+                       const struct ptype *t, pval_t *out, char **err, int depth)
+{
+    struct ptype r;
+    if (!s || !t || depth > PPOL_MAX_JSON_DEPTH || pschema_resolve(s, t, &r))
+        return pjson_to_val(a, j, out, err, depth);
+    memset(out, 0, sizeof(*out));
+    switch (r.kind) {
+    case TY_ENTITY:
+        if (is_ref_object(j)) {
+            puid_t *u = arena_alloc(a, sizeof(*u));
+            if (!u || pjson_to_uid(a, j, u, err))
+                return -1;
+            out->kind = PV_ENTITY;
+            out->u.uid = u;
+            return 0;
+        }
+        break;
+    case TY_EXT:
+        if (j->type == PJ_STRING) {
+            const char *msg;
+            pval_t arg = {.kind = PV_STRING, .u.str = j->s};
+            if (pext_call(r.ext, &arg, 1, out, &msg)) {
+                *err = errf(a, pfn_table[r.ext].name, msg);
+                return -1;
+            }
+            return 0;
+        }
+        if (j->type == PJ_OBJECT && !pj_get(j, "__extn") && pj_get(j, "fn"))
+            return extn_to_val(a, j, out, err, depth);
+        break;
+    case TY_SET:
+        if (j->type == PJ_ARRAY) {
+            pval_t *tmp = arena_alloc(a, (j->n ? j->n : 1) * sizeof(pval_t));
+            if (!tmp) {
+                *err = errf(a, "out of memory", NULL);
+                return -1;
+            }
+            for (uint32_t i = 0; i < j->n; i++)
+                if (pjson_to_val_typed(a, j->items[i], s, r.elem, &tmp[i], err, depth + 1))
+                    return -1;
+            out->kind = PV_SET;
+            if (!(out->u.set = pset_make(a, tmp, j->n))) {
+                *err = errf(a, "out of memory", NULL);
+                return -1;
+            }
+            return 0;
+        }
+        break;
+    case TY_RECORD:
+        if (j->type == PJ_OBJECT && !escape(j, "__entity") && !escape(j, "__extn")) {
+            struct pfield *f = arena_alloc(a, (j->n ? j->n : 1) * sizeof(*f));
+            if (!f) {
+                *err = errf(a, "out of memory", NULL);
+                return -1;
+            }
+            for (uint32_t i = 0; i < j->n; i++) {
+                const struct ptype *ft = NULL;
+                for (uint32_t k = 0; k < r.n && !ft; k++)
+                    if (pstr_cmp(r.keys[k], j->keys[i]) == 0)
+                        ft = r.vals[k];
+                f[i].key = pstr_dup(a, j->keys[i].s, j->keys[i].len);
+                if (pjson_to_val_typed(a, j->items[i], s, ft, &f[i].val, err, depth + 1))
+                    return -1;
+            }
+            const pstr_t *dup;
+            out->kind = PV_RECORD;
+            if (!(out->u.rec = prec_make(a, f, j->n, &dup))) {
+                *err = errf(a, dup ? "duplicate key" : "out of memory", NULL);
+                return -1;
+            }
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    return pjson_to_val(a, j, out, err, depth);
+}
+
 /* ---- the store ---------------------------------------------------------- */
 
 static int index_entities(struct policy_entities *es, char *err, size_t err_len)
@@ -312,8 +399,34 @@ out:
     return rc;
 }
 
-static int load_entity(struct policy_entities *es, const struct pjnode *j, struct pentity *e,
-                       char *err, size_t err_len)
+/* Tags: a record whose every value has the declared tag type. */
+static int tags_to_val(arena_t *a, const struct pjnode *j, const policy_schema_t *s,
+                       const struct ptype *t, pval_t *out, char **err)
+{
+    if (!s || !t)
+        return pjson_to_val(a, j, out, err, 0);
+    struct pfield *f = arena_alloc(a, (j->n ? j->n : 1) * sizeof(*f));
+    if (!f) {
+        *err = errf(a, "out of memory", NULL);
+        return -1;
+    }
+    for (uint32_t i = 0; i < j->n; i++) {
+        f[i].key = pstr_dup(a, j->keys[i].s, j->keys[i].len);
+        if (pjson_to_val_typed(a, j->items[i], s, t, &f[i].val, err, 1))
+            return -1;
+    }
+    const pstr_t *dup;
+    memset(out, 0, sizeof(*out));
+    out->kind = PV_RECORD;
+    if (!(out->u.rec = prec_make(a, f, j->n, &dup))) {
+        *err = errf(a, dup ? "duplicate key" : "out of memory", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static int load_entity(struct policy_entities *es, const policy_schema_t *schema,
+                       const struct pjnode *j, struct pentity *e, char *err, size_t err_len)
 {
     char *msg = NULL;
     arena_t *a = &es->arena;
@@ -338,7 +451,10 @@ static int load_entity(struct policy_entities *es, const struct pjnode *j, struc
             msg = errf(a, r ? "\"tags\" must be an object" : "\"attrs\" must be an object", NULL);
             goto fail;
         }
-        if (pjson_to_val(a, recs[r], &v, &msg, 0))
+        const struct ptype *rt = pschema_entity_attrs(schema, e->uid.type, false);
+        if (r == 0 ? pjson_to_val_typed(a, recs[r], schema, rt, &v, &msg, 0)
+                   : tags_to_val(a, recs[r], schema,
+                                 pschema_entity_attrs(schema, e->uid.type, true), &v, &msg))
             goto fail;
         if (v.kind != PV_RECORD) {
             msg = errf(a, r ? "\"tags\" must be a record" : "\"attrs\" must be a record", NULL);
@@ -377,7 +493,8 @@ policy_entities_t *policy_entities_new_empty(void)
     return es;
 }
 
-policy_entities_t *pentities_load(const struct pjnode *array, char *err, size_t err_len)
+policy_entities_t *pentities_load(const struct pjnode *array, const policy_schema_t *schema,
+                                  char *err, size_t err_len)
 {
     if (!array || array->type != PJ_ARRAY) {
         snprintf(err, err_len, "entities: expected a JSON array");
@@ -388,21 +505,41 @@ policy_entities_t *pentities_load(const struct pjnode *array, char *err, size_t 
         snprintf(err, err_len, "out of memory");
         return NULL;
     }
-    size_t n = array->n;
-    es->v = calloc(n ? n : 1, sizeof(*es->v));
+    size_t n = array->n, nact = pschema_action_count(schema);
+    es->v = calloc(n + nact ? n + nact : 1, sizeof(*es->v));
     if (!es->v) {
         snprintf(err, err_len, "out of memory");
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
         char msg[512];
-        if (load_entity(es, array->items[i], &es->v[i], msg, sizeof(msg))) {
+        if (load_entity(es, schema, array->items[i], &es->v[i], msg, sizeof(msg))) {
             snprintf(err, err_len, "entities[%zu]: %s", i, msg);
             goto fail;
         }
         es->n++;
     }
-    if (index_entities(es, err, err_len) || close_hierarchy(es, err, err_len))
+    if (index_entities(es, err, err_len))
+        goto fail;
+    if (nact) {
+        /* the schema's actions, with their groups, unless given explicitly */
+        for (size_t i = 0; i < nact; i++) {
+            const struct pschema_action *sa = pschema_action_at(schema, i);
+            if (pentities_find(es, &sa->uid))
+                continue;
+            struct pentity *e = &es->v[es->n++];
+            memset(e, 0, sizeof(*e));
+            e->uid = sa->uid;
+            e->attrs = &prec_empty;
+            e->tags = &prec_empty;
+            e->parents = sa->parents;
+            e->nparents = sa->nparents;
+        }
+        free(es->slots);
+        if (index_entities(es, err, err_len))
+            goto fail;
+    }
+    if (close_hierarchy(es, err, err_len))
         goto fail;
     return es;
 fail:
@@ -415,9 +552,22 @@ policy_entities_t *policy_entities_load_json(const json_t *array, char *err, siz
     arena_t tmp;
     arena_init(&tmp, 16384);
     const struct pjnode *j = pj_from_jansson(&tmp, array, 0);
-    policy_entities_t *es = j ? pentities_load(j, err, err_len) : NULL;
+    policy_entities_t *es = j ? pentities_load(j, NULL, err, err_len) : NULL;
     if (!j)
         snprintf(err, err_len, "out of memory");
+    arena_free(&tmp);
+    return es;
+}
+
+static policy_entities_t *load_text(const char *text, size_t len, const policy_schema_t *schema,
+                                    char *err, size_t err_len)
+{
+    arena_t tmp;
+    arena_init(&tmp, 65536);
+    const struct pjnode *j;
+    policy_entities_t *es = NULL;
+    if (pj_parse(&tmp, text, len, &j, err, err_len) == 0)
+        es = pentities_load(j, schema, err, err_len);
     arena_free(&tmp);
     return es;
 }
@@ -425,14 +575,7 @@ policy_entities_t *policy_entities_load_json(const json_t *array, char *err, siz
 policy_entities_t *policy_entities_load_text(const char *text, size_t len, char *err,
                                              size_t err_len)
 {
-    arena_t tmp;
-    arena_init(&tmp, 65536);
-    const struct pjnode *j;
-    policy_entities_t *es = NULL;
-    if (pj_parse(&tmp, text, len, &j, err, err_len) == 0)
-        es = pentities_load(j, err, err_len);
-    arena_free(&tmp);
-    return es;
+    return load_text(text, len, NULL, err, err_len);
 }
 
 int pread_file(const char *path, buf_t *b, size_t max, char *err, size_t err_len)
@@ -460,12 +603,17 @@ int pread_file(const char *path, buf_t *b, size_t max, char *err, size_t err_len
 
 policy_entities_t *policy_entities_load_file(const char *path, char *err, size_t err_len)
 {
+    return policy_entities_load_file_schema(path, NULL, err, err_len);
+}
+
+policy_entities_t *policy_entities_load_file_schema(const char *path, const policy_schema_t *schema,
+                                                    char *err, size_t err_len)
+{
     buf_t b;
     if (pread_file(path, &b, (size_t)1 << 30, err, err_len))
         return NULL;
     char msg[512];
-    policy_entities_t *es =
-        policy_entities_load_text(b.data ? b.data : "", b.len, msg, sizeof(msg));
+    policy_entities_t *es = load_text(b.data ? b.data : "", b.len, schema, msg, sizeof(msg));
     if (!es)
         snprintf(err, err_len, "%s: %s", path, msg);
     buf_free(&b);

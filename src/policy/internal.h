@@ -178,6 +178,8 @@ int pfn_lookup(const char *name, size_t len);
  * first). 0 with *out, or -1 with a static message in *err. */
 int pext_call(int fn, const pval_t *args, size_t nargs, pval_t *out, const char **err);
 
+struct ptype;
+
 /* ---- lexer.c --------------------------------------------------------------- */
 
 enum ptok {
@@ -383,11 +385,56 @@ bool pentity_has_ancestor(const struct pentity *e, const puid_t *anc);
 /* Converts a JSON value in Cedar's entity-attribute format (with __entity
  * and __extn escapes) to a value in the arena. 0, or -1 with *err (arena). */
 int pjson_to_val(arena_t *a, const struct pjnode *j, pval_t *out, char **err, int depth);
+/* The same, reading implicit entity references and extension values where
+ * the schema type t expects them (t NULL: no schema). */
+int pjson_to_val_typed(arena_t *a, const struct pjnode *j, const policy_schema_t *s,
+                       const struct ptype *t, pval_t *out, char **err, int depth);
 int pjson_to_uid(arena_t *a, const struct pjnode *j, puid_t *out, char **err);
 /* Loads entities from a parsed JSON array. */
-policy_entities_t *pentities_load(const struct pjnode *array, char *err, size_t err_len);
+policy_entities_t *pentities_load(const struct pjnode *array, const policy_schema_t *schema,
+                                  char *err, size_t err_len);
 /* Reads a whole file into b (initialised here, at most max bytes). */
 int pread_file(const char *path, buf_t *b, size_t max, char *err, size_t err_len);
+
+/* ---- schema.c ------------------------------------------------------------ */
+
+enum ptype_kind {
+    TY_ANY,
+    TY_BOOL,
+    TY_LONG,
+    TY_STRING,
+    TY_ENTITY,
+    TY_SET,
+    TY_RECORD,
+    TY_EXT,
+    TY_REF
+};
+
+/* A schema type, as far as schema-based parsing needs it. */
+struct ptype {
+    uint8_t kind;
+    uint8_t ext;              /* TY_EXT: FN_IP, FN_DECIMAL, … */
+    pstr_t name, ns;          /* TY_REF: the name as written and its namespace */
+    const struct ptype *elem; /* TY_SET */
+    uint32_t n;               /* TY_RECORD */
+    pstr_t *keys;
+    const struct ptype **vals;
+};
+
+struct pschema_action {
+    puid_t uid;
+    uint32_t nparents;
+    const puid_t *parents;
+    const struct ptype *context;
+};
+
+/* The attribute (or tag) type of an entity type; NULL when undeclared. */
+const struct ptype *pschema_entity_attrs(const policy_schema_t *s, pstr_t type, bool tags);
+const struct pschema_action *pschema_action(const policy_schema_t *s, const puid_t *uid);
+size_t pschema_action_count(const policy_schema_t *s);
+const struct pschema_action *pschema_action_at(const policy_schema_t *s, size_t i);
+/* Follows type references to a concrete type (TY_ANY when unknown). */
+int pschema_resolve(const policy_schema_t *s, const struct ptype *t, struct ptype *out);
 
 /* ---- authorizer.c --------------------------------------------------------- */
 

@@ -15,6 +15,7 @@
 
 typedef struct policy_set policy_set_t;
 typedef struct policy_entities policy_entities_t;
+typedef struct policy_schema policy_schema_t;
 
 /* ---- diagnostics ------------------------------------------------------- */
 
@@ -92,6 +93,19 @@ int policy_set_link(policy_set_t *s, const char *template_id, const char *new_id
                     const struct policy_uid *principal, const struct policy_uid *resource,
                     char *err, size_t err_len) __attribute__((warn_unused_result));
 
+/* ---- schemas ----------------------------------------------------------- */
+
+/* A Cedar schema (.cedarschema text), used for schema-based parsing of
+ * entities and contexts: attributes the schema types as entities or
+ * extension values may then be written without the __entity / __extn
+ * escapes, and actions declared `in` groups become entities with those
+ * parents. Policies are not validated against it. NULL on error, with
+ * file:line:col diagnostics in diags. Caller owns the result. */
+policy_schema_t *policy_schema_load_text(const char *file, const char *text, size_t len,
+                                         struct policy_diags *diags);
+policy_schema_t *policy_schema_load_file(const char *path, struct policy_diags *diags);
+void policy_schema_free(policy_schema_t *s);
+
 /* ---- entities ---------------------------------------------------------- */
 
 /* Loads Cedar entities JSON (an array of {uid, attrs, parents, tags}), and
@@ -101,6 +115,9 @@ policy_entities_t *policy_entities_load_json(const json_t *array, char *err, siz
 policy_entities_t *policy_entities_load_text(const char *text, size_t len, char *err,
                                              size_t err_len);
 policy_entities_t *policy_entities_load_file(const char *path, char *err, size_t err_len);
+/* The same with schema-based parsing (schema may be NULL). */
+policy_entities_t *policy_entities_load_file_schema(const char *path, const policy_schema_t *schema,
+                                                    char *err, size_t err_len);
 /* An empty store (NULL on out of memory). */
 policy_entities_t *policy_entities_new_empty(void);
 size_t policy_entities_count(const policy_entities_t *es);
@@ -115,6 +132,8 @@ struct policy_request {
     const json_t *context;
     const char *context_json;
     size_t context_json_len;
+    /* Optional: read the context by the schema's type for the action. */
+    const policy_schema_t *schema;
 };
 
 struct policy_eval_error {
