@@ -281,7 +281,7 @@ static void test_line_builder_writes_typed_fields(void **state)
     capture_begin(&c);
     assert_int_equal(log_line_begin(&b, LOG_INFO, "request"), 0);
     log_line_str(&b, "path", "/v1/chat/completions?x=1", 20); /* len cuts the query */
-    log_line_str(&b, "absent", NULL, 0);                     /* NULL: field skipped */
+    log_line_str(&b, "absent", NULL, 0);                      /* NULL: field skipped */
     log_line_int(&b, "status", 200);
     log_line_int(&b, "neg", -42);
     log_line_double(&b, "duration_ms", 12.3456);
@@ -378,8 +378,8 @@ int main(void)
         cmocka_unit_test_teardown(test_below_level_writes_nothing, restore_level),
         cmocka_unit_test_setup_teardown(test_log_msg_writes_one_json_line_with_fields, setup_level,
                                         restore_level),
-        cmocka_unit_test_setup_teardown(test_log_msg_without_request_id_omits_the_key,
-                                        setup_level, restore_level),
+        cmocka_unit_test_setup_teardown(test_log_msg_without_request_id_omits_the_key, setup_level,
+                                        restore_level),
         cmocka_unit_test_setup_teardown(test_each_level_name_appears_in_its_line, setup_level,
                                         restore_level),
         cmocka_unit_test_setup_teardown(test_hostile_message_stays_one_valid_line, setup_level,
@@ -388,8 +388,8 @@ int main(void)
                                         restore_level),
         cmocka_unit_test_setup_teardown(test_long_message_is_cut_but_still_valid, setup_level,
                                         restore_level),
-        cmocka_unit_test_setup_teardown(test_consecutive_messages_are_separate_lines,
-                                        setup_level, restore_level),
+        cmocka_unit_test_setup_teardown(test_consecutive_messages_are_separate_lines, setup_level,
+                                        restore_level),
         cmocka_unit_test(test_line_builder_writes_typed_fields),
         cmocka_unit_test(test_line_builder_buffer_is_reusable),
         cmocka_unit_test(test_line_begin_fails_when_buffer_too_small),

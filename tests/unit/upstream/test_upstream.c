@@ -26,8 +26,8 @@
 #include "core/buf.h"
 #include "upstream/upstream.h"
 
-#define IO_TIMEOUT_S 5          /* a server step that takes longer has failed */
-#define WATCHDOG_MS 10000       /* a test whose loop runs longer has failed */
+#define IO_TIMEOUT_S 5    /* a server step that takes longer has failed */
+#define WATCHDOG_MS 10000 /* a test whose loop runs longer has failed */
 
 /* ---- the scripted server (runs in its own thread) ----------------------- */
 
@@ -38,19 +38,19 @@ struct tsrv {
     int lfd;
     uint16_t port;
     pthread_t thread;
-    int running;                /* thread started and not joined yet */
+    int running; /* thread started and not joined yet */
     script_fn script;
-    const void *arg;            /* script parameter (response bytes, sizes) */
+    const void *arg; /* script parameter (response bytes, sizes) */
     size_t arg_len;
-    uv_async_t *notify;         /* optional: woken when the script says so */
+    uv_async_t *notify; /* optional: woken when the script says so */
 
     /* what the server saw; read by the main thread after join */
     int accepts;
     int nrequests;
-    char head[2][8192];         /* request line + headers of the first two requests */
+    char head[2][8192]; /* request line + headers of the first two requests */
     buf_t body[2];
-    int peer_closed;            /* the client closed the connection */
-    char fail[256];             /* first problem the script ran into */
+    int peer_closed; /* the client closed the connection */
+    char fail[256];  /* first problem the script ran into */
 };
 
 static void srv_failf(struct tsrv *s, const char *fmt, ...)
@@ -338,10 +338,10 @@ struct xfer {
     int callbacks_after_done;
 
     /* knobs */
-    int headers_rc;             /* returned by on_headers */
-    int data_rc_abort;          /* on_data returns -1 */
-    int pause_every;            /* on_data returns 1 on every n-th call */
-    int pause_keeps_bytes;      /* count bytes of calls that returned 1 as received */
+    int headers_rc;        /* returned by on_headers */
+    int data_rc_abort;     /* on_data returns -1 */
+    int pause_every;       /* on_data returns 1 on every n-th call */
+    int pause_keeps_bytes; /* count bytes of calls that returned 1 as received */
     int paused;
     int calls_while_paused;
     int pauses;
@@ -584,7 +584,8 @@ static char *make_response(const char *status_and_headers, const char *body, siz
                            size_t *out_len)
 {
     char head[1024];
-    int hn = snprintf(head, sizeof(head), "%sContent-Length: %zu\r\n\r\n", status_and_headers, blen);
+    int hn =
+        snprintf(head, sizeof(head), "%sContent-Length: %zu\r\n\r\n", status_and_headers, blen);
     char *r = malloc((size_t)hn + blen);
     assert_non_null(r);
     memcpy(r, head, (size_t)hn);
@@ -611,10 +612,13 @@ static void test_post_body_and_headers_arrive_intact(void **state)
     srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
     size_t blen = 100000;
     char *body = make_body(blen); /* binary, NULs included */
-    struct upstream_header hdrs[] = {{"Authorization", "Bearer sk-test"},
-                                     {"X-Trace", "abc 123"}};
-    struct upstream_opts o = {.method = "POST", .url = url(f, "/v1/chat/completions"),
-                              .headers = hdrs, .nheaders = 2, .body = body, .body_len = blen};
+    struct upstream_header hdrs[] = {{"Authorization", "Bearer sk-test"}, {"X-Trace", "abc 123"}};
+    struct upstream_opts o = {.method = "POST",
+                              .url = url(f, "/v1/chat/completions"),
+                              .headers = hdrs,
+                              .nheaders = 2,
+                              .body = body,
+                              .body_len = blen};
     struct xfer x;
     run_one(f, &x, &o);
     srv_join(&f->srv);
@@ -675,8 +679,9 @@ static void test_missing_content_type_is_null(void **state)
 static void test_error_status_is_delivered_not_a_transport_failure(void **state)
 {
     struct fixture *f = *state;
-    static const char resp[] = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-                               "Retry-After: 1\r\nContent-Length: 16\r\n\r\n{\"error\":\"slow\"}";
+    static const char resp[] =
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nContent-Length: 16\r\n\r\n{\"error\":\"slow\"}";
     srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
     struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = "x", .body_len = 1};
     struct xfer x;
@@ -718,8 +723,7 @@ static void test_2mib_post_body_arrives_intact(void **state)
     srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
     size_t blen = 2 << 20;
     char *body = make_body(blen);
-    struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = body,
-                              .body_len = blen};
+    struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = body, .body_len = blen};
     struct xfer x;
     run_one(f, &x, &o);
     srv_join(&f->srv);
@@ -754,8 +758,7 @@ static void test_no_expect_100_continue_for_64k_body(void **state)
     srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
     size_t blen = 64 * 1024;
     char *body = make_body(blen);
-    struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = body,
-                              .body_len = blen};
+    struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = body, .body_len = blen};
     struct xfer x;
     run_one(f, &x, &o);
     srv_join(&f->srv);
@@ -820,10 +823,9 @@ static void test_sequential_requests_reuse_one_connection(void **state)
                                "Content-Length: 5\r\n\r\nhello";
     srv_start(&f->srv, script_answer_twice_counting_connections, resp, sizeof(resp) - 1);
     struct two t;
-    struct upstream_opts oa = {.method = "POST", .url = url(f, "/one"), .body = "1",
-                               .body_len = 1};
-    t.ob = (struct upstream_opts){.method = "POST", .url = url(f, "/two"), .body = "22",
-                                  .body_len = 2};
+    struct upstream_opts oa = {.method = "POST", .url = url(f, "/one"), .body = "1", .body_len = 1};
+    t.ob = (struct upstream_opts){
+        .method = "POST", .url = url(f, "/two"), .body = "22", .body_len = 2};
     run_two(f, &t, &oa);
     assert_int_equal(t.a.result, UPSTREAM_OK);
     assert_int_equal(t.b.result, UPSTREAM_OK);
@@ -844,8 +846,12 @@ static void test_recycled_handle_forgets_previous_method_headers_and_body(void *
     srv_start(&f->srv, script_answer_twice_counting_connections, resp, sizeof(resp) - 1);
     struct two t;
     struct upstream_header h = {"X-Only-First", "1"};
-    struct upstream_opts oa = {.method = "POST", .url = url(f, "/first"), .headers = &h,
-                               .nheaders = 1, .body = "payload", .body_len = 7};
+    struct upstream_opts oa = {.method = "POST",
+                               .url = url(f, "/first"),
+                               .headers = &h,
+                               .nheaders = 1,
+                               .body = "payload",
+                               .body_len = 7};
     t.ob = (struct upstream_opts){.method = "GET", .url = url(f, "/second")};
     run_two(f, &t, &oa);
     assert_int_equal(t.b.result, UPSTREAM_OK);
@@ -869,8 +875,8 @@ static void test_connection_refused_is_econnect(void **state)
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     socklen_t sl = sizeof(sa);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-    struct upstream_opts o = {.method = "POST", .url = url_port(ntohs(sa.sin_port), "/"),
-                              .body = "x", .body_len = 1};
+    struct upstream_opts o = {
+        .method = "POST", .url = url_port(ntohs(sa.sin_port), "/"), .body = "x", .body_len = 1};
     struct xfer x;
     run_one(f, &x, &o);
     close(fd);
@@ -885,8 +891,9 @@ static void test_connection_refused_is_econnect(void **state)
 static void test_unresolvable_host_is_econnect(void **state)
 {
     struct fixture *f = *state;
-    struct upstream_opts o = {.method = "GET", .url = via_libcurl ? "http://t:t@no-such-host.invalid/"
-                                                                   : "http://no-such-host.invalid/"};
+    struct upstream_opts o = {.method = "GET",
+                              .url = via_libcurl ? "http://t:t@no-such-host.invalid/"
+                                                 : "http://no-such-host.invalid/"};
     struct xfer x;
     run_one(f, &x, &o);
     assert_int_equal(x.result, UPSTREAM_ECONNECT);
@@ -899,8 +906,8 @@ static void test_silent_server_with_timeout_is_etimedout(void **state)
 {
     struct fixture *f = *state;
     srv_start(&f->srv, script_never_answer, NULL, 0);
-    struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = "x", .body_len = 1,
-                              .timeout_ms = 300};
+    struct upstream_opts o = {
+        .method = "POST", .url = url(f, "/"), .body = "x", .body_len = 1, .timeout_ms = 300};
     struct xfer x;
     run_one(f, &x, &o);
     srv_join(&f->srv);
@@ -918,8 +925,8 @@ static void test_stall_after_headers_is_etimedout_mid_answer(void **state)
     static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                "Content-Length: 1000\r\n\r\ndata: partial\n\n";
     srv_start(&f->srv, script_answer_then_stall, resp, sizeof(resp) - 1);
-    struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = "x", .body_len = 1,
-                              .timeout_ms = 300};
+    struct upstream_opts o = {
+        .method = "POST", .url = url(f, "/"), .body = "x", .body_len = 1, .timeout_ms = 300};
     struct xfer x;
     run_one(f, &x, &o);
     srv_join(&f->srv);
