@@ -5,6 +5,7 @@
 
 #include "cli/serve.h"
 #include "config/config.h"
+#include "identity/identity.h"
 #include "policy/policy.h"
 
 #define PORTCULLIS_VERSION "0.1.0"
@@ -17,6 +18,7 @@ static void usage(FILE *out)
             "  portcullis serve -c FILE     run the gateway with the config in FILE\n"
             "  portcullis check FILE        validate a config; prints file:line: message per error\n"
             "  portcullis policy …          check, eval or run the Cedar corpus (policy help)\n"
+            "  portcullis keys …            API keys and signing keys (keys help)\n"
             "  portcullis version           print the version\n"
             "  portcullis help              this text\n\n"
             "signals: SIGHUP reloads the config, SIGTERM drains in-flight requests and exits\n",
@@ -70,6 +72,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "policy") == 0)
         return policy_cli_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "keys") == 0)
+        return identity_keys_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
         const char *path = config_arg(argc, argv);
         if (!path) {

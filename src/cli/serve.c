@@ -16,6 +16,7 @@
 #include "core/worker.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "identity/identity.h"
 #include "llm/llm.h"
 #include "telemetry/metrics.h"
 #include "upstream/upstream.h"
@@ -26,6 +27,7 @@ struct runtime {
     struct config *cfg;             /* newest snapshot (main thread's ref) */
     struct metrics *metrics;
     struct tls_ctx *tls;            /* main listener's certificate, or NULL */
+    struct identity *identity;      /* keys, JWKS, signing keys (shared by workers) */
     struct worker *workers;
     unsigned nworkers;
     atomic_uint exited;             /* workers whose loops have ended */
@@ -56,23 +58,44 @@ static int path_is(const struct http_request *r, const char *p)
     return r->path_len == n && memcmp(r->path, p, n) == 0;
 }
 
+/* Protocol routes: each runs behind the identity stage. */
+static const struct {
+    const char *path;
+    void (*handler)(struct http_exchange *ex);
+} protocol_routes[] = {
+    {"/v1/chat/completions", llm_chat_completions},
+    {"/chat/completions", llm_chat_completions},
+    {"/v1/embeddings", llm_embeddings},
+    {"/embeddings", llm_embeddings},
+    {"/v1/messages", llm_messages},
+    {"/v1/models", llm_models},
+    {"/models", llm_models},
+};
+
+/* The pipeline in front of the protocol handlers (DESIGN.md): route, then
+ * identity, then the protocol. /metrics, /healthz, the token endpoint (it
+ * authenticates its own subject_token) and the JWKS are open. */
 static void route(struct http_exchange *ex)
 {
     const struct http_request *r = ex->req;
-    if (path_is(r, "/v1/chat/completions") || path_is(r, "/chat/completions"))
-        llm_chat_completions(ex);
-    else if (path_is(r, "/v1/embeddings") || path_is(r, "/embeddings"))
-        llm_embeddings(ex);
-    else if (path_is(r, "/v1/messages"))
-        llm_messages(ex);
-    else if (path_is(r, "/v1/models") || path_is(r, "/models"))
-        llm_models(ex);
-    else if (path_is(r, "/metrics"))
+    struct runtime *rt = ex->worker->runtime;
+    for (size_t i = 0; i < sizeof protocol_routes / sizeof protocol_routes[0]; i++) {
+        if (path_is(r, protocol_routes[i].path)) {
+            if (identity_authenticate(rt->identity, ex) == 0)
+                protocol_routes[i].handler(ex);
+            return;
+        }
+    }
+    if (path_is(r, "/metrics"))
         metrics_endpoint(ex);
     else if (path_is(r, "/healthz")) {
         ex->route = "health";
         http_respond(ex, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
-    } else {
+    } else if (path_is(r, "/oauth/token"))
+        identity_token_endpoint(rt->identity, ex);
+    else if (path_is(r, "/.well-known/jwks.json"))
+        identity_jwks_endpoint(rt->identity, ex);
+    else {
         ex->route = "other";
         llm_error(ex, 404, "invalid_request_error", "unknown_route", NULL,
                   "no route for %s %.200s", r->method, r->path);
@@ -270,6 +293,17 @@ int serve_main(const char *config_path)
             return 1;
         }
     }
+    {
+        char err[512];
+        rt.identity = identity_new(rt.cfg, err, sizeof(err));
+        if (!rt.identity) {
+            log_msg(LOG_ERROR, NULL, "identity: %s", err);
+            return 1;
+        }
+        if (!rt.cfg->identity.required)
+            log_msg(LOG_WARN, NULL, "identity.required is false: requests without a portcullis "
+                                    "credential run as anonymous");
+    }
     rt.loop = uv_default_loop();
     int rc = 0;
     unsigned started = 0;
@@ -318,6 +352,7 @@ int serve_main(const char *config_path)
     metrics_free(rt.metrics);
     if (rt.tls)
         tls_ctx_free(rt.tls);
+    identity_free(rt.identity);
     config_unref(rt.cfg);
     uv_loop_close(rt.loop);
     upstream_global_cleanup();

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+// The identity stage of the pipeline: who is calling, on whose behalf. A
+// request presents a portcullis API key, a JWT from an external IdP, or a
+// delegation token the gateway minted itself (RFC 8693 token exchange); the
+// stage turns it into a principal with the whole delegation chain and
+// answers 401 (or 403 for scope) before any protocol handler runs.
+#ifndef PORTCULLIS_IDENTITY_IDENTITY_H
+#define PORTCULLIS_IDENTITY_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct http_exchange;
+struct state;
+
+/* Who is calling. Lives in the exchange's arena (ex->principal). */
+struct identity_principal {
+    const char *agent;             /* the agent this request runs as */
+    const char *auth;              /* "api_key" | "jwt" | "delegation" */
+    const char **chain;            /* root caller first, agent last */
+    size_t chain_len;              /* >= 1 */
+    const char *scope;             /* space-separated; NULL = unrestricted */
+    double budget_usd;             /* cap carried by the token; < 0 = none */
+    const char *credential_id;     /* API key id or token jti (never the secret) */
+    const char *parent_request_id; /* request that minted the token, or NULL */
+    const char *root_request_id;   /* first request of the chain, or NULL */
+    int64_t expires;               /* unix seconds; 0 = never */
+};
+
+/* Process-wide identity context: API key snapshot, JWKS, gateway signing
+ * keys, and a background thread that keeps them fresh (revocations and key
+ * rotations made by the CLI reach a running gateway within a second). */
+struct identity;
+
+/* Opens its own connection to the state at cfg->state_path, creates the
+ * per-install secret and the first signing key when absent, loads keys and
+ * the JWKS, and starts the refresher thread. NULL with a message in err.
+ * Caller owns the result; free with identity_free. */
+struct identity *identity_new(const struct config *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void identity_free(struct identity *id);
+
+/* The stage. Returns 0 when the request may go on (ex->principal set, or
+ * NULL for an anonymous request when identity.required is false), or -1
+ * when it has already answered (401 no/invalid credential, 403 scope). */
+int identity_authenticate(struct identity *id, struct http_exchange *ex);
+
+/* POST /oauth/token (RFC 8693 token exchange). Always answers. */
+void identity_token_endpoint(struct identity *id, struct http_exchange *ex);
+
+/* GET /.well-known/jwks.json: the gateway's public signing keys. */
+void identity_jwks_endpoint(struct identity *id, struct http_exchange *ex);
+
+/* `portcullis keys ...` (argv[0] == "keys"). Returns the exit code. */
+int identity_keys_cli(int argc, char **argv);
+
+#endif
