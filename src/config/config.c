@@ -27,6 +27,8 @@ static void free_provider(struct config_provider *p)
         free(p->api_key);
     }
     free(p->anthropic_version);
+    free(p->query);
+    free(p->auth_header);
 }
 
 static void free_model(struct config_model *m)

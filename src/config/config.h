@@ -33,6 +33,10 @@ struct config_provider {
     uint32_t timeout_ms;         /* whole upstream call; default 600000 */
     uint32_t connect_timeout_ms; /* default 5000 */
     char *anthropic_version;     /* anthropic-version header; default "2023-06-01" */
+    char *query;                 /* appended to every upstream URL after '?', e.g. Azure's
+                                  * "api-version=2024-10-21"; NULL for none */
+    char *auth_header;           /* send the key raw in this header (Azure: "api-key")
+                                  * instead of Authorization: Bearer; NULL for the default */
     struct config_mock mock;
 };
 

@@ -17,11 +17,13 @@ enum {
     P_CONNECT_TIMEOUT,
     P_ANTHROPIC_VERSION,
     P_MOCK,
+    P_QUERY,
+    P_AUTH_HEADER,
     P_COUNT
 };
 static const char *const provider_keys[P_COUNT] = {
     "name", "kind", "base_url", "api_key_env", "timeout", "connect_timeout", "anthropic_version",
-    "mock",
+    "mock", "query", "auth_header",
 };
 
 enum { MK_LATENCY, MK_CHUNK_DELAY, MK_TOKENS, MK_FAILURE_RATE, MK_COUNT };
@@ -221,6 +223,34 @@ static void build_provider(struct cfg_ctx *c, yaml_node_t *n, const char *base,
              cfg_strdup(c, f[P_ANTHROPIC_VERSION], path, &p->anthropic_version) == 0 &&
              p->anthropic_version[0] == '\0')
         cfg_error(c, f[P_ANTHROPIC_VERSION], "%s: must not be empty", path);
+
+    cfg_path(path, sizeof path, base, "query");
+    if (f[P_QUERY] != NULL && p->kind == PROVIDER_MOCK)
+        cfg_error(c, f[P_QUERY], "%s: not allowed for kind mock", path);
+    else if (f[P_QUERY] != NULL && cfg_strdup(c, f[P_QUERY], path, &p->query) == 0) {
+        for (const char *q = p->query; *q; q++) {
+            if ((unsigned char)*q <= ' ' || *q == 0x7f || *q == '#' || *q == '?') {
+                cfg_error(c, f[P_QUERY],
+                          "%s: expected a query string like api-version=2024-10-21 (no spaces, "
+                          "'?' or '#')",
+                          path);
+                break;
+            }
+        }
+    }
+
+    cfg_path(path, sizeof path, base, "auth_header");
+    if (f[P_AUTH_HEADER] != NULL && p->kind == PROVIDER_MOCK)
+        cfg_error(c, f[P_AUTH_HEADER], "%s: not allowed for kind mock", path);
+    else if (f[P_AUTH_HEADER] != NULL &&
+             cfg_strdup(c, f[P_AUTH_HEADER], path, &p->auth_header) == 0) {
+        int ok = p->auth_header[0] != '\0';
+        for (const char *q = p->auth_header; *q; q++)
+            if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_')
+                ok = 0;
+        if (!ok)
+            cfg_error(c, f[P_AUTH_HEADER], "%s: expected a header name like api-key", path);
+    }
 
     cfg_path(path, sizeof path, base, "mock");
     if (f[P_MOCK] != NULL && p->kind != 0 && p->kind != PROVIDER_MOCK)

@@ -87,3 +87,25 @@ def test_ambiguous_or_malformed_bodies_are_refused_not_guessed(gw, fake, raw, co
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == code
     assert fake.requests == []  # nothing reached the upstream
+
+
+def test_azure_style_provider_path_query_and_key_header(start_gateway, fake, upstream_key):
+    """An Azure OpenAI deployment: the deployment in the base URL path, the API
+    version as a query string, the key in an `api-key` header, not a bearer token."""
+    providers = [
+        openai_provider(
+            "azure",
+            fake.url + "/openai/deployments/my-gpt",
+            query="api-version=2024-10-21",
+            auth_header="api-key",
+        )
+    ]
+    gw = start_gateway(
+        base_config(free_port(), providers=providers, models=[model("gpt-4o", target("azure"))])
+    )
+    reply = gw.client().chat.completions.create(model="gpt-4o", messages=MSGS)
+    assert reply.choices[0].message.content
+    rec = fake.requests[0]
+    assert rec.path == "/openai/deployments/my-gpt/chat/completions?api-version=2024-10-21"
+    assert rec.headers["api-key"] == upstream_key
+    assert "authorization" not in rec.headers
