@@ -62,9 +62,8 @@ static int hexval(char c)
 
 /* ---- decimal ------------------------------------------------------------ */
 
-/* "-?[0-9]+\.[0-9]{1,4}", scaled by 10^4 with overflow checks. As in the
- * reference, the integer part is scaled first and the fraction then added
- * away from zero unless the integer part is negative. */
+/* "-?[0-9]+\.[0-9]{1,4}", scaled by 10^4 with overflow checks; the sign
+ * applies to the fraction too ("-0.5" is negative). */
 int pext_decimal_parse(const char *s, size_t len, int64_t *out)
 {
     size_t i = 0;
@@ -101,7 +100,7 @@ int pext_decimal_parse(const char *s, size_t len, int64_t *out)
     for (size_t k = nfrac; k < 4; k++)
         r *= 10;
     int64_t v;
-    if (l >= 0 ? __builtin_add_overflow(l, r, &v) : __builtin_sub_overflow(l, r, &v))
+    if (neg ? __builtin_sub_overflow(l, r, &v) : __builtin_add_overflow(l, r, &v))
         return -1;
     *out = v;
     return 0;

@@ -65,6 +65,8 @@ static void test_decimal(void **state)
     assert_true_expr("decimal(\"-1.23\").greaterThan(decimal(\"-1.24\"))");
     assert_true_expr("decimal(\"123.45\").greaterThanOrEqual(decimal(\"1.23\"))");
     assert_true_expr("decimal(\"00.000\") == decimal(\"0.0\")");
+    assert_true_expr("decimal(\"-0.5\").lessThan(decimal(\"0.0\"))");
+    assert_true_expr("decimal(\"-0.0\") == decimal(\"0.0\")");
     assert_true_expr("decimal(\"922337203685477.5807\") == decimal(\"922337203685477.5807\")");
     assert_true_expr("decimal(\"-922337203685477.5808\").lessThan(decimal(\"0.0\"))");
     const char *bad[] = {
