@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "audit/audit.h"
 #include "cli/serve.h"
 #include "config/config.h"
 #include "identity/identity.h"
@@ -19,6 +20,8 @@ static void usage(FILE *out)
             "  portcullis check FILE        validate a config; prints file:line: message per error\n"
             "  portcullis policy …          check, eval or run the Cedar corpus (policy help)\n"
             "  portcullis keys …            API keys and signing keys (keys help)\n"
+            "  portcullis trace -c FILE ID  the call graph a request belongs to\n"
+            "  portcullis audit tail -c FILE [--agent ID] [--denied]   follow the audit log\n"
             "  portcullis version           print the version\n"
             "  portcullis help              this text\n\n"
             "signals: SIGHUP reloads the config, SIGTERM drains in-flight requests and exits\n",
@@ -74,6 +77,10 @@ int main(int argc, char **argv)
         return policy_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "keys") == 0)
         return identity_keys_cli(argc - 1, argv + 1);
+    if (strcmp(cmd, "trace") == 0)
+        return audit_trace_cli(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0)
+        return audit_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
         const char *path = config_arg(argc, argv);
         if (!path) {

@@ -16,6 +16,7 @@
 #include "core/worker.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "audit/audit.h"
 #include "identity/identity.h"
 #include "llm/llm.h"
 #include "telemetry/metrics.h"
@@ -28,6 +29,7 @@ struct runtime {
     struct metrics *metrics;
     struct tls_ctx *tls;            /* main listener's certificate, or NULL */
     struct identity *identity;      /* keys, JWKS, signing keys (shared by workers) */
+    struct audit *audit;            /* audit writer; NULL when audit.enabled is false */
     struct worker *workers;
     unsigned nworkers;
     atomic_uint exited;             /* workers whose loops have ended */
@@ -75,10 +77,19 @@ static const struct {
 /* The pipeline in front of the protocol handlers (DESIGN.md): route, then
  * identity, then the protocol. /metrics, /healthz, the token endpoint (it
  * authenticates its own subject_token) and the JWKS are open. */
+static void audit_on_finish(struct http_exchange *ex)
+{
+    struct runtime *rt = ex->worker->runtime;
+    audit_exchange(rt->audit, ex);
+}
+
 static void route(struct http_exchange *ex)
 {
     const struct http_request *r = ex->req;
     struct runtime *rt = ex->worker->runtime;
+    /* Every request but the health and metrics probes gets an audit record. */
+    if (rt->audit && !path_is(r, "/metrics") && !path_is(r, "/healthz"))
+        ex->on_finish = audit_on_finish;
     for (size_t i = 0; i < sizeof protocol_routes / sizeof protocol_routes[0]; i++) {
         if (path_is(r, protocol_routes[i].path)) {
             if (identity_authenticate(rt->identity, ex) == 0)
@@ -300,6 +311,10 @@ int serve_main(const char *config_path)
             log_msg(LOG_ERROR, NULL, "identity: %s", err);
             return 1;
         }
+        if (rt.cfg->audit.enabled && !(rt.audit = audit_new(rt.cfg, err, sizeof(err)))) {
+            log_msg(LOG_ERROR, NULL, "audit: %s", err);
+            return 1;
+        }
         if (!rt.cfg->identity.required)
             log_msg(LOG_WARN, NULL, "identity.required is false: requests without a portcullis "
                                     "credential run as anonymous");
@@ -352,6 +367,7 @@ int serve_main(const char *config_path)
     metrics_free(rt.metrics);
     if (rt.tls)
         tls_ctx_free(rt.tls);
+    audit_free(rt.audit); /* drains the queue */
     identity_free(rt.identity);
     config_unref(rt.cfg);
     uv_loop_close(rt.loop);
