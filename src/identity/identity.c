@@ -14,7 +14,7 @@
 #include "identity/internal.h"
 #include "state/state.h"
 
-#define REFRESH_TICK_MS 500
+#define REFRESH_TICK_MS 250
 /* A retired signing key keeps verifying (and stays published) this long. */
 #define RETIRED_KEEP_S (24 * 3600)
 #define JWKS_FETCH_TIMEOUT_MS 5000
@@ -156,6 +156,13 @@ struct jwk_set *identity_jwks_get(struct identity *id)
     struct jwk_set *s = jwk_set_ref(id->jwks);
     pthread_mutex_unlock(&id->mu);
     return s;
+}
+
+void identity_keys_wake(struct identity *id)
+{
+    pthread_mutex_lock(&id->mu);
+    pthread_cond_signal(&id->wake);
+    pthread_mutex_unlock(&id->mu);
 }
 
 void identity_jwks_refetch(struct identity *id)

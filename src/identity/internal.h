@@ -185,6 +185,8 @@ int identity_signing_rotate(struct state *st, char *kid_out, size_t kid_len)
 struct identity_keys *identity_keys_get(struct identity *id);
 void identity_keys_put(struct identity_keys *k);
 struct jwk_set *identity_jwks_get(struct identity *id);
+/* Wakes the refresher to look for new keys now (after an unknown key). */
+void identity_keys_wake(struct identity *id);
 /* Asks the refresher to refetch the JWKS URL (rate-limited). */
 void identity_jwks_refetch(struct identity *id);
 

@@ -65,6 +65,8 @@ static int resolve_api_key(struct identity *id, struct http_exchange *ex, const 
     int rc = -1;
     *code = "invalid_api_key";
     if (e == NULL) {
+        /* Perhaps created a moment ago by the CLI: look now, not at the tick. */
+        identity_keys_wake(id);
         snprintf(why, whylen, "unknown API key");
     } else if (e->revoked != 0) {
         snprintf(why, whylen, "API key %s has been revoked", e->id);
