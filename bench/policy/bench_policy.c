@@ -47,40 +47,47 @@ static char *entities_json(void)
     buf_init(&b, 1 << 24);
     must(buf_append_lit(&b, "[{\"uid\": {\"type\": \"Org\", \"id\": \"acme\"}}"), "json");
     for (int t = 0; t < NTEAMS; t++)
-        must(buf_appendf(&b, ",{\"uid\": {\"type\": \"Team\", \"id\": \"t%d\"}, \"attrs\": "
-                             "{\"budget_usd\": %d}, \"parents\": [{\"type\": \"Org\", \"id\": \"acme\"}]}",
-                         t, 100 + t),
+        must(buf_appendf(
+                 &b,
+                 ",{\"uid\": {\"type\": \"Team\", \"id\": \"t%d\"}, \"attrs\": "
+                 "{\"budget_usd\": %d}, \"parents\": [{\"type\": \"Org\", \"id\": \"acme\"}]}",
+                 t, 100 + t),
              "json");
     for (int a = 0; a < NAGENTS; a++) {
         if (a % 10 == 9)
-            must(buf_appendf(&b, ",{\"uid\": {\"type\": \"Agent\", \"id\": \"a%d\"}, \"attrs\": "
-                                 "{\"tier\": %d, \"env\": \"prod\"}, \"parents\": "
-                                 "[{\"type\": \"Agent\", \"id\": \"a%d\"}]}",
+            must(buf_appendf(&b,
+                             ",{\"uid\": {\"type\": \"Agent\", \"id\": \"a%d\"}, \"attrs\": "
+                             "{\"tier\": %d, \"env\": \"prod\"}, \"parents\": "
+                             "[{\"type\": \"Agent\", \"id\": \"a%d\"}]}",
                              a, a % 3, a - 1),
                  "json");
         else
-            must(buf_appendf(&b, ",{\"uid\": {\"type\": \"Agent\", \"id\": \"a%d\"}, \"attrs\": "
-                                 "{\"tier\": %d, \"env\": \"%s\"}, \"parents\": "
-                                 "[{\"type\": \"Team\", \"id\": \"t%d\"}]}",
+            must(buf_appendf(&b,
+                             ",{\"uid\": {\"type\": \"Agent\", \"id\": \"a%d\"}, \"attrs\": "
+                             "{\"tier\": %d, \"env\": \"%s\"}, \"parents\": "
+                             "[{\"type\": \"Team\", \"id\": \"t%d\"}]}",
                              a, a % 3, a % 4 ? "prod" : "dev", a % NTEAMS),
                  "json");
     }
     static const char *const labels[] = {"[]", "[\"private_data\"]", "[\"exfiltration\"]",
                                          "[\"private_data\", \"write\"]", "[\"read\"]"};
     for (int s = 0; s < NSERVERS; s++)
-        must(buf_appendf(&b, ",{\"uid\": {\"type\": \"Server\", \"id\": \"s%d\"}, \"attrs\": "
-                             "{\"trust\": \"%s\"}}",
+        must(buf_appendf(&b,
+                         ",{\"uid\": {\"type\": \"Server\", \"id\": \"s%d\"}, \"attrs\": "
+                         "{\"trust\": \"%s\"}}",
                          s, s % 3 ? "trusted" : "untrusted"),
              "json");
     for (int t = 0; t < NTOOLS; t++)
-        must(buf_appendf(&b, ",{\"uid\": {\"type\": \"Tool\", \"id\": \"s%d/tool%d\"}, \"attrs\": "
-                             "{\"labels\": %s, \"server\": \"s%d\"}, \"parents\": "
-                             "[{\"type\": \"Server\", \"id\": \"s%d\"}]}",
+        must(buf_appendf(&b,
+                         ",{\"uid\": {\"type\": \"Tool\", \"id\": \"s%d/tool%d\"}, \"attrs\": "
+                         "{\"labels\": %s, \"server\": \"s%d\"}, \"parents\": "
+                         "[{\"type\": \"Server\", \"id\": \"s%d\"}]}",
                          t % NSERVERS, t, labels[t % 5], t % NSERVERS, t % NSERVERS),
              "json");
     for (int m = 0; m < NMODELS; m++)
-        must(buf_appendf(&b, ",{\"uid\": {\"type\": \"Model\", \"id\": \"m%d\"}, \"attrs\": "
-                             "{\"usd_per_mtok\": %d}}",
+        must(buf_appendf(&b,
+                         ",{\"uid\": {\"type\": \"Model\", \"id\": \"m%d\"}, \"attrs\": "
+                         "{\"usd_per_mtok\": %d}}",
                          m, m * 5),
              "json");
     must(buf_append_lit(&b, "]"), "json");
@@ -94,36 +101,47 @@ static char *policies_50(void)
     buf_t b;
     buf_init(&b, 1 << 20);
     for (int t = 0; t < NTEAMS; t++)
-        must(buf_appendf(&b, "@id(\"team%d-tools\")\npermit(principal in Team::\"t%d\", action in "
-                             "[Action::\"call_tool\", Action::\"list_tool\"], resource in "
-                             "Server::\"s%d\");\n",
+        must(buf_appendf(&b,
+                         "@id(\"team%d-tools\")\npermit(principal in Team::\"t%d\", action in "
+                         "[Action::\"call_tool\", Action::\"list_tool\"], resource in "
+                         "Server::\"s%d\");\n",
                          t, t, t % NSERVERS),
              "policy");
     for (int t = 0; t < NTEAMS; t++)
-        must(buf_appendf(&b, "@id(\"team%d-models\")\npermit(principal in Team::\"t%d\", action == "
-                             "Action::\"chat\", resource is Model) when { resource.usd_per_mtok <= "
-                             "%d };\n",
+        must(buf_appendf(&b,
+                         "@id(\"team%d-models\")\npermit(principal in Team::\"t%d\", action == "
+                         "Action::\"chat\", resource is Model) when { resource.usd_per_mtok <= "
+                         "%d };\n",
                          t, t, 40 + t),
              "policy");
-    must(buf_append_lit(&b,
-                        "@id(\"trifecta\")\nforbid(principal, action == Action::\"call_tool\", resource)\n"
-                        "when { resource.labels.contains(\"exfiltration\") && context.session.private_data"
-                        " && context.session.untrusted_input };\n"
-                        "@id(\"untrusted-write\")\nforbid(principal, action == Action::\"call_tool\", resource)\n"
-                        "when { context.session.untrusted_input && resource.labels.contains(\"write\") };\n"
-                        "@id(\"dev-no-private\")\nforbid(principal is Agent, action == Action::\"call_tool\", resource)\n"
-                        "when { principal.env == \"dev\" && resource.labels.contains(\"private_data\") };\n"
-                        "@id(\"deep-chains\")\nforbid(principal, action, resource) when { context.depth > 4 };\n"
-                        "@id(\"tier0-delegate\")\npermit(principal is Agent, action == Action::\"delegate\", resource)\n"
-                        "when { principal.tier == 0 };\n"
-                        "@id(\"any-list\")\npermit(principal in Org::\"acme\", action == Action::\"list_tool\", resource is Tool)\n"
-                        "when { resource.labels.isEmpty() || context.session.admin };\n"
-                        "@id(\"send-peer\")\npermit(principal is Agent in Org::\"acme\", action == Action::\"send_message\","
-                        " resource is Agent in Org::\"acme\") unless { context.chain.contains(resource) };\n"
-                        "@id(\"night\")\nforbid(principal, action == Action::\"chat\", resource == Model::\"m18\")\n"
-                        "when { context.hour < 6 };\n"
-                        "@id(\"ip\")\nforbid(principal, action, resource) unless { context.ip.isInRange(ip(\"10.0.0.0/8\")) };\n"
-                        "@id(\"admins\")\npermit(principal == Agent::\"a0\", action, resource);\n"),
+    must(buf_append_lit(
+             &b,
+             "@id(\"trifecta\")\nforbid(principal, action == Action::\"call_tool\", resource)\n"
+             "when { resource.labels.contains(\"exfiltration\") && context.session.private_data"
+             " && context.session.untrusted_input };\n"
+             "@id(\"untrusted-write\")\nforbid(principal, action == Action::\"call_tool\", "
+             "resource)\n"
+             "when { context.session.untrusted_input && resource.labels.contains(\"write\") };\n"
+             "@id(\"dev-no-private\")\nforbid(principal is Agent, action == Action::\"call_tool\", "
+             "resource)\n"
+             "when { principal.env == \"dev\" && resource.labels.contains(\"private_data\") };\n"
+             "@id(\"deep-chains\")\nforbid(principal, action, resource) when { context.depth > 4 "
+             "};\n"
+             "@id(\"tier0-delegate\")\npermit(principal is Agent, action == Action::\"delegate\", "
+             "resource)\n"
+             "when { principal.tier == 0 };\n"
+             "@id(\"any-list\")\npermit(principal in Org::\"acme\", action == "
+             "Action::\"list_tool\", resource is Tool)\n"
+             "when { resource.labels.isEmpty() || context.session.admin };\n"
+             "@id(\"send-peer\")\npermit(principal is Agent in Org::\"acme\", action == "
+             "Action::\"send_message\","
+             " resource is Agent in Org::\"acme\") unless { context.chain.contains(resource) };\n"
+             "@id(\"night\")\nforbid(principal, action == Action::\"chat\", resource == "
+             "Model::\"m18\")\n"
+             "when { context.hour < 6 };\n"
+             "@id(\"ip\")\nforbid(principal, action, resource) unless { "
+             "context.ip.isInRange(ip(\"10.0.0.0/8\")) };\n"
+             "@id(\"admins\")\npermit(principal == Agent::\"a0\", action, resource);\n"),
          "policy");
     return b.data;
 }
@@ -137,8 +155,9 @@ static char *grants(int n)
     must(buf_append_lit(&b, ""), "grants");
     for (int i = 0; i < n; i++) {
         int t = (i * 7) % NTOOLS;
-        must(buf_appendf(&b, "permit(principal == Agent::\"a%d\", action == Action::\"call_tool\", "
-                             "resource == Tool::\"s%d/tool%d\") when { context.depth < 3 };\n",
+        must(buf_appendf(&b,
+                         "permit(principal == Agent::\"a%d\", action == Action::\"call_tool\", "
+                         "resource == Tool::\"s%d/tool%d\") when { context.depth < 3 };\n",
                          i % NAGENTS, t % NSERVERS, t),
              "grants");
     }
@@ -152,11 +171,13 @@ struct req {
 
 static void make_requests(struct req *r, int n)
 {
-    static const char *const actions[] = {"call_tool", "list_tool", "chat", "send_message", "delegate"};
+    static const char *const actions[] = {"call_tool", "list_tool", "chat", "send_message",
+                                          "delegate"};
     unsigned seed = 12345;
     for (int i = 0; i < n; i++) {
         seed = seed * 1103515245u + 12345u;
-        int a = (int)(seed >> 8) % NAGENTS, k = (int)(seed >> 4) % 5, t = (int)(seed >> 12) % NTOOLS;
+        int a = (int)(seed >> 8) % NAGENTS, k = (int)(seed >> 4) % 5,
+            t = (int)(seed >> 12) % NTOOLS;
         snprintf(r[i].principal, sizeof(r[i].principal), "a%d", a);
         r[i].action = actions[k];
         if (k == 2) {
@@ -207,7 +228,8 @@ static void run(const char *label, const char *policy_text, policy_entities_t *e
         }
     }
     qsort(lat, N, sizeof(*lat), cmp_u64);
-    printf("%-34s %6zu policies  median %6.2f us  p99 %6.2f us  (allow %4.1f%%, errors %zu, load %llu ms)\n",
+    printf("%-34s %6zu policies  median %6.2f us  p99 %6.2f us  (allow %4.1f%%, errors %zu, load "
+           "%llu ms)\n",
            label, policy_set_count(set), lat[N / 2] / 1000.0, lat[N * 99 / 100] / 1000.0,
            100.0 * allowed / N, errors, (unsigned long long)load_ms);
     free(reqs);
@@ -247,7 +269,6 @@ int main(void)
         free(all);
         free(g);
     }
-    run("mcp tool access, empty context", p50, es, NULL);
     free(p50);
     free(ej);
     json_decref(ctx);

@@ -33,6 +33,8 @@ struct policy_set {
     struct scope_index ix[IX_COUNT];
     uint32_t *general; /* policies no index holds */
     size_t ngeneral;
+    uint32_t *ids; /* policy id hash: index + 1, 0 = empty */
+    size_t ids_mask;
 };
 
 policy_set_t *policy_set_new(unsigned flags)
@@ -64,6 +66,7 @@ void policy_set_free(policy_set_t *s)
     if (!s)
         return;
     index_free(s);
+    free(s->ids);
     free(s->v);
     arena_free(&s->arena);
     free(s);
@@ -79,12 +82,43 @@ size_t policy_set_template_count(const policy_set_t *s)
     return s ? s->ntemplates : 0;
 }
 
+static uint64_t id_hash(const char *id)
+{
+    return puid_hash("", 0, id, strlen(id));
+}
+
 static struct ppolicy *find_policy(const struct policy_set *s, const char *id)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->v[i]->id, id) == 0)
-            return s->v[i];
+    if (!s->ids)
+        return NULL;
+    for (size_t i = id_hash(id) & s->ids_mask; s->ids[i]; i = (i + 1) & s->ids_mask)
+        if (strcmp(s->v[s->ids[i] - 1]->id, id) == 0)
+            return s->v[s->ids[i] - 1];
     return NULL;
+}
+
+/* Rebuilds the id hash; *dup is the first policy whose id is taken. */
+static int ids_build(struct policy_set *s, const struct ppolicy **dup)
+{
+    size_t cap = 16;
+    while (cap < s->n * 2)
+        cap *= 2;
+    free(s->ids);
+    s->ids = calloc(cap, sizeof(*s->ids));
+    s->ids_mask = cap - 1;
+    *dup = NULL;
+    if (!s->ids)
+        return -1;
+    for (size_t k = 0; k < s->n; k++) {
+        size_t i = id_hash(s->v[k]->id) & s->ids_mask;
+        for (; s->ids[i]; i = (i + 1) & s->ids_mask)
+            if (strcmp(s->v[s->ids[i] - 1]->id, s->v[k]->id) == 0) {
+                *dup = s->v[k];
+                return -1;
+            }
+        s->ids[i] = (uint32_t)(k + 1);
+    }
+    return 0;
 }
 
 const char *policy_set_annotation(const policy_set_t *s, const char *id, const char *key)
@@ -226,24 +260,35 @@ int policy_set_add_text(policy_set_t *s, const char *file, const char *text, siz
             pdiag_add(diags, file, p->line, p->col, "out of memory");
             goto done;
         }
-        bool dup = find_policy(s, p->id) != NULL;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = strcmp(out.v[j]->id, p->id) == 0;
-        if (dup) {
-            pdiag_add(diags, file, p->line, p->col, "duplicate policy id \"%s\"", p->id);
-            goto done;
-        }
     }
+    size_t before = s->n, templates = s->ntemplates;
     for (size_t i = 0; i < out.n; i++)
         if (push_policy(s, out.v[i])) {
             pdiag_add(diags, file, 1, 1, "out of memory");
-            goto done;
+            goto undo;
         }
+    const struct ppolicy *dup;
+    if (ids_build(s, &dup)) {
+        if (dup)
+            pdiag_add(diags, file, dup->line, dup->col, "duplicate policy id \"%s\"", dup->id);
+        else
+            pdiag_add(diags, file, 1, 1, "out of memory");
+        goto undo;
+    }
     if (index_build(s)) {
         pdiag_add(diags, file, 1, 1, "out of memory");
-        goto done;
+        goto undo;
     }
     rc = 0;
+    goto done;
+undo:
+    /* nothing of this text stays: the set is as it was */
+    s->n = before;
+    s->ntemplates = templates;
+    if (ids_build(s, &dup) || index_build(s)) {
+        free(s->ids);
+        s->ids = NULL; /* lookups then find nothing rather than stale slots */
+    }
 done:
     free(out.v);
     return rc;
@@ -329,7 +374,8 @@ int policy_set_link(policy_set_t *s, const char *template_id, const char *new_id
         (resource && fill_slot(s, &p->resource, resource)) || push_policy(s, p))
         goto oom;
     s->nlinked++;
-    if (index_build(s))
+    const struct ppolicy *dup;
+    if (ids_build(s, &dup) || index_build(s))
         goto oom;
     return 0;
 oom:
@@ -339,7 +385,13 @@ oom:
 
 /* ---- decisions --------------------------------------------------------- */
 
-static bool scope_match(const struct peval *ev, const struct pscope *sc, const puid_t *u)
+/* u in target, with u's entity (or NULL) already looked up. */
+static bool uid_in(const puid_t *u, const struct pentity *ent, const puid_t *target)
+{
+    return puid_eq(u, target) || (ent && pentity_has_ancestor(ent, target));
+}
+
+static bool scope_match(const struct pscope *sc, const puid_t *u, const struct pentity *ent)
 {
     switch (sc->op) {
     case SC_ANY:
@@ -347,14 +399,14 @@ static bool scope_match(const struct peval *ev, const struct pscope *sc, const p
     case SC_EQ:
         return puid_eq(u, &sc->uids[0]);
     case SC_IN:
-        return peval_uid_in(ev, u, &sc->uids[0]);
+        return uid_in(u, ent, &sc->uids[0]);
     case SC_IS:
         return pstr_cmp(u->type, sc->is_type) == 0;
     case SC_IS_IN:
-        return pstr_cmp(u->type, sc->is_type) == 0 && peval_uid_in(ev, u, &sc->uids[0]);
+        return pstr_cmp(u->type, sc->is_type) == 0 && uid_in(u, ent, &sc->uids[0]);
     case SC_IN_SET:
         for (uint32_t i = 0; i < sc->n; i++)
-            if (peval_uid_in(ev, u, &sc->uids[i]))
+            if (uid_in(u, ent, &sc->uids[i]))
                 return true;
         return false;
     }
@@ -362,11 +414,13 @@ static bool scope_match(const struct peval *ev, const struct pscope *sc, const p
 }
 
 /* 1 satisfied, 0 not, -1 erred (ev->err set). */
-static int policy_holds(struct peval *ev, const struct ppolicy *p, const puid_t *pr,
-                        const puid_t *ac, const puid_t *re)
+static int policy_holds(struct peval *ev, const struct ppolicy *p,
+                        const puid_t *const uids[IX_COUNT],
+                        const struct pentity *const ents[IX_COUNT])
 {
-    if (!scope_match(ev, &p->principal, pr) || !scope_match(ev, &p->action, ac) ||
-        !scope_match(ev, &p->resource, re))
+    if (!scope_match(&p->principal, uids[IX_PRINCIPAL], ents[IX_PRINCIPAL]) ||
+        !scope_match(&p->action, uids[IX_ACTION], ents[IX_ACTION]) ||
+        !scope_match(&p->resource, uids[IX_RESOURCE], ents[IX_RESOURCE]))
         return 0;
     for (uint32_t i = 0; i < p->nconds; i++) {
         pval_t v;
@@ -424,29 +478,33 @@ static int push_error(struct policy_decision *d, size_t *cap, const char *id, co
     return 0;
 }
 
-static int cmp_u32(const void *x, const void *y)
-{
-    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
-    return a < b ? -1 : a > b;
-}
-
-/* Candidate policies for the request, in set order, without duplicates. */
-static uint32_t *candidates(const struct policy_set *s, const struct peval *ev,
+/* Candidate policies for the request, in set order, without duplicates:
+ * the unindexed ones and the buckets of the request's entities and their
+ * ancestors, merged (each list is already in set order). NULL when there
+ * are too many lists: the caller then scans every policy. */
+static uint32_t *candidates(const struct policy_set *s, const struct pentity *const ents[IX_COUNT],
                             const puid_t *const uids[IX_COUNT], arena_t *a, size_t *count)
 {
-    const struct bucket *hits[256];
-    size_t nhits = 0, total = s->ngeneral;
+    enum { MAXL = 64 };
+    const uint32_t *list[MAXL];
+    uint32_t len[MAXL], pos[MAXL];
+    size_t nl = 0, total = 0;
+    if (s->ngeneral) {
+        list[nl] = s->general;
+        len[nl++] = (uint32_t)s->ngeneral;
+        total += s->ngeneral;
+    }
     for (int k = 0; k < IX_COUNT; k++) {
-        const puid_t *u = uids[k];
-        const struct pentity *ent = ev->ents ? pentities_find(ev->ents, u) : NULL;
+        const struct pentity *ent = ents[k];
         for (uint32_t j = 0; j <= (ent ? ent->nanc : 0); j++) {
             const struct bucket *b =
-                bucket_for((struct scope_index *)&s->ix[k], j ? ent->anc[j - 1] : u, false);
+                bucket_for((struct scope_index *)&s->ix[k], j ? ent->anc[j - 1] : uids[k], false);
             if (!b)
                 continue;
-            if (nhits == sizeof(hits) / sizeof(hits[0]))
-                return NULL; /* too many: the caller scans everything */
-            hits[nhits++] = b;
+            if (nl == MAXL)
+                return NULL;
+            list[nl] = b->idx;
+            len[nl++] = b->n;
             total += b->n;
         }
     }
@@ -454,19 +512,17 @@ static uint32_t *candidates(const struct policy_set *s, const struct peval *ev,
     if (!v)
         return NULL;
     size_t n = 0;
-    memcpy(v, s->general, s->ngeneral * sizeof(*v));
-    n = s->ngeneral;
-    for (size_t i = 0; i < nhits; i++) {
-        memcpy(v + n, hits[i]->idx, hits[i]->n * sizeof(*v));
-        n += hits[i]->n;
-    }
-    if (nhits) {
-        qsort(v, n, sizeof(*v), cmp_u32);
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (m == 0 || v[m - 1] != v[i])
-                v[m++] = v[i];
-        n = m;
+    memset(pos, 0, nl * sizeof(*pos));
+    for (;;) {
+        size_t best = MAXL;
+        for (size_t i = 0; i < nl; i++)
+            if (pos[i] < len[i] && (best == MAXL || list[i][pos[i]] < list[best][pos[best]]))
+                best = i;
+        if (best == MAXL)
+            break;
+        uint32_t x = list[best][pos[best]++];
+        if (n == 0 || v[n - 1] != x)
+            v[n++] = x;
     }
     *count = n;
     return v;
@@ -522,15 +578,18 @@ int pdecide_node(const policy_set_t *s, const policy_entities_t *entities,
         }
     }
     const puid_t *uids[IX_COUNT] = {&pr, &re, &ac};
+    const struct pentity *ents[IX_COUNT];
+    for (int k = 0; k < IX_COUNT; k++)
+        ents[k] = entities ? pentities_find(entities, uids[k]) : NULL;
     size_t ncand = 0;
-    uint32_t *cand = candidates(s, &ev, uids, &out->arena, &ncand);
+    uint32_t *cand = candidates(s, ents, uids, &out->arena, &ncand);
     struct idlist permits = {0}, forbids = {0};
     size_t limit = cand ? ncand : s->n;
     for (size_t i = 0; i < limit; i++) {
         const struct ppolicy *p = s->v[cand ? cand[i] : i];
         if (p->is_template)
             continue;
-        int r = policy_holds(&ev, p, &pr, &ac, &re);
+        int r = policy_holds(&ev, p, uids, ents);
         int rc = 0;
         if (r < 0)
             rc = push_error(out, &ecap, p->id, ev.err);

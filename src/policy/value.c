@@ -113,14 +113,27 @@ static int cmp_qsort(const void *x, const void *y)
     return pval_cmp(x, y);
 }
 
+/* Small arrays (the usual record or set in a request) sort faster by
+ * insertion than through qsort's merge sort and its allocation. */
+#define SMALL_SORT 16
+
 const struct pset *pset_make(arena_t *a, pval_t *items, size_t n)
 {
     if (n == 0)
         return &pset_empty;
     if (n > UINT32_MAX)
         return NULL;
-    if (n > 1)
+    if (n > SMALL_SORT) {
         qsort(items, n, sizeof(*items), cmp_qsort);
+    } else {
+        for (size_t i = 1; i < n; i++) {
+            pval_t x = items[i];
+            size_t j = i;
+            for (; j > 0 && pval_cmp(&items[j - 1], &x) > 0; j--)
+                items[j] = items[j - 1];
+            items[j] = x;
+        }
+    }
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (k == 0 || pval_cmp(&items[k - 1], &items[i]) != 0)
@@ -161,8 +174,17 @@ const struct prec *prec_make(arena_t *a, struct pfield *f, size_t n, const pstr_
         return &prec_empty;
     if (n > UINT32_MAX)
         return NULL;
-    if (n > 1)
+    if (n > SMALL_SORT) {
         qsort(f, n, sizeof(*f), cmp_field);
+    } else {
+        for (size_t i = 1; i < n; i++) {
+            struct pfield x = f[i];
+            size_t j = i;
+            for (; j > 0 && pstr_cmp(f[j - 1].key, x.key) > 0; j--)
+                f[j] = f[j - 1];
+            f[j] = x;
+        }
+    }
     for (size_t i = 1; i < n; i++)
         if (pstr_cmp(f[i - 1].key, f[i].key) == 0) {
             *dup = &f[i].key;
