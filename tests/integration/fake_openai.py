@@ -329,6 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
             if behaviour.close_after is not None and i == behaviour.close_after:
                 self._drop()
                 return False
+            if behaviour.hold_after is not None and i == behaviour.hold_after - 1:
+                rec.held.set()  # before the client can see the last chunk ahead of the hold
             emit(piece)
         return True
 

@@ -84,7 +84,7 @@ def test_hold_keeps_the_stream_open_until_released(up):
     it = iter(stream)
     first = [next(it) for _ in range(3)]  # role chunk + 2 content chunks
     rec = up.requests[0]
-    assert rec.held.is_set() and not rec.finished.is_set()
+    assert rec.held.wait(5) and not rec.finished.is_set()
     assert [c.choices[0].delta.content for c in first[1:]] == ["Hello ", "from "]
     up.release.set()
     rest = list(it)
