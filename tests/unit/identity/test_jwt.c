@@ -396,7 +396,9 @@ static void test_wrong_issuer_and_audience(void **unused)
 
 static void test_alg_none_is_refused(void **unused)
 {
-    char *claims = json_dumps(good_claims(), JSON_COMPACT);
+    json_t *gc = good_claims();
+    char *claims = json_dumps(gc, JSON_COMPACT);
+    json_decref(gc);
     const char *hdrs[] = {"{\"alg\":\"none\"}", "{\"alg\":\"None\"}", "{\"alg\":\"NONE\"}",
                           "{\"typ\":\"JWT\"}"};
     for (size_t i = 0; i < 4; i++) {
