@@ -28,6 +28,11 @@ void pp_error(struct pparser *p, const struct ptoken *t, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 bool pp_expect(struct pparser *p, int kind, const char *what);
 
+/* Decodes the current string token (escapes); advances past it. */
+int pp_string(struct pparser *p, pstr_t *out);
+/* '::' STR after an entity type already read into type. */
+int pp_finish_uid(struct pparser *p, pstr_t type, puid_t *out);
+
 /* Expr (if/or/and/…); NULL after an error. */
 struct pexpr *pp_expr(struct pparser *p);
 /* Path '::' STR, the current token being the path's first identifier. */
