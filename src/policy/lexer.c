@@ -347,11 +347,6 @@ int pstr_unescape(arena_t *a, const char *raw, size_t len, bool pattern, pstr_t 
             i++;
             break;
         }
-        case '\n':
-            /* line continuation: skip the newline and the indentation */
-            while (i < len && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r'))
-                i++;
-            continue;
         default:
             *err = "invalid escape sequence";
             return -1;

@@ -316,8 +316,11 @@ static struct ppolicy *parse_policy(struct pparser *p)
     }
     if (!pp_expect(p, T_LPAREN, "'('") || parse_var_scope(p, "principal", &pol->principal) ||
         !pp_expect(p, T_COMMA, "','") || parse_action_scope(p, &pol->action) ||
-        !pp_expect(p, T_COMMA, "','") || parse_var_scope(p, "resource", &pol->resource) ||
-        !pp_expect(p, T_RPAREN, "')'") || parse_conditions(p, pol) || !pp_expect(p, T_SEMI, "';'"))
+        !pp_expect(p, T_COMMA, "','") || parse_var_scope(p, "resource", &pol->resource))
+        return NULL;
+    if (p->tok.kind == T_COMMA) /* the reference accepts a trailing comma */
+        pp_advance(p);
+    if (!pp_expect(p, T_RPAREN, "')'") || parse_conditions(p, pol) || !pp_expect(p, T_SEMI, "';'"))
         return NULL;
     pol->is_template = pol->principal.slot || pol->resource.slot;
     return pol;

@@ -33,6 +33,7 @@ static void test_scope_forms_parse(void **state)
     assert_parses("permit(principal is User, action in Action::\"g\", resource is NS::Photo in "
                   "NS::Album::\"x\");");
     assert_parses("permit(principal, action in [], resource);");
+    assert_parses("permit(principal, action, resource,);");
     assert_parses("permit(principal, action == NS::Action::\"x\", resource);");
     assert_parses("");
     assert_parses("// only a comment\n");
@@ -132,7 +133,8 @@ static void test_strings_and_escapes(void **state)
     assert_parse_error("\"\\q\" == \"\"");
     assert_parse_error("\"\\x80\" == \"\"");
     assert_parse_error("\"\\u{110000}\" == \"\"");
-    assert_parse_error("\"\\*\" == \"*\""); /* \* only in patterns */
+    assert_parse_error("\"\\*\" == \"*\"");     /* \* only in patterns */
+    assert_parse_error("\"\\\n  x\" == \"x\""); /* no line continuations */
     assert_true_expr("\"*\" like \"\\*\"");
 }
 
@@ -217,6 +219,25 @@ static void test_deep_nesting_is_refused_not_crashed(void **state)
     free(text);
 }
 
+static void test_files_load_with_their_names_in_errors(void **state)
+{
+    policy_set_t *s = policy_set_new(0);
+    struct policy_diags diags = {0};
+    assert_int_equal(policy_set_add_file(s, TEST_DATA_DIR "/photos.cedar", &diags), 0);
+    assert_int_equal(policy_set_count(s), 2);
+    assert_non_null(policy_set_annotation(s, "owners-read", "id"));
+    assert_int_equal(policy_set_add_file(s, TEST_DATA_DIR "/broken.cedar", &diags), -1);
+    assert_int_equal(diags.count, 1);
+    assert_string_equal(diags.v[0].file, TEST_DATA_DIR "/broken.cedar");
+    assert_int_equal(diags.v[0].line, 4);
+    assert_int_equal(diags.v[0].col, 25);
+    assert_int_equal(policy_set_count(s), 2); /* the old policies stay */
+    assert_int_equal(policy_set_add_file(s, TEST_DATA_DIR "/missing.cedar", &diags), -1);
+    assert_int_equal(diags.count, 2);
+    policy_diags_free(&diags);
+    policy_set_free(s);
+}
+
 static void test_uid_parse(void **state)
 {
     arena_t a;
@@ -252,6 +273,7 @@ int main(void)
         cmocka_unit_test(test_action_scope_needs_action_entities),
         cmocka_unit_test(test_duplicate_ids_are_refused),
         cmocka_unit_test(test_deep_nesting_is_refused_not_crashed),
+        cmocka_unit_test(test_files_load_with_their_names_in_errors),
         cmocka_unit_test(test_uid_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
