@@ -171,16 +171,17 @@ static int read_response_ex(struct reader *r, struct resp *out, int no_body)
     const char *te = header_in(out->head, "Transfer-Encoding");
     if (cl) {
         size_t want = strtoul(cl, NULL, 10);
-        while (r->len < want)
-            if (rd_fill(r) <= 0) {
-                keep(&out->raw, r->buf, r->len);
-                keep(&out->body, r->buf, r->len);
-                rd_consume(r, r->len);
+        for (;;) {
+            size_t take = r->len < want ? r->len : want;
+            keep(&out->raw, r->buf, take);
+            keep(&out->body, r->buf, take);
+            rd_consume(r, take);
+            want -= take;
+            if (want == 0)
+                break;
+            if (rd_fill(r) <= 0)
                 return -1;
-            }
-        keep(&out->raw, r->buf, want);
-        keep(&out->body, r->buf, want);
-        rd_consume(r, want);
+        }
         out->complete = 1;
         return 0;
     }
@@ -201,14 +202,22 @@ static int read_response_ex(struct reader *r, struct resp *out, int no_body)
                 out->complete = 1;
                 return 0;
             }
-            while (r->len < size + 2)
+            for (size_t left = size; left;) {
+                if (r->len == 0 && rd_fill(r) <= 0)
+                    goto cut;
+                size_t take = r->len < left ? r->len : left;
+                keep(&out->raw, r->buf, take);
+                keep(&out->body, r->buf, take);
+                rd_consume(r, take);
+                left -= take;
+            }
+            while (r->len < 2)
                 if (rd_fill(r) <= 0)
                     goto cut;
-            keep(&out->raw, r->buf, size + 2);
-            keep(&out->body, r->buf, size);
-            if (memcmp(r->buf + size, "\r\n", 2) != 0)
+            if (memcmp(r->buf, "\r\n", 2) != 0)
                 return -1;
-            rd_consume(r, size + 2);
+            keep(&out->raw, "\r\n", 2);
+            rd_consume(r, 2);
         }
     cut:
         keep(&out->raw, r->buf, r->len);
@@ -216,11 +225,11 @@ static int read_response_ex(struct reader *r, struct resp *out, int no_body)
         return -1;
     }
     /* delimited by close */
-    while (rd_fill(r) > 0)
-        ;
-    keep(&out->raw, r->buf, r->len);
-    keep(&out->body, r->buf, r->len);
-    rd_consume(r, r->len);
+    do {
+        keep(&out->raw, r->buf, r->len);
+        keep(&out->body, r->buf, r->len);
+        rd_consume(r, r->len);
+    } while (rd_fill(r) > 0);
     out->complete = 1;
     return 0;
 }
@@ -291,7 +300,10 @@ struct fixture {
     uv_timer_t later;
     int idle_calls;
     int idle_calls_at_drain;
-    int drain_on_hold; /* drain as soon as /hold arrives, from a timer */
+    int drain_on_hold;  /* drain as soon as /hold arrives, from a timer */
+    size_t flood_bytes; /* /flood: body bytes written before pausing */
+    long flood_queued;  /* what http_stream_write said at the pause */
+    int drains;         /* on_drain calls */
     uint64_t answer_delay_ms;
 };
 
@@ -438,6 +450,53 @@ static void hold_stream(struct http_exchange *ex)
     uv_timer_start(&f->later, drain_then_end_stream, 0, 0);
 }
 
+/* Position-dependent bytes, so a lost or repeated stretch shows. */
+static char pattern_at(size_t i)
+{
+    return (char)('a' + (i * 7 + i / 4093) % 26);
+}
+
+static void fill_pattern(char *p, size_t off, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = pattern_at(off + i);
+}
+
+#define BIG_BODY (4u << 20)
+
+/* The output queue fell below the low-water mark: finish the flood. */
+static void flood_drained(struct http_exchange *ex)
+{
+    struct fixture *f = fixture_of(ex);
+    f->drains++;
+    ex->on_drain = NULL;
+    (void)http_stream_write(ex, "END", 3);
+    http_stream_end(ex);
+    f->held = NULL;
+    http_exchange_unref(ex);
+}
+
+/* Streams until http_stream_write reports more than the high-water mark
+ * queued, then waits for on_drain. */
+static void flood(struct http_exchange *ex)
+{
+    struct fixture *f = fixture_of(ex);
+    http_stream_start(ex, 200, "application/octet-stream");
+    char chunk[32 * 1024];
+    long q = 0;
+    while (q <= HTTP_OUT_HIGH_WATER && f->flood_bytes < (64u << 20)) {
+        fill_pattern(chunk, f->flood_bytes, sizeof(chunk));
+        q = http_stream_write(ex, chunk, sizeof(chunk));
+        if (q < 0)
+            return;
+        f->flood_bytes += sizeof(chunk);
+    }
+    f->flood_queued = q;
+    http_exchange_ref(ex);
+    f->held = ex;
+    ex->on_drain = flood_drained;
+}
+
 /* Path-driven: each test asks for the behaviour it needs. */
 static void handler(struct http_exchange *ex)
 {
@@ -449,6 +508,13 @@ static void handler(struct http_exchange *ex)
     if (strcmp(path, "/hello") == 0) {
         http_add_header(ex, "X-Handler", "test");
         http_respond(ex, 200, "text/plain", "hello", 5);
+    } else if (strcmp(path, "/big") == 0) {
+        char *body = malloc(BIG_BODY);
+        fill_pattern(body, 0, BIG_BODY);
+        http_respond(ex, 200, "application/octet-stream", body, BIG_BODY);
+        free(body); /* "copied or sent before return" */
+    } else if (strcmp(path, "/flood") == 0) {
+        flood(ex);
     } else if (strncmp(path, "/echo", 5) == 0) {
         /* the path, then the request body */
         buf_t b;
@@ -855,6 +921,76 @@ static void client_stream_across_drain(struct fixture *f)
     reader_free(r);
 }
 
+static void client_get_big(struct fixture *f)
+{
+    send_and_read(f, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n", 1, 0);
+}
+
+static void client_flood(struct fixture *f)
+{
+    int fd = cl_connect(f->port);
+    struct reader *r = reader_new(fd);
+    cl_send_str(fd, "GET /flood HTTP/1.1\r\nHost: t\r\n\r\n");
+    /* read only once the handler has filled the queue */
+    if (wait_handled(f, 1) != 0)
+        note(f, "handler never got the request");
+    f->resp_rc[0] = read_response(r, &f->resp[0]);
+    f->nresp = 1;
+    reader_free(r);
+}
+
+static void client_over_connection_limit(struct fixture *f)
+{
+    int fa = cl_connect(f->port);
+    struct reader *ra = reader_new(fa);
+    cl_send_str(fa, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    f->resp_rc[0] = read_response(ra, &f->resp[0]);
+    /* A stays open: B is one too many */
+    int fb = cl_connect(f->port);
+    struct reader *rb = reader_new(fb);
+    cl_send_str(fb, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    f->resp_rc[1] = read_response(rb, &f->resp[1]);
+    f->eof[1] = rd_eof(rb);
+    reader_free(rb);
+    /* A still works */
+    cl_send_str(fa, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    f->resp_rc[2] = read_response(ra, &f->resp[2]);
+    f->nresp = 3;
+    reader_free(ra);
+}
+
+static void client_slow_headers(struct fixture *f)
+{
+    int fd = cl_connect(f->port);
+    struct reader *r = reader_new(fd);
+    cl_send_str(fd, "GET /hello HTTP/1.1\r\nHost: t\r\n"); /* and never the blank line */
+    f->eof[0] = rd_eof(r);
+    f->resp_rc[0] = (int)r->len; /* bytes received before the close */
+    reader_free(r);
+}
+
+static void client_http10_keep_alive(struct fixture *f)
+{
+    int fd = cl_connect(f->port);
+    struct reader *r = reader_new(fd);
+    for (int i = 0; i < 2; i++) {
+        cl_send_str(fd, "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        f->resp_rc[i] = read_response(r, &f->resp[i]);
+    }
+    f->nresp = 2;
+    reader_free(r);
+}
+
+/* Swaps in a config snapshot with other limits (read per connection). */
+static void use_config(struct fixture *f, const char *yaml)
+{
+    struct config_errors errs;
+    struct config *c = config_load_string("t.yaml", yaml, strlen(yaml), &errs);
+    assert_non_null(c);
+    config_unref(f->w.cfg);
+    f->w.cfg = c;
+}
+
 /* ---- assertions helpers ------------------------------------------------------ */
 
 static void assert_client_ok(struct fixture *f)
@@ -1039,16 +1175,76 @@ static void test_idle_keep_alive_connection_is_closed_after_idle_timeout(void **
 {
     struct fixture *f = *state;
     /* a snapshot with a short idle timeout; the server reads it per connection */
-    static const char yaml[] = "limits: {idle_timeout: 200ms}\n";
-    struct config_errors errs;
-    struct config *c = config_load_string("t.yaml", yaml, sizeof(yaml) - 1, &errs);
-    assert_non_null(c);
-    config_unref(f->w.cfg);
-    f->w.cfg = c;
+    use_config(f, "limits: {idle_timeout: 200ms}\n");
     run_client(f, client_idle_keep_alive);
     assert_int_equal(f->resp_rc[0], 0);
     assert_null(hdr(f, 0, "Connection"));
     assert_true(f->eof[0]);
+}
+
+static void test_4mib_answer_arrives_whole(void **state)
+{
+    struct fixture *f = *state;
+    run_client(f, client_get_big);
+    assert_int_equal(f->resp_rc[0], 0);
+    assert_int_equal(f->resp[0].body.len, BIG_BODY);
+    for (size_t i = 0; i < BIG_BODY; i++)
+        if (f->resp[0].body.data[i] != pattern_at(i))
+            fail_msg("byte %zu differs", i);
+}
+
+static void test_stream_reports_queue_and_calls_on_drain(void **state)
+{
+    struct fixture *f = *state;
+    run_client(f, client_flood);
+    assert_client_ok(f);
+    assert_true(f->flood_queued > HTTP_OUT_HIGH_WATER);
+    assert_int_equal(f->drains, 1);
+    assert_int_equal(f->resp_rc[0], 0);
+    assert_int_equal(f->resp[0].body.len, f->flood_bytes + 3);
+    const char *b = f->resp[0].body.data;
+    for (size_t i = 0; i < f->flood_bytes; i++)
+        if (b[i] != pattern_at(i))
+            fail_msg("byte %zu differs", i);
+    assert_memory_equal(b + f->flood_bytes, "END", 3);
+    assert_null(f->held);
+}
+
+static void test_http10_keep_alive_is_honoured(void **state)
+{
+    struct fixture *f = *state;
+    run_client(f, client_http10_keep_alive);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(f->resp_rc[i], 0);
+        assert_string_equal(hdr(f, i, "Connection"), "keep-alive");
+        assert_string_equal(f->resp[i].body.data, "hello");
+    }
+}
+
+static void test_connection_over_the_limit_gets_503_and_close(void **state)
+{
+    struct fixture *f = *state;
+    use_config(f, "limits: {max_connections: 1}\n");
+    run_client(f, client_over_connection_limit);
+    assert_int_equal(f->resp_rc[0], 0);
+    assert_int_equal(f->resp[0].status, 200);
+    assert_int_equal(f->resp_rc[1], 0);
+    assert_int_equal(f->resp[1].status, 503);
+    assert_string_equal(hdr(f, 1, "Retry-After"), "1");
+    assert_string_equal(hdr(f, 1, "Connection"), "close");
+    assert_true(f->eof[1]);
+    assert_int_equal(f->resp_rc[2], 0);
+    assert_int_equal(f->resp[2].status, 200);
+    assert_int_equal(f->handled, 2);
+}
+
+static void test_slow_headers_are_cut_off_by_header_timeout(void **state)
+{
+    struct fixture *f = *state;
+    use_config(f, "limits: {header_timeout: 200ms}\n");
+    run_client(f, client_slow_headers);
+    assert_true(f->eof[0]);
+    assert_int_equal(f->handled, 0);
 }
 
 /* ---- tests: aborts and errors --------------------------------------------------- */
@@ -1215,6 +1411,11 @@ int main(void)
         T(test_http10_is_answered_and_closed),
         T(test_http10_stream_is_delimited_by_close_not_chunked),
         T(test_idle_keep_alive_connection_is_closed_after_idle_timeout),
+        T(test_4mib_answer_arrives_whole),
+        T(test_stream_reports_queue_and_calls_on_drain),
+        T(test_http10_keep_alive_is_honoured),
+        T(test_connection_over_the_limit_gets_503_and_close),
+        T(test_slow_headers_are_cut_off_by_header_timeout),
         T(test_client_disconnect_calls_on_abort_once_and_held_ref_stays_valid),
         T(test_stream_abort_sends_no_last_chunk_and_closes),
         T(test_malformed_request_gets_400_with_connection_close),
