@@ -75,6 +75,7 @@ static void conn_close(struct http_conn *c);
 static void conn_linger(struct http_conn *c);
 static void conn_process(struct http_conn *c);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 static const char *reason_phrase(int status)
 {
@@ -357,7 +358,9 @@ static void exchange_end(struct http_exchange *ex)
     int close_after = ex->close_after;
     http_exchange_unref(ex);
 
-    if (close_after) {
+    if (close_after || c->srv->draining) {
+        /* draining: a connection whose answer began before the drain does
+         * not go back to idle (that would hold the drain for idle_timeout) */
         conn_linger(c);
         return;
     }
@@ -367,7 +370,7 @@ static void exchange_end(struct http_exchange *ex)
     conn_set_timer(c, cfg->limits.idle_timeout_ms);
     if (c->read_paused && !c->closing) {
         c->read_paused = 0;
-        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
     conn_process(c);
 }

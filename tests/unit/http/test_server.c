@@ -1350,15 +1350,14 @@ static void test_drain_calls_on_idle_once_the_inflight_exchange_finishes(void **
 
 static void test_reading_resumes_after_pipelined_input_was_held_back(void **state)
 {
-    /* BUG: server.c exchange_end() restarts reading of a connection whose
+    /* Was a bug: server.c exchange_end() restarted reading of a connection whose
      * reads were paused (more than PENDING_IN_MAX = 64 KiB of pipelined
      * input arrived while a request was being handled) with
      * uv_read_start(&c->tcp, NULL, on_read): libuv rejects a NULL alloc_cb
      * with UV_EINVAL (the return value is ignored), so the connection never
      * reads again. The pipelined request's remaining body never arrives, and
      * after body_timeout the connection is closed without an answer. Pass
-     * on_alloc there (as conn_linger already does). */
-    skip();
+     * on_alloc there (as conn_linger already does). Fixed; kept as a regression test. */
     struct fixture *f = *state;
     f->kick_answer_at = 2;
     run_client(f, client_big_pipeline_while_handling);
@@ -1373,14 +1372,14 @@ static void test_reading_resumes_after_pipelined_input_was_held_back(void **stat
 
 static void test_drain_closes_a_stream_connection_when_the_stream_ends(void **state)
 {
-    /* BUG: server.c decides keep-alive when it formats the head. A stream
+    /* Was a bug: server.c decided keep-alive when it formats the head. A stream
      * started before http_server_drain and ended after it keeps its
      * connection: exchange_end() sees close_after == 0, puts the connection
      * back to idle with the idle timer and even dispatches the next request
      * on it. on_idle then waits for idle_timeout (60 s by default, longer
      * than the 10 s drain deadline) instead of running when the stream ends.
-     * exchange_end should close (linger) when srv->draining. */
-    skip();
+     * exchange_end should close (linger) when srv->draining. Fixed; kept as a
+     * regression test. */
     struct fixture *f = *state;
     client_start(f, client_stream_across_drain);
     run_until(f, &f->client_finished);
