@@ -144,6 +144,14 @@ const struct apikey_entry *apikey_table_find(const struct apikey_table *t,
     return bsearch(&key, t->items, t->n, sizeof *t->items, entry_cmp);
 }
 
+const struct apikey_entry *apikey_table_find_id(const struct apikey_table *t, const char *id)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->items[i].id, id) == 0)
+            return &t->items[i];
+    return NULL;
+}
+
 int64_t identity_parse_ttl(const char *s)
 {
     char *end;

@@ -338,6 +338,8 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
         snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
     const char *root = p->root_request_id ? p->root_request_id : ex->request_id;
     json_t *pcl = json_pack("{s:s,s:s}", "rid", ex->request_id, "root", root);
+    if (pcl != NULL && p->root_key_id != NULL)
+        json_object_set_new(pcl, "key", json_string(p->root_key_id));
     if (pcl != NULL && budget >= 0)
         json_object_set_new(pcl, "budget_usd", json_real(budget));
     json_t *claims =

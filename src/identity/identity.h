@@ -26,6 +26,8 @@ struct identity_principal {
     const char *parent_request_id; /* request that minted the token, or NULL */
     const char *root_request_id;   /* first request of the chain, or NULL */
     int64_t expires;               /* unix seconds; 0 = never */
+    const char *root_key_id;       /* API key the chain started from, or NULL:
+                                    * revoking it revokes every token minted from it */
 };
 
 /* Process-wide identity context: API key snapshot, JWKS, gateway signing

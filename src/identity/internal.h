@@ -142,6 +142,8 @@ int apikey_table_load(struct state *st, struct apikey_table *t);
 void apikey_table_free(struct apikey_table *t);
 const struct apikey_entry *apikey_table_find(const struct apikey_table *t,
                                              const unsigned char hash[32]);
+/* By public key id (a scan: only for delegation tokens minted from a key). */
+const struct apikey_entry *apikey_table_find_id(const struct apikey_table *t, const char *id);
 
 /* "30d", "12h", "90m", "45s", "2w" -> seconds; -1 when not a duration. */
 int64_t identity_parse_ttl(const char *s);

@@ -79,6 +79,7 @@ static int resolve_api_key(struct identity *id, struct http_exchange *ex, const 
         if (p != NULL) {
             p->scope = adup(ex, e->scope);
             p->credential_id = adup(ex, e->id);
+            p->root_key_id = p->credential_id;
             p->expires = e->expires;
             *out = p;
             rc = 0;
@@ -216,6 +217,21 @@ static int resolve_jwt(struct identity *id, struct http_exchange *ex, const char
         const char *root = json_string_value(json_object_get(pcl, "root"));
         p->parent_request_id = id_ok(rid) ? adup(ex, rid) : NULL;
         p->root_request_id = id_ok(root) ? adup(ex, root) : NULL;
+        const char *key_id = json_string_value(json_object_get(pcl, "key"));
+        if (key_id != NULL) {
+            /* The chain started from an API key: it must still be good. */
+            const struct apikey_entry *e = k ? apikey_table_find_id(&k->apikeys, key_id) : NULL;
+            if (e == NULL || e->revoked != 0 ||
+                (e->expires != 0 && (int64_t)time(NULL) >= e->expires)) {
+                *code = "invalid_token";
+                snprintf(why, whylen,
+                         "the API key this delegation derives from (%.40s) is revoked or "
+                         "expired",
+                         key_id);
+                goto out;
+            }
+            p->root_key_id = adup(ex, key_id);
+        }
     }
     *out = p;
     rc = 0;

@@ -187,6 +187,8 @@ def test_unknown_agent_is_refused_by_keys_create(gw):
 def test_revoked_key_is_refused_by_the_running_gateway(gw):
     key = create_key(gw, "research")
     assert chat(gw, key).http_response.status_code == 200
+    delegated = token_for(gw, token_for(gw, key, "researcher"), "A")
+    assert chat(gw, delegated).http_response.status_code == 200
     key_id = key.split("_")[1]
     assert "revoked" in cli(gw, "keys", "revoke", key_id).stdout
 
@@ -196,6 +198,11 @@ def test_revoked_key_is_refused_by_the_running_gateway(gw):
             return r.status_code == 401 and "revoked" in r.json()["error"]["message"]
 
     wait_until(refused, timeout=5)
+    # Tokens minted down the chain from the revoked key die with it.
+    with gw.http() as h:
+        r = h.get("/v1/models", headers={"Authorization": f"Bearer {delegated}"})
+    err = assert_openai_error(r, 401)
+    assert key_id in err["message"] and "revoked" in err["message"]
     assert "revoked" in cli(gw, "keys", "list").stdout
     assert cli(gw, "keys", "revoke", key_id, check=False).returncode != 0
 
