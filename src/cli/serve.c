@@ -97,6 +97,11 @@ static void route(struct http_exchange *ex)
             return;
         }
     }
+    if (r->path_len > 11 && memcmp(r->path, "/v1/models/", 11) == 0) {
+        if (identity_authenticate(rt->identity, ex) == 0)
+            llm_model_retrieve(ex, r->path + 11);
+        return;
+    }
     if (path_is(r, "/metrics"))
         metrics_endpoint(ex);
     else if (path_is(r, "/healthz")) {

@@ -17,6 +17,8 @@ void llm_embeddings(struct http_exchange *ex);
 void llm_messages(struct http_exchange *ex);
 /* GET /v1/models */
 void llm_models(struct http_exchange *ex);
+/* GET /v1/models/{id}; id is the percent-encoded rest of the path. */
+void llm_model_retrieve(struct http_exchange *ex, const char *id);
 
 /* Answers with an OpenAI-shaped error body:
  * {"error":{"message":…,"type":…,"code":…,"param":…}}. code/param may be NULL. */
