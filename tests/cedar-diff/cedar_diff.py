@@ -318,13 +318,14 @@ class Gen:
             return "%s.%s(%s)" % (self.decimal(d - 1), self.pick(["lessThan", "lessThanOrEqual", "greaterThan",
                                                                   "greaterThanOrEqual"]), self.decimal(d - 1))
         if c == 18:
-            return "%s.getTag(\"t2\") > 0" % self.entity(d - 1)
+            return "(%s.getTag(\"t2\") > 0)" % self.entity(d - 1)
         if c == 19:  # a type error now and then
             return self.pick([self.long, self.string, self.set_])(d - 1)
         if c == 20:
             return "(%s == %s)" % (self.record(d - 1), self.record(d - 1))
-        if c == 21:
-            return "%s.rec.k == %s" % (self.var(), self.long(d - 1))
+        if c == 21:  # unparenthesised now and then: the parsers must agree on refusing it
+            fmt = "%s.rec.k == %s" if self.chance(0.1) else "(%s.rec.k == %s)"
+            return fmt % (self.var(), self.long(d - 1))
         return "(%s.%s == %s)" % (self.var(), self.pick(ATTRS), self.any(d))
 
     def scope(self, var):
@@ -374,9 +375,13 @@ ERROR_ID = re.compile(r"policy `([^`]*)`")
 
 
 def reference(requests, policies, entities):
-    """cedarpy's answers, or None when it refuses the inputs."""
+    """cedarpy's answers; "policies" when it refuses the policy text, None
+    when it refuses the entities or the requests."""
     try:
         pset = cedarpy.PolicySet.from_str(policies)
+    except Exception:
+        return "policies"
+    try:
         ents = cedarpy.Entities.from_json_str(json.dumps(entities))
         results = cedarpy.is_authorized_batch(requests, pset, ents)
     except Exception:
@@ -406,11 +411,16 @@ def main():
     out = args.keep or tempfile.mkdtemp(prefix="cedar-diff-")
     os.makedirs(out, exist_ok=True)
     files = made = refused = 0
+    unparsed = []  # policy texts the reference refuses: ours must refuse them too
     while made < args.cases:
         policies = "".join(g.policy() for _ in range(rng.randint(1, 6)))
         entities = g.entities()
         reqs = [g.request() for _ in range(min(args.per_file, args.cases - made))]
         ref = reference(reqs, policies, entities)
+        if ref == "policies":
+            if len(unparsed) < 200:
+                unparsed.append(policies)
+            ref = None
         if ref is None:
             refused += 1
             if refused > args.cases:
@@ -430,6 +440,17 @@ def main():
         made += len(reqs)
     print("cedar-diff: seed %d, %d requests in %d policy sets (%d sets refused by cedarpy)" %
           (seed, made, files, refused), flush=True)
+    parse_mismatch = 0
+    for i, text in enumerate(unparsed):
+        path = os.path.join(out, "refused%03d.cedar" % i)
+        with open(path, "w") as f:
+            f.write(text)
+        check = subprocess.run([args.bin, "policy", "check", path], capture_output=True, text=True)
+        if check.returncode == 0:
+            parse_mismatch += 1
+            print("FAIL %s: the reference refuses this policy text, portcullis accepts it" % path)
+    print("cedar-diff: %d policy texts refused by the reference, %d accepted by portcullis" %
+          (len(unparsed), parse_mismatch))
     proc = subprocess.run([args.bin, "policy", "corpus", out], capture_output=True, text=True)
     lines = proc.stdout.splitlines()
     fails = [l for l in lines if l.startswith("FAIL")]
@@ -442,7 +463,7 @@ def main():
         shutil.rmtree(out, ignore_errors=True)
     elif fails:
         print("cases kept in %s" % out)
-    return 0 if proc.returncode == 0 and not fails else 1
+    return 0 if proc.returncode == 0 and not fails and not parse_mismatch else 1
 
 
 if __name__ == "__main__":
