@@ -74,15 +74,16 @@ static const struct {
     {"/models", llm_models},
 };
 
-/* The pipeline in front of the protocol handlers (DESIGN.md): route, then
- * identity, then the protocol. /metrics, /healthz, the token endpoint (it
- * authenticates its own subject_token) and the JWKS are open. */
+/* Hands the finished exchange to the audit writer (never blocks). */
 static void audit_on_finish(struct http_exchange *ex)
 {
     struct runtime *rt = ex->worker->runtime;
     audit_exchange(rt->audit, ex);
 }
 
+/* The pipeline in front of the protocol handlers (DESIGN.md): route, then
+ * identity, then the protocol. /metrics, /healthz, the token endpoint (it
+ * authenticates its own subject_token) and the JWKS are open. */
 static void route(struct http_exchange *ex)
 {
     const struct http_request *r = ex->req;
