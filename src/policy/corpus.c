@@ -199,6 +199,32 @@ static void log_failure(FILE *log, const char *test, size_t i, const struct pjno
     fprintf(log, "]\n");
 }
 
+/* A portcullis extension of the test format (the reference's tests have no
+ * templates): "links": [{"template": ID, "id": NEW_ID, "values":
+ * {"?principal": UID, "?resource": UID}}], applied in order. */
+static int apply_links(policy_set_t *set, const struct pjnode *links, char *err, size_t err_len)
+{
+    if (!links)
+        return 0;
+    if (links->type != PJ_ARRAY) {
+        snprintf(err, err_len, "expected an array");
+        return -1;
+    }
+    for (uint32_t i = 0; i < links->n; i++) {
+        const struct pjnode *l = links->items[i], *values = pj_get(l, "values");
+        const char *tmpl = jstr(pj_get(l, "template")), *id = jstr(pj_get(l, "id"));
+        const struct pjnode *pv = pj_get(values, "?principal"), *rv = pj_get(values, "?resource");
+        struct policy_uid pu, ru;
+        if (!tmpl || !id || (pv && json_uid(pv, &pu)) || (rv && json_uid(rv, &ru))) {
+            snprintf(err, err_len, "link %u: expected template, id and values", i);
+            return -1;
+        }
+        if (policy_set_link(set, tmpl, id, pv ? &pu : NULL, rv ? &ru : NULL, err, err_len))
+            return -1;
+    }
+    return 0;
+}
+
 /* Runs one test file; returns -1 when it could not be run at all. */
 static int run_test(const char *path, FILE *log, struct policy_corpus_result *res)
 {
@@ -253,6 +279,11 @@ static int run_test(const char *path, FILE *log, struct policy_corpus_result *re
             fprintf(log, "FAIL %s: policies %s do not load\n", path, pol);
             policy_diags_print(&diags, log);
         }
+        goto fail;
+    }
+    if (apply_links(set, pj_get(t, "links"), err, sizeof(err))) {
+        if (log)
+            fprintf(log, "FAIL %s: links: %s\n", path, err);
         goto fail;
     }
     if (ents) {

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Differential test of portcullis' Cedar engine against the reference.
 
-Generates random policy sets, entity stores and requests, decides each
+Generates random policy sets (templates and their links included), entity
+stores and requests, decides each
 request with cedarpy (Python bindings of the Rust `cedar-policy` crate),
 writes the cases in the Cedar integration-test format with cedarpy's
 answers as the expected results, and runs `portcullis policy corpus` on
@@ -328,7 +329,10 @@ class Gen:
             return fmt % (self.var(), self.long(d - 1))
         return "(%s.%s == %s)" % (self.var(), self.pick(ATTRS), self.any(d))
 
-    def scope(self, var):
+    def scope(self, var, slot=False):
+        if slot:  # a template slot: ?principal / ?resource
+            return self.pick(["%s == ?%s", "%s in ?%s", "%s is %s in ?%s"]).replace(
+                "%s is %s", "%s is " + self.pick(TYPES)) % (var, var)
         c = self.r.randint(0, 7)
         if c <= 3:
             return var
@@ -352,12 +356,15 @@ class Gen:
         acts = self.r.sample(ACTIONS, self.r.randint(1, 3))
         return "action in [%s]" % ", ".join("Action::%s" % cedar_str(a) for a in acts)
 
-    def policy(self):
+    def policy(self, template=None):
+        """A policy; with template = (principal slot?, resource slot?) a template."""
         out = []
+        ps, rs = template or (False, False)
         if self.chance(0.2):
             out.append("@note(%s)\n" % cedar_str(self.pick(STRINGS)))
-        out.append("%s(%s, %s, %s)" % (self.pick(["permit", "permit", "permit", "forbid"]), self.scope("principal"),
-                                       self.action_scope(), self.scope("resource")))
+        out.append("%s(%s, %s, %s)" % (self.pick(["permit", "permit", "permit", "forbid"]),
+                                       self.scope("principal", ps), self.action_scope(),
+                                       self.scope("resource", rs)))
         for _ in range(self.r.randint(0, 2)):
             out.append("\n%s { %s }" % (self.pick(["when", "when", "unless"]), self.boolean(self.r.randint(1, 4))))
         out.append(";\n")
@@ -374,13 +381,19 @@ class Gen:
 ERROR_ID = re.compile(r"policy `([^`]*)`")
 
 
-def reference(requests, policies, entities):
+def reference(requests, policies, entities, links=()):
     """cedarpy's answers; "policies" when it refuses the policy text, None
-    when it refuses the entities or the requests."""
+    when it refuses the entities, a link or the requests."""
     try:
         pset = cedarpy.PolicySet.from_str(policies)
     except Exception:
         return "policies"
+    try:
+        for l in links:
+            vals = {k: "%s::%s" % (v["type"], cedar_str(v["id"])) for k, v in l["values"].items()}
+            pset = pset.with_linked(l["template"], l["id"], vals)
+    except Exception:
+        return None
     try:
         ents = cedarpy.Entities.from_json_str(json.dumps(entities))
         results = cedarpy.is_authorized_batch(requests, pset, ents)
@@ -413,10 +426,23 @@ def main():
     files = made = refused = 0
     unparsed = []  # policy texts the reference refuses: ours must refuse them too
     while made < args.cases:
-        policies = "".join(g.policy() for _ in range(rng.randint(1, 6)))
+        texts, links = [], []
+        for i in range(rng.randint(1, 6)):
+            slots = None
+            if rng.random() < 0.15:
+                slots = rng.choice([(True, False), (False, True), (True, True)])
+            texts.append(g.policy(slots))
+            for k in range(rng.randint(1, 3) if slots else 0):
+                values = {}
+                for on, name in zip(slots, ["?principal", "?resource"]):
+                    if on:
+                        u = g.uid(existing=rng.random() < 0.9)
+                        values[name] = {"type": u[0], "id": u[1]}
+                links.append({"template": "policy%d" % i, "id": "link%d_%d" % (i, k), "values": values})
+        policies = "".join(texts)
         entities = g.entities()
         reqs = [g.request() for _ in range(min(args.per_file, args.cases - made))]
-        ref = reference(reqs, policies, entities)
+        ref = reference(reqs, policies, entities, links)
         if ref == "policies":
             if len(unparsed) < 200:
                 unparsed.append(policies)
@@ -431,7 +457,7 @@ def main():
             f.write(policies)
         with open(os.path.join(out, name + ".entities.json"), "w") as f:
             json.dump(entities, f)
-        test = {"policies": name + ".cedar", "entities": name + ".entities.json",
+        test = {"policies": name + ".cedar", "entities": name + ".entities.json", "links": links,
                 "requests": [dict(r, **x, description="seed %d case %d" % (seed, files))
                              for r, x in zip(reqs, ref)]}
         with open(os.path.join(out, name + ".json"), "w") as f:
