@@ -41,10 +41,31 @@ static bool ident_char(char c)
     return ident_start(c) || (c >= '0' && c <= '9');
 }
 
+/* Length of a Unicode White_Space character other than ASCII at p (as the
+ * reference lexer skips them), or 0. */
+static size_t unicode_space(const char *p, const char *end)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    size_t n = (size_t)(end - p);
+    if (n >= 2 && u[0] == 0xc2 && (u[1] == 0x85 || u[1] == 0xa0))
+        return 2; /* U+0085, U+00A0 */
+    if (n >= 3 && u[0] == 0xe1 && u[1] == 0x9a && u[2] == 0x80)
+        return 3; /* U+1680 */
+    if (n >= 3 && u[0] == 0xe2 && u[1] == 0x80 &&
+        (u[2] <= 0x8a || u[2] == 0xa8 || u[2] == 0xa9 || u[2] == 0xaf))
+        return 3; /* U+2000..U+200A, U+2028, U+2029, U+202F */
+    if (n >= 3 && u[0] == 0xe2 && u[1] == 0x81 && u[2] == 0x9f)
+        return 3; /* U+205F */
+    if (n >= 3 && u[0] == 0xe3 && u[1] == 0x80 && u[2] == 0x80)
+        return 3; /* U+3000 */
+    return 0;
+}
+
 static void skip_space(struct plexer *lx)
 {
     while (lx->p < lx->end) {
         char c = *lx->p;
+        size_t u;
         if (c == '\n') {
             lx->p++;
             lx->line++;
@@ -54,6 +75,8 @@ static void skip_space(struct plexer *lx)
         } else if (c == '/' && lx->p + 1 < lx->end && lx->p[1] == '/') {
             while (lx->p < lx->end && *lx->p != '\n')
                 lx->p++;
+        } else if ((u = unicode_space(lx->p, lx->end)) > 0) {
+            lx->p += u;
         } else {
             return;
         }
@@ -264,6 +287,10 @@ int pstr_unescape(arena_t *a, const char *raw, size_t len, bool pattern, pstr_t 
     size_t k = 0;
     for (size_t i = 0; i < len;) {
         char c = raw[i];
+        if (c == '\r') {
+            *err = "bare carriage return in string literal";
+            return -1;
+        }
         if (c != '\\') {
             if (st)
                 st[k] = c == '*';
