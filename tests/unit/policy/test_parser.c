@@ -38,7 +38,9 @@ static void test_scope_forms_parse(void **state)
     assert_parses("");
     assert_parses("// only a comment\n");
     /* Unicode white space separates tokens, as in the reference */
-    assert_parses("permit(principal,\xc2\xa0action,\xe2\x80\x83" "resource);\r\n");
+    assert_parses("permit(principal,\xc2\xa0"
+                  "action,\xe2\x80\x83"
+                  "resource);\r\n");
 }
 
 static void test_conditions_and_expressions_parse(void **state)
