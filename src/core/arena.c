@@ -87,6 +87,29 @@ char *arena_strdup(arena_t *a, const char *s)
     return arena_strndup(a, s, strlen(s));
 }
 
+char *arena_concat(arena_t *a, ...)
+{
+    va_list ap;
+    size_t total = 0;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *));)
+        total += strlen(s);
+    va_end(ap);
+    char *p = arena_alloc(a, total + 1);
+    if (!p)
+        return NULL;
+    char *o = p;
+    va_start(ap, a);
+    for (const char *s; (s = va_arg(ap, const char *));) {
+        size_t n = strlen(s);
+        memcpy(o, s, n);
+        o += n;
+    }
+    va_end(ap);
+    *o = '\0';
+    return p;
+}
+
 char *arena_printf(arena_t *a, const char *fmt, ...)
 {
     va_list ap;

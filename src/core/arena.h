@@ -25,6 +25,10 @@ void *arena_alloc(arena_t *a, size_t n) __attribute__((warn_unused_result));
 char *arena_strndup(arena_t *a, const char *s, size_t len);
 char *arena_strdup(arena_t *a, const char *s);
 
+/* Concatenates the NUL-terminated strings up to a NULL into the arena (no
+ * printf on hot paths); NULL on failure. */
+char *arena_concat(arena_t *a, ...) __attribute__((sentinel));
+
 /* printf into the arena; NULL on failure. */
 char *arena_printf(arena_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -257,43 +257,82 @@ static int keep_alive(struct http_exchange *ex)
     return c && !ex->close_after && !c->srv->draining && ex->req && ex->req->keep_alive;
 }
 
-/* Formats the status line and headers into out (ex's arena). */
+static char *put(char *o, const char *s, size_t n)
+{
+    memcpy(o, s, n);
+    return o + n;
+}
+
+#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static char *put_str(char *o, const char *s)
+{
+    return put(o, s, strlen(s));
+}
+
+static char *put_u64(char *o, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *o++ = tmp[--n];
+    return o;
+}
+
+/* Formats the status line and headers into the exchange's arena: plain
+ * copies, no printf (this runs once per response). Returns the length, with
+ * *out NULL on allocation failure. */
 static size_t format_head(struct http_exchange *ex, char **out, int status, const char *ctype,
                           long long content_length, int chunked)
 {
-    buf_t b;
-    buf_init(&b, 64 * 1024);
     int ka = keep_alive(ex);
     int minor = ex->req ? (int)ex->req->http_minor : 1;
-    int rc = buf_appendf(&b, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason_phrase(status),
-                         http_date(ex->conn->srv));
-    if (ctype)
-        rc |= buf_appendf(&b, "Content-Type: %s\r\n", ctype);
-    if (content_length >= 0)
-        rc |= buf_appendf(&b, "Content-Length: %lld\r\n", content_length);
-    if (chunked)
-        rc |= buf_append_lit(&b, "Transfer-Encoding: chunked\r\n");
-    rc |= buf_appendf(&b, "x-request-id: %s\r\n", ex->request_id);
+    const char *reason = reason_phrase(status);
+    const char *date = http_date(ex->conn->srv);
+    size_t need = 160 + strlen(reason) + strlen(date) + strlen(ex->request_id) +
+                  (ctype ? strlen(ctype) : 0);
     for (struct http_extra_header *h = ex->headers; h; h = h->next)
-        rc |= buf_appendf(&b, "%s: %s\r\n", h->name, h->value);
+        need += strlen(h->name) + strlen(h->value) + 4;
+    char *head = arena_alloc(&ex->arena, need);
+    *out = head;
+    if (!head)
+        return 0;
+    char *o = PUT_LIT(head, "HTTP/1.1 ");
+    o = put_u64(o, (uint64_t)(status >= 100 && status <= 999 ? status : 500));
+    *o++ = ' ';
+    o = put_str(o, reason);
+    o = PUT_LIT(o, "\r\nDate: ");
+    o = put_str(o, date);
+    if (ctype) {
+        o = PUT_LIT(o, "\r\nContent-Type: ");
+        o = put_str(o, ctype);
+    }
+    if (content_length >= 0) {
+        o = PUT_LIT(o, "\r\nContent-Length: ");
+        o = put_u64(o, (uint64_t)content_length);
+    }
+    if (chunked)
+        o = PUT_LIT(o, "\r\nTransfer-Encoding: chunked");
+    o = PUT_LIT(o, "\r\nx-request-id: ");
+    o = put_str(o, ex->request_id);
+    for (struct http_extra_header *h = ex->headers; h; h = h->next) {
+        o = PUT_LIT(o, "\r\n");
+        o = put_str(o, h->name);
+        o = PUT_LIT(o, ": ");
+        o = put_str(o, h->value);
+    }
     if (!ka)
-        rc |= buf_append_lit(&b, "Connection: close\r\n");
+        o = PUT_LIT(o, "\r\nConnection: close");
     else if (minor == 0)
-        rc |= buf_append_lit(&b, "Connection: keep-alive\r\n");
-    rc |= buf_append_lit(&b, "\r\n");
+        o = PUT_LIT(o, "\r\nConnection: keep-alive");
+    o = PUT_LIT(o, "\r\n\r\n");
     if (!ka)
         ex->close_after = 1;
-    size_t len = 0;
-    *out = NULL;
-    if (rc == 0) {
-        *out = arena_alloc(&ex->arena, b.len);
-        if (*out) {
-            memcpy(*out, b.data, b.len);
-            len = b.len;
-        }
-    }
-    buf_free(&b);
-    return len;
+    return (size_t)(o - head);
 }
 
 static void access_log(struct http_exchange *ex, double seconds)
@@ -627,12 +666,9 @@ static void conn_process(struct http_conn *c)
         parse_input(c);
     } while (c->reprocess && !c->closing && !c->ex);
     c->processing = 0;
-    if (!c->closing && !c->ex && c->pending_in.len == 0 && c->state == CONN_IDLE && c->parser) {
-        /* idle keep-alive connections hold no parser memory */
-        http_reqparser_free(c->parser);
-        c->parser = NULL;
-        buf_free(&c->pending_in);
-    }
+    if (!c->closing && !c->ex && c->pending_in.len == 0 && c->state == CONN_IDLE &&
+        c->pending_in.cap > 4096)
+        buf_free(&c->pending_in); /* idle connections keep no big input buffer */
 }
 
 /* ---- reading and timers ------------------------------------------------ */

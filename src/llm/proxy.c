@@ -442,8 +442,8 @@ static void start_http_attempt(struct llm_call *call)
         llm_call_attempt_failed(call, 2, 0, "out of memory");
         return;
     }
-    const char *url = arena_printf(&ex->arena, "%s%s%s%s", p->base_url, api_path(call->api),
-                                   p->query ? "?" : "", p->query ? p->query : "");
+    const char *url = arena_concat(&ex->arena, p->base_url, api_path(call->api),
+                                   p->query ? "?" : "", p->query ? p->query : "", (char *)NULL);
     struct upstream_header h[6];
     size_t nh = 0;
     h[nh++] = (struct upstream_header){"Content-Type", "application/json"};
@@ -462,7 +462,7 @@ static void start_http_attempt(struct llm_call *call)
         h[nh++] = (struct upstream_header){p->auth_header, p->api_key};
     } else if (p->api_key) {
         h[nh++] = (struct upstream_header){
-            "Authorization", arena_printf(&ex->arena, "Bearer %s", p->api_key)};
+            "Authorization", arena_concat(&ex->arena, "Bearer ", p->api_key, (char *)NULL)};
     }
     h[nh++] = (struct upstream_header){"x-request-id", ex->request_id};
     if (call->stream && !call->sse) {
