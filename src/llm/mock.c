@@ -58,8 +58,9 @@ static void chat_full(struct llm_call *call)
     struct http_exchange *ex = call->ex;
     uint32_t n = mock_cfg(call)->tokens;
     buf_t content, b;
-    buf_init(&content, 1 << 20);
-    buf_init(&b, 2 << 20);
+    /* a word is at most 12 bytes; escaping at most doubles the content */
+    buf_init(&content, (size_t)n * 12 + 1);
+    buf_init(&b, (size_t)n * 24 + 4096);
     int rc = 0;
     for (uint32_t i = 0; i < n; i++)
         rc |= buf_append(&content, words[i % NWORDS], strlen(words[i % NWORDS]));
@@ -152,8 +153,14 @@ static int stream_step(struct llm_call *call)
         rc |= chunk(call, &b, "{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}", NULL);
     }
     uint32_t burst = mc->chunk_delay_ms ? 1 : mc->tokens;
-    for (uint32_t k = 0; k < burst && call->mock_sent < mc->tokens; k++)
+    for (uint32_t k = 0; k < burst && call->mock_sent < mc->tokens && rc == 0; k++) {
         rc |= content_chunk(call, &b, call->mock_sent++);
+        if (b.len >= (1 << 20)) {
+            /* long answers go out in bounded bursts */
+            (void)http_stream_write(ex, b.data, b.len);
+            buf_reset(&b);
+        }
+    }
     if (call->mock_sent >= mc->tokens) {
         ex->tokens_out = call->mock_sent;
         rc |= stream_tail(call, &b);
