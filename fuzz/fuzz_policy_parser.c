@@ -15,9 +15,9 @@ static const char entities_json[] =
     "  \"attrs\": {\"age\": 30, \"name\": \"a\", \"tags\": [\"x\"], \"rec\": {\"k\": 1},"
     "             \"ip\": {\"__extn\": {\"fn\": \"ip\", \"arg\": \"10.0.0.1\"}}},"
     "  \"parents\": [{\"type\": \"Group\", \"id\": \"g\"}], \"tags\": {\"t\": \"v\"}},"
-    " {\"uid\": {\"type\": \"Group\", \"id\": \"g\"}, \"parents\": [{\"type\": \"Group\", \"id\": "
-    "\"h\"}]},"
-    " {\"uid\": {\"type\": \"Action\", \"id\": \"read\"}, \"parents\": []}]";
+    " {\"uid\": {\"type\": \"Group\", \"id\": \"g\"}, \"attrs\": {},"
+    "  \"parents\": [{\"type\": \"Group\", \"id\": \"h\"}]},"
+    " {\"uid\": {\"type\": \"Action\", \"id\": \"read\"}, \"attrs\": {}, \"parents\": []}]";
 
 static const char context_json[] =
     "{\"n\": 7, \"s\": \"str\", \"b\": true, \"set\": [1, 2], \"when\": "

@@ -45,7 +45,10 @@ static char *entities_json(void)
 {
     buf_t b;
     buf_init(&b, 1 << 24);
-    must(buf_append_lit(&b, "[{\"uid\": {\"type\": \"Org\", \"id\": \"acme\"}}"), "json");
+    must(buf_append_lit(
+             &b,
+             "[{\"uid\": {\"type\": \"Org\", \"id\": \"acme\"}, \"attrs\": {}, \"parents\": []}"),
+         "json");
     for (int t = 0; t < NTEAMS; t++)
         must(buf_appendf(
                  &b,
@@ -74,7 +77,7 @@ static char *entities_json(void)
     for (int s = 0; s < NSERVERS; s++)
         must(buf_appendf(&b,
                          ",{\"uid\": {\"type\": \"Server\", \"id\": \"s%d\"}, \"attrs\": "
-                         "{\"trust\": \"%s\"}}",
+                         "{\"trust\": \"%s\"}, \"parents\": []}",
                          s, s % 3 ? "trusted" : "untrusted"),
              "json");
     for (int t = 0; t < NTOOLS; t++)
@@ -87,7 +90,7 @@ static char *entities_json(void)
     for (int m = 0; m < NMODELS; m++)
         must(buf_appendf(&b,
                          ",{\"uid\": {\"type\": \"Model\", \"id\": \"m%d\"}, \"attrs\": "
-                         "{\"usd_per_mtok\": %d}}",
+                         "{\"usd_per_mtok\": %d}, \"parents\": []}",
                          m, m * 5),
              "json");
     must(buf_append_lit(&b, "]"), "json");

@@ -53,17 +53,24 @@ static char *errf(arena_t *a, const char *msg, const char *detail)
     return s ? s : (char *)"out of memory";
 }
 
-/* Entity type names are normalised: identifiers joined by "::". */
+/* Entity type names are normalised: identifiers joined by "::", none of
+ * them a reserved word. */
 static bool valid_type_name(const char *s, size_t len)
 {
+    static const char *const reserved[] = {"true", "false", "if",  "then", "else",
+                                           "in",   "like",  "has", "is",   "__cedar"};
     size_t i = 0;
     for (;;) {
         if (i >= len ||
             !(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')))
             return false;
+        size_t start = i;
         while (i < len && (s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') ||
                            (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= '0' && s[i] <= '9')))
             i++;
+        for (size_t r = 0; r < sizeof(reserved) / sizeof(reserved[0]); r++)
+            if (strlen(reserved[r]) == i - start && memcmp(reserved[r], s + start, i - start) == 0)
+                return false;
         if (i == len)
             return true;
         if (len - i < 2 || s[i] != ':' || s[i + 1] != ':')
@@ -79,7 +86,8 @@ static const struct pjnode *escape(const struct pjnode *j, const char *key)
 
 int pjson_to_uid(arena_t *a, const struct pjnode *j, puid_t *out, char **err)
 {
-    const struct pjnode *inner = escape(j, "__entity");
+    /* the reference reads a uid's __entity even beside other keys */
+    const struct pjnode *inner = pj_get(j, "__entity");
     if (inner)
         j = inner;
     const struct pjnode *type = pj_get(j, "type"), *id = pj_get(j, "id");
@@ -194,6 +202,10 @@ int pjson_to_val(arena_t *a, const struct pjnode *j, pval_t *out, char **err, in
     }
     if (escape(j, "__extn"))
         return extn_to_val(a, escape(j, "__extn"), out, err, depth);
+    if (escape(j, "__expr")) {
+        *err = errf(a, "the __expr escape is no longer supported", NULL);
+        return -1;
+    }
     struct pfield *f = arena_alloc(a, (j->n ? j->n : 1) * sizeof(*f));
     if (!f) {
         *err = errf(a, "out of memory", NULL);
@@ -356,6 +368,14 @@ static int close_hierarchy(struct policy_entities *es, char *err, size_t err_len
                 const struct pentity *pe = pentities_find(es, pu);
                 if (pe) {
                     size_t pi = (size_t)(pe - es->v);
+                    if (pi == k) {
+                        snprintf(err, err_len,
+                                 "the entity hierarchy has a cycle through %.*s::\"%.*s\"",
+                                 (int)e->uid.type.len, e->uid.type.s,
+                                 (int)(e->uid.id.len > 200 ? 200 : e->uid.id.len), e->uid.id.s);
+                        rc = -2;
+                        goto out;
+                    }
                     if (seen[pi] == k + 1)
                         continue;
                     seen[pi] = (uint32_t)(k + 1);
@@ -392,7 +412,7 @@ static int close_hierarchy(struct policy_entities *es, char *err, size_t err_len
     }
     rc = 0;
 out:
-    if (rc)
+    if (rc == -1)
         snprintf(err, err_len, "out of memory");
     free(seen);
     free(queue);
@@ -433,8 +453,8 @@ static int load_entity(struct policy_entities *es, const policy_schema_t *schema
     memset(e, 0, sizeof(*e));
     const struct pjnode *uid = pj_get(j, "uid"), *attrs = pj_get(j, "attrs"),
                         *parents = pj_get(j, "parents"), *tags = pj_get(j, "tags");
-    if (j->type != PJ_OBJECT || !uid) {
-        snprintf(err, err_len, "expected an entity object with a \"uid\"");
+    if (j->type != PJ_OBJECT || !uid || !attrs || !parents) {
+        snprintf(err, err_len, "expected an entity object with \"uid\", \"attrs\" and \"parents\"");
         return -1;
     }
     if (pjson_to_uid(a, uid, &e->uid, &msg))
@@ -444,7 +464,7 @@ static int load_entity(struct policy_entities *es, const policy_schema_t *schema
     const struct pjnode *recs[2] = {attrs, tags};
     const struct prec **outs[2] = {&e->attrs, &e->tags};
     for (int r = 0; r < 2; r++) {
-        if (!recs[r] || recs[r]->type == PJ_NULL)
+        if (!recs[r])
             continue;
         pval_t v;
         if (recs[r]->type != PJ_OBJECT) {
@@ -462,7 +482,7 @@ static int load_entity(struct policy_entities *es, const policy_schema_t *schema
         }
         *outs[r] = v.u.rec;
     }
-    if (parents && parents->type != PJ_NULL) {
+    {
         if (parents->type != PJ_ARRAY) {
             msg = errf(a, "\"parents\" must be an array", NULL);
             goto fail;
@@ -473,9 +493,15 @@ static int load_entity(struct policy_entities *es, const policy_schema_t *schema
             msg = errf(a, "out of memory", NULL);
             goto fail;
         }
-        for (size_t i = 0; i < n; i++)
+        bool action = pstr_is_action_type(e->uid.type);
+        for (size_t i = 0; i < n; i++) {
             if (pjson_to_uid(a, parents->items[i], &pv[i], &msg))
                 goto fail;
+            if (action && !pstr_is_action_type(pv[i].type)) {
+                msg = errf(a, "an action's parents must be actions", pv[i].type.s);
+                goto fail;
+            }
+        }
         e->parents = pv;
         e->nparents = (uint32_t)n;
     }

@@ -93,6 +93,8 @@ static inline bool pstr_eq_lit(pstr_t a, const char *lit, size_t n)
     return a.len == n && __builtin_memcmp(a.s, lit, n) == 0;
 }
 pstr_t pstr_dup(arena_t *a, const char *s, size_t len);
+/* "Action" or "NS::Action": the types of action entities. */
+bool pstr_is_action_type(pstr_t type);
 
 /* Total order over all values: kind first, then contents. Equal (0) exactly
  * when Cedar's == holds. */

@@ -84,15 +84,6 @@ static int entity_or_slot(struct pparser *p, const char *slot, struct pscope *sc
     return 0;
 }
 
-static bool is_action_type(pstr_t type)
-{
-    static const char word[] = "Action";
-    size_t n = sizeof(word) - 1;
-    if (type.len < n || memcmp(type.s + type.len - n, word, n) != 0)
-        return false;
-    return type.len == n || (type.len > n + 1 && type.s[type.len - n - 1] == ':');
-}
-
 static int action_entity(struct pparser *p, puid_t *u)
 {
     struct ptoken at = p->tok;
@@ -102,7 +93,7 @@ static int action_entity(struct pparser *p, puid_t *u)
     }
     if (pp_entity(p, u))
         return -1;
-    if (!is_action_type(u->type)) {
+    if (!pstr_is_action_type(u->type)) {
         pp_error(p, &at, "expected an entity of type `Action` in the action scope");
         return -1;
     }

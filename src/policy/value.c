@@ -49,6 +49,15 @@ pstr_t pstr_dup(arena_t *a, const char *s, size_t len)
     return r;
 }
 
+bool pstr_is_action_type(pstr_t type)
+{
+    static const char word[] = "Action";
+    size_t n = sizeof(word) - 1;
+    if (type.len < n || memcmp(type.s + type.len - n, word, n) != 0)
+        return false;
+    return type.len == n || (type.len > n + 1 && type.s[type.len - n - 1] == ':');
+}
+
 static int cmp_i64(int64_t a, int64_t b)
 {
     return a < b ? -1 : a > b;

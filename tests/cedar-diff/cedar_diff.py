@@ -390,8 +390,7 @@ def reference(requests, policies, entities, links=()):
         return "policies"
     try:
         for l in links:
-            vals = {k: "%s::%s" % (v["type"], cedar_str(v["id"])) for k, v in l["values"].items()}
-            pset = pset.with_linked(l["template"], l["id"], vals)
+            pset = pset.with_linked(l["template"], l["id"], dict(l["values"]))
     except Exception:
         return None
     try:

@@ -31,7 +31,7 @@ static void test_uid_forms_and_values(void **state)
              "             \"rec\": {\"k\": {\"deep\": [{\"__entity\": {\"type\": \"U\", \"id\": "
              "\"u\"}}]}}},"
              "  \"parents\": [{\"__entity\": {\"type\": \"G\", \"id\": \"g\"}}]},"
-             " {\"uid\": {\"type\": \"G\", \"id\": \"g\"}}]",
+             " {\"uid\": {\"type\": \"G\", \"id\": \"g\"}, \"attrs\": {}, \"parents\": []}]",
              err);
     assert_non_null(es);
     assert_int_equal(policy_entities_count(es), 2);
@@ -46,9 +46,10 @@ static void test_uid_forms_and_values(void **state)
 static void test_nul_bytes_in_ids_and_keys(void **state)
 {
     char err[256];
-    policy_entities_t *es = load("[{\"uid\": {\"type\": \"a\", \"id\": \"\\u0000\"},"
-                                 "  \"attrs\": {\"\\u0000k\": 1}, \"tags\": {\"\\u0000\": 2}}]",
-                                 err);
+    policy_entities_t *es =
+        load("[{\"uid\": {\"type\": \"a\", \"id\": \"\\u0000\"}, \"parents\": [],"
+             "  \"attrs\": {\"\\u0000k\": 1}, \"tags\": {\"\\u0000\": 2}}]",
+             err);
     assert_non_null(es);
     assert_int_equal(
         decide_with(es, "a::\"\\0\"[\"\\0k\"] == 1 && a::\"\\0\".getTag(\"\\0\") == 2"), EV_TRUE);
@@ -56,25 +57,41 @@ static void test_nul_bytes_in_ids_and_keys(void **state)
     policy_entities_free(es);
 }
 
+/* One entity T::"a" with the given members after its uid. */
+#define ONE(members) "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, " members "}]"
+
 static void test_refusals(void **state)
 {
     char err[256];
     const char *bad[] = {
         "{}",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}}, {\"uid\": {\"type\": \"T\", \"id\": "
-        "\"a\"}}]",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {\"f\": 1.5}}]",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {\"n\": null}}]",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {\"n\": 9223372036854775808}}]",
-        "[{\"uid\": {\"type\": \"User \", \"id\": \"a\"}}]",
-        "[{\"uid\": {\"type\": \"T\"}}]",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {\"k\": 1, \"k\": 2}}]",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"parents\": {}}]",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": []}]",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {\"x\": {\"__extn\": {\"fn\": "
-        "\"nope\", \"arg\": \"\"}}}}]",
+        "[1]",
+        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": []},"
+        " {\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": []}]",
+        ONE("\"attrs\": {}"),   /* parents is required */
+        ONE("\"parents\": []"), /* attrs is required */
+        ONE("\"attrs\": null, \"parents\": []"),
+        ONE("\"attrs\": {}, \"parents\": null"),
+        ONE("\"attrs\": {}, \"parents\": [], \"tags\": null"),
+        ONE("\"attrs\": {}, \"parents\": {}"),
+        ONE("\"attrs\": [], \"parents\": []"),
+        ONE("\"attrs\": {\"f\": 1.5}, \"parents\": []"),
+        ONE("\"attrs\": {\"n\": null}, \"parents\": []"),
+        ONE("\"attrs\": {\"n\": 9223372036854775808}, \"parents\": []"),
+        ONE("\"attrs\": {\"k\": 1, \"k\": 2}, \"parents\": []"),
+        ONE("\"attrs\": {\"x\": {\"__extn\": {\"fn\": \"nope\", \"arg\": \"\"}}}, \"parents\": []"),
+        ONE("\"attrs\": {\"x\": {\"__expr\": \"1 + 1\"}}, \"parents\": []"),
+        ONE("\"attrs\": {\"x\": {\"__entity\": {\"type\": \"if\", \"id\": \"b\"}}}, \"parents\": "
+            "[]"),
+        ONE("\"attrs\": {\"x\": {\"__entity\": {\"type\": \"A::__cedar\", \"id\": \"b\"}}}, "
+            "\"parents\": []"),
+        ONE("\"attrs\": {}, \"parents\": [{\"type\": \"T\", \"id\": \"a\"}]"), /* its own parent */
+        "[{\"uid\": {\"type\": \"User \", \"id\": \"a\"}, \"attrs\": {}, \"parents\": []}]",
+        "[{\"uid\": {\"type\": \"T\"}, \"attrs\": {}, \"parents\": []}]",
+        "[{\"uid\": {\"type\": \"Action\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": "
+        "[{\"type\": \"User\", \"id\": \"x\"}]}]",
         "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}",
-        "[{\"uid\": {\"type\": \"T\", \"id\": \"\\ud800\"}}]",
+        "[{\"uid\": {\"type\": \"T\", \"id\": \"\\ud800\"}, \"attrs\": {}, \"parents\": []}]",
         "[] x",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -85,26 +102,53 @@ static void test_refusals(void **state)
         }
         assert_true(strlen(err) > 0);
     }
+    /* accepted as the reference does: extra members, escapes beside other
+     * keys (then a record), a uid's __entity beside other keys */
+    const char *good[] = {
+        ONE("\"attrs\": {}, \"parents\": [], \"extra\": 1"),
+        ONE("\"attrs\": {\"x\": {\"__entity\": {\"type\": \"U\", \"id\": \"b\"}, \"y\": 1}}, "
+            "\"parents\": []"),
+        "[{\"uid\": {\"__entity\": {\"type\": \"T\", \"id\": \"a\"}, \"x\": 1}, \"attrs\": {}, "
+        "\"parents\": []}]",
+        "[{\"uid\": {\"type\": \"NS::Action\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": "
+        "[{\"type\": \"Action\", \"id\": \"x\"}]}]",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        policy_entities_t *es = load(good[i], err);
+        if (!es)
+            fail_msg("should load: %s (%s)", good[i], err);
+        policy_entities_free(es);
+    }
 }
 
-static void test_hierarchy_with_cycles_and_missing_parents(void **state)
+static void test_hierarchy_is_closed_and_acyclic(void **state)
 {
     char err[256];
-    policy_entities_t *es = load("["
-                                 "{\"uid\": {\"type\": \"G\", \"id\": \"a\"}, \"parents\": "
-                                 "[{\"type\": \"G\", \"id\": \"b\"}]},"
-                                 "{\"uid\": {\"type\": \"G\", \"id\": \"b\"}, \"parents\": "
-                                 "[{\"type\": \"G\", \"id\": \"c\"}]},"
-                                 "{\"uid\": {\"type\": \"G\", \"id\": \"c\"}, \"parents\": "
-                                 "[{\"type\": \"G\", \"id\": \"a\"},"
-                                 "  {\"type\": \"G\", \"id\": \"ghost\"}]}"
-                                 "]",
-                                 err);
+    policy_entities_t *es =
+        load("["
+             "{\"uid\": {\"type\": \"G\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": [{\"type\": "
+             "\"G\", \"id\": \"b\"}]},"
+             "{\"uid\": {\"type\": \"G\", \"id\": \"b\"}, \"attrs\": {}, \"parents\": [{\"type\": "
+             "\"G\", \"id\": \"c\"}]},"
+             "{\"uid\": {\"type\": \"G\", \"id\": \"c\"}, \"attrs\": {}, \"parents\": ["
+             "  {\"type\": \"G\", \"id\": \"ghost\"}]}"
+             "]",
+             err);
     assert_non_null(es);
-    assert_int_equal(decide_with(es, "G::\"a\" in G::\"c\" && G::\"c\" in G::\"b\""), EV_TRUE);
+    assert_int_equal(decide_with(es, "G::\"a\" in G::\"c\" && !(G::\"c\" in G::\"b\")"), EV_TRUE);
     assert_int_equal(decide_with(es, "G::\"a\" in G::\"ghost\""), EV_TRUE);
     assert_int_equal(decide_with(es, "G::\"ghost\" in G::\"a\""), EV_FALSE);
     policy_entities_free(es);
+    /* a cycle is refused, as by the reference */
+    es = load("["
+              "{\"uid\": {\"type\": \"G\", \"id\": \"a\"}, \"attrs\": {}, \"parents\": [{\"type\": "
+              "\"G\", \"id\": \"b\"}]},"
+              "{\"uid\": {\"type\": \"G\", \"id\": \"b\"}, \"attrs\": {}, \"parents\": [{\"type\": "
+              "\"G\", \"id\": \"a\"}]}"
+              "]",
+              err);
+    assert_null(es);
+    assert_non_null(strstr(err, "cycle"));
 }
 
 static void test_schema_based_parsing(void **state)
@@ -181,8 +225,9 @@ static void test_schema_errors_have_positions(void **state)
 static void test_json_jansson_entry_point(void **state)
 {
     json_error_t jerr;
-    json_t *j = json_loads("[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {\"x\": 1}}]",
-                           0, &jerr);
+    json_t *j = json_loads(
+        "[{\"uid\": {\"type\": \"T\", \"id\": \"a\"}, \"attrs\": {\"x\": 1}, \"parents\": []}]", 0,
+        &jerr);
     assert_non_null(j);
     char err[256];
     policy_entities_t *es = policy_entities_load_json(j, err, sizeof(err));
@@ -198,7 +243,7 @@ int main(void)
         cmocka_unit_test(test_uid_forms_and_values),
         cmocka_unit_test(test_nul_bytes_in_ids_and_keys),
         cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_hierarchy_with_cycles_and_missing_parents),
+        cmocka_unit_test(test_hierarchy_is_closed_and_acyclic),
         cmocka_unit_test(test_schema_based_parsing),
         cmocka_unit_test(test_schema_errors_have_positions),
         cmocka_unit_test(test_json_jansson_entry_point),

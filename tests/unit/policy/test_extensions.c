@@ -190,7 +190,7 @@ static void test_extension_values_in_entities(void **state)
     assert_true(d.allow);
     decision_done(&d);
     policy_entities_free(es);
-    const char *bad = "[{\"uid\": {\"type\": \"T\", \"id\": \"x\"}, \"attrs\": {"
+    const char *bad = "[{\"uid\": {\"type\": \"T\", \"id\": \"x\"}, \"parents\": [], \"attrs\": {"
                       " \"d\": {\"__extn\": {\"fn\": \"decimal\", \"arg\": \"1.55555\"}}}}]";
     assert_null(policy_entities_load_text(bad, strlen(bad), err, sizeof(err)));
     assert_non_null(strstr(err, "decimal"));
