@@ -564,8 +564,8 @@ int pdecide_node(const policy_set_t *s, const policy_entities_t *entities,
         const struct pjnode *j = context;
         if (!j && req->context)
             j = pj_from_jansson(&out->arena, req->context, 0);
-        else if (!j && pj_parse(&out->arena, req->context_json, req->context_json_len, &j, jerr,
-                                sizeof(jerr)))
+        else if (!j && pj_parse_ex(&out->arena, req->context_json, req->context_json_len, true, &j,
+                                   jerr, sizeof(jerr)))
             msg = arena_strdup(&out->arena, jerr);
         const struct pschema_action *sa = req->schema ? pschema_action(req->schema, &ac) : NULL;
         if (!j ||

@@ -88,7 +88,6 @@ static int cmd_eval(int argc, char **argv)
     arena_init(&arena, 4096);
     policy_set_t *set = policy_set_new(0);
     policy_entities_t *es = NULL;
-    json_t *ctx = NULL;
     struct policy_request req = {0};
     struct policy_uid *uids[3] = {&req.principal, &req.action, &req.resource};
     char err[1024];
@@ -102,12 +101,8 @@ static int cmd_eval(int argc, char **argv)
         }
     }
     if (context) {
-        json_error_t jerr;
-        if (!(ctx = json_loads(context, JSON_ALLOW_NUL, &jerr))) {
-            fprintf(stderr, "--context: %d:%d: %s\n", jerr.line, jerr.column, jerr.text);
-            goto out;
-        }
-        req.context = ctx;
+        req.context_json = context; /* read by the engine: NUL bytes in keys are fine */
+        req.context_json_len = strlen(context);
     }
     if (entities && !(es = policy_entities_load_file(entities, err, sizeof(err)))) {
         fprintf(stderr, "--entities: %s\n", err);
@@ -132,7 +127,6 @@ static int cmd_eval(int argc, char **argv)
     rc = d.allow ? 0 : 1;
     policy_decision_free(&d);
 out:
-    json_decref(ctx);
     policy_entities_free(es);
     policy_set_free(set);
     arena_free(&arena);

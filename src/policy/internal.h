@@ -365,6 +365,10 @@ struct pjnode {
 /* Parses text into nodes in the arena. 0, or -1 with "line:col: msg". */
 int pj_parse(arena_t *a, const char *text, size_t len, const struct pjnode **out, char *err,
              size_t err_len);
+/* The same; with last_dup_wins a key repeated in an object keeps its last
+ * value (how the reference reads request contexts) instead of failing. */
+int pj_parse_ex(arena_t *a, const char *text, size_t len, bool last_dup_wins,
+                const struct pjnode **out, char *err, size_t err_len);
 const struct pjnode *pj_get(const struct pjnode *obj, const char *key);
 /* A view of a jansson value (strings borrowed from it); NULL on OOM. */
 const struct pjnode *pj_from_jansson(arena_t *a, const json_t *v, int depth);

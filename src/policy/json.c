@@ -14,6 +14,7 @@ struct jp {
     const char *err;
     const char *err_at;
     int depth;
+    bool last_dup_wins; /* duplicate keys: keep the last instead of refusing */
 };
 
 static int jerr(struct jp *j, const char *msg)
@@ -256,6 +257,46 @@ static int cmp_keys(const void *x, const void *y)
 
 static struct pjnode *jvalue(struct jp *j);
 
+struct keypos {
+    pstr_t key;
+    uint32_t pos;
+};
+
+static int cmp_keypos(const void *x, const void *y)
+{
+    const struct keypos *a = x, *b = y;
+    int c = pstr_cmp(a->key, b->key);
+    return c ? c : (a->pos < b->pos ? -1 : a->pos > b->pos);
+}
+
+/* Drops every member whose key appears again later, keeping order. */
+static int keep_last(struct pjnode *n)
+{
+    struct keypos *kp = malloc(n->n * sizeof(*kp));
+    bool *drop = calloc(n->n, sizeof(*drop));
+    if (!kp || !drop) {
+        free(kp);
+        free(drop);
+        return -1;
+    }
+    for (uint32_t i = 0; i < n->n; i++)
+        kp[i] = (struct keypos){n->keys[i], i};
+    qsort(kp, n->n, sizeof(*kp), cmp_keypos);
+    for (uint32_t i = 0; i + 1 < n->n; i++)
+        if (pstr_cmp(kp[i].key, kp[i + 1].key) == 0)
+            drop[kp[i].pos] = true;
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n->n; i++)
+        if (!drop[i]) {
+            n->keys[m] = n->keys[i];
+            n->items[m++] = n->items[i];
+        }
+    n->n = m;
+    free(kp);
+    free(drop);
+    return 0;
+}
+
 static struct pjnode *jcompound(struct jp *j, bool object)
 {
     struct pjnode *n = jnode(j, object ? PJ_OBJECT : PJ_ARRAY);
@@ -337,14 +378,21 @@ done:
         memcpy(n->items, items, cnt * sizeof(*items));
     if (object && cnt) {
         memcpy(n->keys, keys, cnt * sizeof(*keys));
-        /* duplicate keys make the meaning depend on the reader: refuse */
+        /* duplicate keys make the meaning depend on the reader: refuse, or
+         * (request contexts, as the reference reads them) keep the last */
         pstr_t *sorted = keys;
         qsort(sorted, cnt, sizeof(*sorted), cmp_keys);
-        for (size_t i = 1; i < cnt; i++)
-            if (pstr_cmp(sorted[i - 1], sorted[i]) == 0) {
-                jerr(j, "duplicate key in JSON object");
-                goto fail;
-            }
+        bool dups = false;
+        for (size_t i = 1; i < cnt && !dups; i++)
+            dups = pstr_cmp(sorted[i - 1], sorted[i]) == 0;
+        if (dups && !j->last_dup_wins) {
+            jerr(j, "duplicate key in JSON object");
+            goto fail;
+        }
+        if (dups && keep_last(n) != 0) {
+            jerr(j, "out of memory");
+            goto fail;
+        }
     }
     free(items);
     free(keys);
@@ -398,7 +446,14 @@ static struct pjnode *jvalue(struct jp *j)
 int pj_parse(arena_t *a, const char *text, size_t len, const struct pjnode **out, char *err,
              size_t err_len)
 {
-    struct jp j = {.a = a, .p = text, .start = text, .end = text + len};
+    return pj_parse_ex(a, text, len, false, out, err, err_len);
+}
+
+int pj_parse_ex(arena_t *a, const char *text, size_t len, bool last_dup_wins,
+                const struct pjnode **out, char *err, size_t err_len)
+{
+    struct jp j = {
+        .a = a, .p = text, .start = text, .end = text + len, .last_dup_wins = last_dup_wins};
     const struct pjnode *n = jvalue(&j);
     if (n) {
         ws(&j);

@@ -100,6 +100,11 @@ static void test_context_is_a_record(void **state)
                      EV_TRUE);
     assert_int_equal(eval_ctx("context.a.contains(2)", "{\"a\": [1, 2, 3]}"), EV_TRUE);
     assert_int_equal(eval_ctx("context == {}", NULL), EV_TRUE);
+    /* a repeated key keeps its last value, as the reference reads contexts */
+    assert_int_equal(eval_ctx("context.a == 2 && context.r.b == 4",
+                              "{\"a\": 1, \"r\": {\"b\": 3, \"b\": 4}, \"a\": 2}"),
+                     EV_TRUE);
+    assert_int_equal(eval_ctx("context[\"\\0\"] == 1", "{\"\\u0000\": 1}"), EV_TRUE);
     struct policy_decision d;
     assert_int_equal(decide_text("permit(principal, action, resource);", NULL, "[1]", &d), -1);
     assert_int_equal(d.nerrors, 1);
