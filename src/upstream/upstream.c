@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // libcurl multi on a libuv loop (see upstream.h): curl tells us which sockets
-// to watch and when to wake; uv_poll and one uv_timer do the watching.
+// to watch and when to wake; uv_poll and one uv_timer do the watching. Plain
+// http:// transfers go to the native client in h1.c instead.
 #include "upstream/upstream.h"
+#include "upstream/h1.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
@@ -17,9 +19,11 @@ struct upstream {
     int timer_open;
     CURL *free_easy[FREE_EASY_MAX]; /* reusable handles: keep their buffers */
     int nfree;
+    struct h1 *h1;                  /* native client for plain http:// */
 };
 
 struct upstream_req {
+    struct upstream_req_tag tag;    /* first: UPSTREAM_ENGINE_CURL */
     struct upstream *u;
     CURL *easy;
     struct curl_slist *headers;
@@ -129,8 +133,14 @@ struct upstream *upstream_new(uv_loop_t *loop)
     if (!u)
         return NULL;
     u->loop = loop;
+    u->h1 = h1_new(loop);
+    if (!u->h1) {
+        free(u);
+        return NULL;
+    }
     u->multi = curl_multi_init();
     if (!u->multi) {
+        h1_free(u->h1);
         free(u);
         return NULL;
     }
@@ -154,6 +164,7 @@ void upstream_free(struct upstream *u)
 {
     if (!u)
         return;
+    h1_free(u->h1);
     for (int i = 0; i < u->nfree; i++)
         curl_easy_cleanup(u->free_easy[i]);
     curl_multi_cleanup(u->multi); /* closes pooled connections via socket_cb */
@@ -312,9 +323,13 @@ static CURL *easy_new(void)
 struct upstream_req *upstream_start(struct upstream *u, const struct upstream_opts *o,
                                     const struct upstream_callbacks *cb, void *ud)
 {
+    struct h1_target t;
+    if (h1_accepts(u->h1, o, &t))
+        return (struct upstream_req *)h1_start(u->h1, &t, o, cb, ud);
     struct upstream_req *r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
+    r->tag.engine = UPSTREAM_ENGINE_CURL;
     r->u = u;
     r->cb = *cb;
     r->ud = ud;
@@ -364,15 +379,24 @@ fail:
     return NULL;
 }
 
+struct h1 *upstream_h1(struct upstream *u)
+{
+    return u->h1;
+}
+
 void upstream_cancel(struct upstream_req *r)
 {
-    if (r)
+    if (r && r->tag.engine == UPSTREAM_ENGINE_H1)
+        h1_cancel((struct h1_req *)r);
+    else if (r)
         req_release(r);
 }
 
 void upstream_resume(struct upstream_req *r)
 {
-    if (r && r->paused) {
+    if (r && r->tag.engine == UPSTREAM_ENGINE_H1)
+        h1_resume((struct h1_req *)r);
+    else if (r && r->paused) {
         r->paused = 0;
         curl_easy_pause(r->easy, CURLPAUSE_CONT);
     }
