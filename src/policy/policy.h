@@ -109,8 +109,11 @@ void policy_schema_free(policy_schema_t *s);
 /* ---- entities ---------------------------------------------------------- */
 
 /* Loads Cedar entities JSON (an array of {uid, attrs, parents, tags}), and
- * computes the transitive closure of `parents`. Caller owns the result
- * (policy_entities_free). NULL on error with a message in err. */
+ * computes the transitive closure of `parents`. As strict as the reference:
+ * attrs and parents are required, a uid appears once, the hierarchy has no
+ * cycle, actions have only action parents, floats and null are refused.
+ * Caller owns the result (policy_entities_free). NULL on error with a
+ * message in err. */
 policy_entities_t *policy_entities_load_json(const json_t *array, char *err, size_t err_len);
 policy_entities_t *policy_entities_load_text(const char *text, size_t len, char *err,
                                              size_t err_len);
@@ -141,6 +144,8 @@ struct policy_eval_error {
     const char *message;   /* owned by the decision */
 };
 
+/* The ids in a decision belong to the policy set: free the decision before
+ * the set (a gateway holds its config snapshot for the request anyway). */
 struct policy_decision {
     bool allow;
     size_t nreasons;
