@@ -6,7 +6,7 @@ CONFIG     ?= examples/quickstart.yaml
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format
+.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format cedar-diff cedar-diff-short
 
 all: build
 
@@ -35,7 +35,16 @@ asan: bootstrap
 integration: build
 	PORTCULLIS_BIN=$(CURDIR)/$(BUILD)/portcullis .venv/bin/python -m pytest -q tests/integration
 
-test: unit asan integration
+test: unit asan integration cedar-diff-short
+
+# Differential test of the Cedar engine against cedarpy (the Rust reference).
+CEDAR_DIFF_CASES ?= 100000
+cedar-diff: build
+	.venv/bin/python tests/cedar-diff/edge_cases.py --bin $(BUILD)/portcullis
+	.venv/bin/python tests/cedar-diff/cedar_diff.py --cases $(CEDAR_DIFF_CASES) --bin $(BUILD)/portcullis
+
+cedar-diff-short:
+	$(MAKE) cedar-diff CEDAR_DIFF_CASES=2000
 
 fuzz: bootstrap
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPORTCULLIS_FUZZ=ON -DPORTCULLIS_TESTS=OFF
