@@ -33,6 +33,8 @@ struct upstream_req {
     int headers_done;
     int aborted;                    /* a callback asked to stop */
     int paused;
+    int in_cb;                      /* inside one of our callbacks */
+    int cancelled;                  /* upstream_cancel ran inside a callback */
     char content_type[128];
     int has_ctype;
 };
@@ -171,6 +173,23 @@ void upstream_free(struct upstream *u)
     uv_close((uv_handle_t *)&u->timer, on_timer_closed);
 }
 
+/* Runs on_headers; non-zero when the transfer must stop (the callback said
+ * so, or cancelled it from inside). */
+static int call_headers(struct upstream_req *r)
+{
+    int rc = 0;
+    if (r->cb.on_headers) {
+        r->in_cb++;
+        rc = r->cb.on_headers(r->ud, r->status, r->has_ctype ? r->content_type : NULL);
+        r->in_cb--;
+    }
+    if (rc != 0 || r->cancelled) {
+        r->aborted = 1;
+        return -1;
+    }
+    return 0;
+}
+
 static size_t header_cb(char *buf, size_t size, size_t n, void *userp)
 {
     struct upstream_req *r = userp;
@@ -204,11 +223,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *userp)
         /* end of a header block; skip interim 1xx ones */
         if (r->status >= 200 && !r->headers_done) {
             r->headers_done = 1;
-            if (r->cb.on_headers &&
-                r->cb.on_headers(r->ud, r->status, r->has_ctype ? r->content_type : NULL) != 0) {
-                r->aborted = 1;
+            if (call_headers(r) != 0)
                 return 0;
-            }
         }
     }
     return len;
@@ -223,21 +239,24 @@ static size_t write_cb(char *data, size_t size, size_t n, void *userp)
     if (!r->headers_done) {
         /* HTTP/1.0 or odd servers: make sure on_headers ran */
         r->headers_done = 1;
-        if (r->cb.on_headers &&
-            r->cb.on_headers(r->ud, r->status, r->has_ctype ? r->content_type : NULL) != 0) {
-            r->aborted = 1;
+        if (call_headers(r) != 0)
             return 0;
-        }
     }
-    int rc = r->cb.on_data ? r->cb.on_data(r->ud, data, len) : 0;
-    if (rc < 0) {
+    int rc = 0;
+    if (r->cb.on_data) {
+        r->in_cb++;
+        rc = r->cb.on_data(r->ud, data, len);
+        r->in_cb--;
+    }
+    if (rc < 0 || r->cancelled) {
         r->aborted = 1;
         return 0;
     }
     if (rc == 1) {
-        /* curl keeps these bytes and hands them again on resume */
+        /* the caller took these bytes; stop receiving until upstream_resume
+         * (CURL_WRITEFUNC_PAUSE would hand the same bytes over again) */
         r->paused = 1;
-        return CURL_WRITEFUNC_PAUSE;
+        curl_easy_pause(r->easy, CURLPAUSE_RECV);
     }
     return len;
 }
@@ -276,9 +295,12 @@ static void check_done(struct upstream *u)
             res = UPSTREAM_ECANCELED;
             msg = "transfer stopped";
         } else if (cc == CURLE_OK) {
-            if (!r->headers_done && r->cb.on_headers) {
+            if (!r->headers_done) {
                 r->headers_done = 1;
-                r->cb.on_headers(r->ud, r->status, r->has_ctype ? r->content_type : NULL);
+                if (call_headers(r) != 0) {
+                    res = UPSTREAM_ECANCELED;
+                    msg = "transfer stopped";
+                }
             }
         } else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
                    cc == CURLE_COULDNT_RESOLVE_PROXY) {
@@ -296,7 +318,8 @@ static void check_done(struct upstream *u)
             msg = r->headers_done ? "connection to upstream broke mid-answer"
                                   : "upstream sent no valid answer";
         }
-        void (*done)(void *, enum upstream_result, const char *) = r->cb.on_done;
+        void (*done)(void *, enum upstream_result, const char *) =
+            r->cancelled ? NULL : r->cb.on_done; /* a cancelled transfer reports nothing */
         void *ud = r->ud;
         req_release(r);
         if (done)
@@ -359,6 +382,9 @@ struct upstream_req *upstream_start(struct upstream *u, const struct upstream_op
     r->headers = h;
     char line[8192];
     for (size_t i = 0; i < o->nheaders; i++) {
+        /* a CR, LF or NUL would split the header: refuse, never inject */
+        if (strpbrk(o->headers[i].name, "\r\n:") || strpbrk(o->headers[i].value, "\r\n"))
+            goto fail;
         int n = snprintf(line, sizeof(line), "%s: %s", o->headers[i].name, o->headers[i].value);
         if (n < 0 || (size_t)n >= sizeof(line))
             continue;
@@ -388,6 +414,8 @@ void upstream_cancel(struct upstream_req *r)
 {
     if (r && r->tag.engine == UPSTREAM_ENGINE_H1)
         h1_cancel((struct h1_req *)r);
+    else if (r && r->in_cb)
+        r->cancelled = 1; /* released once libcurl is out of the callback */
     else if (r)
         req_release(r);
 }

@@ -1087,7 +1087,7 @@ static void test_pause_then_resume_runs_to_the_end_with_no_calls_while_paused(vo
 
 static void test_pause_does_not_hand_over_the_same_bytes_twice(void **state)
 {
-    /* BUG (libcurl engine): upstream.h says on_data gets "body bytes as they
+    /* Was a bug (libcurl engine): upstream.h says on_data gets "body bytes as they
      * arrive" and that returning 1 pauses; llm/proxy.c's up_data relies on
      * that: it has already written the bytes to the client when it returns 1
      * (queue above HTTP_OUT_HIGH_WATER). upstream.c's write_cb turns 1 into
@@ -1098,8 +1098,8 @@ static void test_pause_does_not_hand_over_the_same_bytes_twice(void **state)
      * the body (e.g. 508 KiB for 256 KiB). The native HTTP/1.1 engine being
      * written (h1.c: "the paused call's bytes were consumed") passes this;
      * the libcurl engine, which carries https:// and every URL h1 declines,
-     * fails it. Unskip once both engines keep the one meaning. */
-    skip();
+     * fails it. Unskip once both engines keep the one meaning. Fixed: write_cb
+     * takes the bytes and pauses with CURLPAUSE_RECV; kept as a regression test. */
     struct fixture *f = *state;
     size_t blen = 256 * 1024;
     char *body = make_body(blen);
@@ -1195,7 +1195,7 @@ static int cancel_in_on_data(void *ud, const char *data, size_t len)
 
 static void test_cancel_from_inside_on_data_stops_all_callbacks(void **state)
 {
-    /* BUG (libcurl engine): upstream.h lets any caller call upstream_cancel;
+    /* Was a bug (libcurl engine): upstream.h lets any caller call upstream_cancel;
      * called from inside on_data, req_release() runs inside libcurl's write
      * callback: curl_multi_remove_handle() refuses (CURLM_RECURSIVE_API_CALL,
      * unchecked), the easy handle is reset and parked, the request is freed,
@@ -1203,8 +1203,8 @@ static void test_cancel_from_inside_on_data_stops_all_callbacks(void **state)
      * heap-use-after-free at upstream.c write_cb ("if (r->aborted)"). The same
      * holds for on_headers (header_cb). The native engine handles it. Either
      * defer the release (mark cancelled, return 0 from the curl callback) or
-     * document that callbacks must return non-zero instead. */
-    skip();
+     * document that callbacks must return non-zero instead. Fixed: the release
+     * is deferred until libcurl is out of the callback. */
     struct fixture *f = *state;
     size_t blen = 1 << 20, rlen;
     char *body = make_body(blen);
@@ -1228,13 +1228,13 @@ static void test_cancel_from_inside_on_data_stops_all_callbacks(void **state)
 
 static void test_header_with_crlf_is_refused_not_injected(void **state)
 {
-    /* BUG (libcurl engine): upstream_start formats "name: value" into the
+    /* Was a bug (libcurl engine): upstream_start formats "name: value" into the
      * curl_slist as given; a value holding CR LF is sent as two header lines
      * (the server below sees "X-Injected: 1"). The native engine refuses such
      * a transfer (NULL). Today no caller passes client bytes with CR/LF (the
      * inbound parser rejects them), but proxy.c forwards client header values
-     * (anthropic-version, anthropic-beta), so the engine should refuse too. */
-    skip();
+     * (anthropic-version, anthropic-beta), so the engine should refuse too.
+     * Fixed: upstream_start refuses the transfer. */
     struct fixture *f = *state;
     static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
