@@ -15,6 +15,7 @@ static void conn_connect(struct h1_conn *c);
 static int req_connect(struct h1_req *r);
 static void on_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf);
 static void on_timer(uv_timer_t *t);
+static void timer_want(struct h1_conn *c, uint64_t due);
 
 /* ---- small helpers -------------------------------------------------------- */
 
@@ -243,7 +244,7 @@ void h1_req_fail(struct h1_req *r, enum upstream_result res, const char *msg)
             return; /* h1_start gives up and returns NULL */
         list_remove(c);
         h1_stop_reading(c);
-        uv_timer_start(&c->timer, on_timer, 0, 0);
+        timer_want(c, uv_now(c->h->loop));
         return;
     }
     if (c) {
@@ -281,7 +282,8 @@ void h1_req_finish(struct h1_req *r)
         o->idle.n < H1_IDLE_MAX_PER_ORIGIN) {
         c->state = H1_IDLE;
         list_push(&o->idle, c);
-        uv_timer_start(&c->timer, on_timer, H1_IDLE_MS, 0);
+        c->idle_due = uv_now(c->h->loop) + H1_IDLE_MS;
+        timer_want(c, c->idle_due);
         start_reading(c); /* a server-side close shows as EOF */
     } else {
         h1_conn_close(c);
@@ -315,11 +317,36 @@ void h1_conn_broke(struct h1_conn *c)
                                 : "upstream sent no valid answer");
 }
 
+/* When the connection's timer must act next (uv_now() ms), 0 for never:
+ * idle expiry, a waiting failure, the connect or the total deadline. */
+static uint64_t conn_due(const struct h1_conn *c)
+{
+    const struct h1_req *r = c->req;
+    if (c->state == H1_IDLE)
+        return c->idle_due;
+    if (!r || c->state == H1_CLOSING)
+        return 0;
+    if (r->fail_msg)
+        return 1; /* now */
+    uint64_t due = r->deadline;
+    if ((c->state == H1_RESOLVING || c->state == H1_CONNECTING) && (!due || r->connect_due < due))
+        due = r->connect_due;
+    return due;
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct h1_conn *c = t->data;
+    c->timer_at = 0;
+    uint64_t due = conn_due(c);
+    if (!due)
+        return;
+    if (due > uv_now(c->h->loop)) {
+        timer_want(c, due); /* the deadline moved on since the timer was set */
+        return;
+    }
     struct h1_req *r = c->req;
-    if (c->state == H1_IDLE || !r) {
+    if (c->state == H1_IDLE) {
         h1_conn_close(c);
         return;
     }
@@ -332,21 +359,24 @@ static void on_timer(uv_timer_t *t)
                 r->headers_done ? "timed out while reading the answer" : "timed out");
 }
 
-/* Arms the connection's timer for the request's next deadline. */
-static void arm_timer(struct h1_conn *c, struct h1_req *r, int connecting)
+/* Makes sure the timer fires by due (uv_now() ms; 0: nothing to add). The
+ * timer is moved only when due is earlier than where it is set: a later
+ * deadline is found by on_timer, which sets the timer again. So a request
+ * on a pooled connection usually costs no timer operation. */
+static void timer_want(struct h1_conn *c, uint64_t due)
 {
-    uint64_t now = uv_now(c->h->loop);
-    uint64_t due = r->deadline;
-    if (connecting) {
-        uint64_t cd = now + (r->connect_ms ? r->connect_ms : H1_CONNECT_DEFAULT_MS);
-        if (!due || cd < due)
-            due = cd;
-    }
-    if (!due) {
-        uv_timer_stop(&c->timer);
+    if (!due || (c->timer_at && c->timer_at <= due))
         return;
-    }
+    uint64_t now = uv_now(c->h->loop);
     uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+    c->timer_at = due > now ? due : now;
+}
+
+/* The connect deadline of a new connection attempt, then the timer. */
+static void arm_connect(struct h1_conn *c, struct h1_req *r)
+{
+    r->connect_due = uv_now(c->h->loop) + (r->connect_ms ? r->connect_ms : H1_CONNECT_DEFAULT_MS);
+    timer_want(c, conn_due(c));
 }
 
 /* ---- sending -------------------------------------------------------------------- */
@@ -444,15 +474,15 @@ static void on_connect(uv_connect_t *cr, int status)
                 return;
             }
             attach(nc, r);
-            arm_timer(nc, r, 1);
+            nc->state = H1_CONNECTING;
+            arm_connect(nc, r);
             conn_connect(nc);
             return;
         }
         h1_req_fail(r, UPSTREAM_ECONNECT, "connection refused or unreachable");
         return;
     }
-    c->state = H1_ACTIVE;
-    arm_timer(c, r, 0);
+    c->state = H1_ACTIVE; /* on_timer moves on to the total deadline */
     start_reading(c);
     req_send(r);
 }
@@ -544,12 +574,13 @@ static int req_connect(struct h1_req *r)
         return UV_ENOMEM;
     attach(c, r);
     r->addr_idx = 0;
-    arm_timer(c, r, 1);
-    if (o->numeric || (o->naddr && uv_now(h->loop) < o->expires)) {
+    int known = o->numeric || (o->naddr && uv_now(h->loop) < o->expires);
+    c->state = known ? H1_CONNECTING : H1_RESOLVING;
+    arm_connect(c, r);
+    if (known) {
         conn_connect(c);
         return 0;
     }
-    c->state = H1_RESOLVING;
     list_push(&o->waiting, c);
     if (origin_resolve(o) < 0)
         fail_later(r, UPSTREAM_ECONNECT, "could not resolve host");
@@ -568,7 +599,7 @@ struct h1_req *h1_start(struct h1 *h, const struct h1_target *t, const struct up
         const struct upstream_header *hd = &o->headers[i];
         if (!h1_header_ok(hd->name, hd->value))
             return NULL; /* it would split the head */
-        if (strcasecmp(hd->name, "Host") == 0)
+        if ((*hd->name | 0x20) == 'h' && strcasecmp(hd->name, "Host") == 0)
             user_host = 1;
     }
     struct origin *org = t->origin;
@@ -594,7 +625,7 @@ struct h1_req *h1_start(struct h1 *h, const struct h1_target *t, const struct up
         list_remove(c);
         c->state = H1_ACTIVE;
         attach(c, r);
-        arm_timer(c, r, 0);
+        timer_want(c, r->deadline);
         start_reading(c);
         req_send(r); /* a dead pooled connection goes to req_connect */
     } else if (req_connect(r) < 0) {

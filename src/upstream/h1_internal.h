@@ -62,7 +62,9 @@ struct h1_conn {
     struct h1_req *req; /* the request it carries, or NULL */
     http_parser parser;
     enum h1_conn_state state;
-    int handles_open; /* counted down in the close callbacks; freed at 0 */
+    int handles_open;  /* counted down in the close callbacks; freed at 0 */
+    uint64_t timer_at; /* uv_now() ms the timer is set for, 0 = not set */
+    uint64_t idle_due; /* pooled: when it is closed */
     int reading;
     int writing;     /* a uv_write is in flight */
     int keep_alive;  /* the last answer allows another request */
@@ -82,9 +84,10 @@ struct h1_req {
     size_t body_len;
     uint64_t deadline; /* uv_now() ms of the total timeout, 0 = none */
     uint32_t connect_ms;
-    int addr_idx; /* the address being tried */
-    int starting; /* inside h1_start: failures wait for the timer */
-    int retried;  /* already went to a fresh connection once */
+    uint64_t connect_due; /* uv_now() ms, for the connection being made */
+    int addr_idx;         /* the address being tried */
+    int starting;         /* inside h1_start: failures wait for the timer */
+    int retried;          /* already went to a fresh connection once */
     int headers_done;
     int interim; /* parsing a 1xx answer */
     int aborted; /* a callback asked to stop */

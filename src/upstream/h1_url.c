@@ -183,8 +183,16 @@ static void put_uint(struct hbuf *b, uint64_t v)
 /* Framing headers are ours: the caller's are left out. */
 static int framing_header(const char *name)
 {
-    return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Transfer-Encoding") == 0 ||
-           strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Expect") == 0;
+    switch (*name | 0x20) {
+    case 'c':
+        return strcasecmp(name, "Content-Length") == 0 || strcasecmp(name, "Connection") == 0;
+    case 't':
+        return strcasecmp(name, "Transfer-Encoding") == 0;
+    case 'e':
+        return strcasecmp(name, "Expect") == 0;
+    default:
+        return 0;
+    }
 }
 
 size_t h1_format_head(char *out, const struct h1_target *t, const struct upstream_opts *o,

@@ -859,6 +859,50 @@ static void test_total_timeout_mid_body(void **state)
     xfer_free(&x);
 }
 
+static enum after answer_first_only(struct srv *s, int fd, int reqno)
+{
+    if (reqno == 0)
+        write_all(fd, OK_RESP, sizeof(OK_RESP) - 1);
+    return KEEP;
+}
+
+static void test_short_timeout_on_a_pooled_connection(void **state)
+{
+    /* the pooled connection's timer is set for its idle expiry (60 s): a
+     * shorter deadline must bring it forward */
+    struct fixture *f = *state;
+    srv_start(&f->srv, answer_first_only, NULL);
+    struct upstream_opts o = {.method = "GET", .url = url(f, "/")};
+    struct xfer x;
+    run_one(f, &x, &o);
+    assert_int_equal(x.result, UPSTREAM_OK);
+    xfer_free(&x);
+    o.timeout_ms = 150;
+    run_one(f, &x, &o);
+    assert_int_equal(x.result, UPSTREAM_ETIMEDOUT);
+    assert_string_equal(x.errmsg, "timed out");
+    xfer_free(&x);
+    srv_stop(&f->srv);
+    assert_int_equal(f->srv.accepts, 1);
+}
+
+static void test_total_deadline_after_the_connect_deadline(void **state)
+{
+    /* the timer first stands at the connect deadline; once connected it
+     * must move on to the total one, not fire there */
+    struct fixture *f = *state;
+    srv_start(&f->srv, answer_nothing, NULL);
+    struct upstream_opts o = {
+        .method = "GET", .url = url(f, "/"), .connect_timeout_ms = 50, .timeout_ms = 400};
+    struct xfer x;
+    uint64_t t0 = uv_hrtime();
+    run_one(f, &x, &o);
+    uint64_t ms = (uv_hrtime() - t0) / 1000000;
+    assert_int_equal(x.result, UPSTREAM_ETIMEDOUT);
+    assert_true(ms >= 350);
+    xfer_free(&x);
+}
+
 static void test_connect_timeout(void **state)
 {
     /* a listener whose accept queue is full drops new SYNs: connect hangs */
@@ -1143,6 +1187,8 @@ int main(void)
         T(test_header_block_under_64k_is_fine),
         T(test_total_timeout_before_headers),
         T(test_total_timeout_mid_body),
+        T(test_short_timeout_on_a_pooled_connection),
+        T(test_total_deadline_after_the_connect_deadline),
         T(test_connect_timeout),
         T(test_refused_is_econnect),
         T(test_first_bytes_arrive_before_the_server_finishes),
