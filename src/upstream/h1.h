@@ -47,7 +47,8 @@ int h1_accepts(struct h1 *h, const struct upstream_opts *o, struct h1_target *t)
  * that is not a token or a value with CR/LF (it would split the head). */
 struct h1_req *h1_start(struct h1 *h, const struct h1_target *t, const struct upstream_opts *o,
                         const struct upstream_callbacks *cb, void *ud);
-/* Stops a transfer; no callback afterwards. Frees it. */
+/* Stops a transfer; no callback afterwards. Frees it. Also from inside one
+ * of the transfer's own callbacks (on_headers / on_data). */
 void h1_cancel(struct h1_req *r);
 /* Resumes a transfer that on_data paused (the paused call's bytes were
  * consumed; bytes that came with them are handed over now). */

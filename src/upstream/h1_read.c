@@ -106,10 +106,16 @@ static int p_headers_complete(http_parser *p)
     memmove(r->ctype, r->ctype + s, e - s);
     r->ctype[e - s] = '\0';
     r->headers_done = 1;
-    if (r->cb.on_headers &&
-        r->cb.on_headers(r->ud, (long)p->status_code, r->has_ctype ? r->ctype : NULL) != 0)
+    int rc = r->cb.on_headers
+                 ? r->cb.on_headers(r->ud, (long)p->status_code, r->has_ctype ? r->ctype : NULL)
+                 : 0;
+    if (c->state == H1_CLOSING)
+        return -1; /* cancelled (r is gone) or h1_free ran inside the callback */
+    if (rc != 0) {
         r->aborted = 1;
-    return r->aborted || c->state == H1_CLOSING ? -1 : 0;
+        return -1;
+    }
+    return 0;
 }
 
 static int p_body(http_parser *p, const char *at, size_t n)
@@ -131,7 +137,7 @@ static int p_body(http_parser *p, const char *at, size_t n)
     }
     int rc = r->cb.on_data ? r->cb.on_data(r->ud, at, n) : 0;
     if (c->state == H1_CLOSING)
-        return -1; /* h1_free ran inside the callback */
+        return -1; /* cancelled (r is gone) or h1_free ran inside the callback */
     if (rc < 0) {
         r->aborted = 1;
         return -1;

@@ -241,6 +241,8 @@ struct xfer {
     uv_timer_t resume_timer;
     int timer_open;
     int signal_server_on_data; /* first on_data tells the server to go on */
+    int cancel_in_headers;     /* on_headers cancels its own transfer */
+    int cancel_in_data;        /* the first on_data cancels its own transfer */
     void (*on_finish)(struct xfer *x);
     void *arg;
 };
@@ -267,6 +269,10 @@ static int cb_headers(void *ud, long status, const char *ctype)
     x->status = status;
     x->ctype_null = ctype == NULL;
     snprintf(x->ctype, sizeof(x->ctype), "%s", ctype ? ctype : "");
+    if (x->cancel_in_headers) {
+        upstream_cancel(x->req);
+        x->req = NULL;
+    }
     return 0;
 }
 
@@ -291,6 +297,11 @@ static int cb_data(void *ud, const char *p, size_t n)
         return -1;
     if (x->signal_server_on_data && x->data_calls == 1)
         srv_signal(&x->f->srv);
+    if (x->cancel_in_data) {
+        upstream_cancel(x->req);
+        x->req = NULL;
+        return 0;
+    }
     if (x->pause_each) {
         x->paused = 1;
         x->pauses++;
@@ -1074,6 +1085,35 @@ static void test_cancel_while_paused_and_while_connecting(void **state)
     free(body);
 }
 
+static void test_cancel_from_inside_its_own_callbacks(void **state)
+{
+    struct fixture *f = *state;
+    big_len = 256 * 1024;
+    char *body = pattern(big_len);
+    big_body = body;
+    srv_start(&f->srv, answer_big, NULL);
+    struct upstream_opts o = {.method = "GET", .url = url(f, "/")};
+    struct xfer x, y;
+    xfer_init(&x, f);
+    x.cancel_in_headers = 1;
+    start(&x, &o);
+    run_until(f, &x.headers_calls, 1);
+    xfer_init(&y, f);
+    y.cancel_in_data = 1;
+    start(&y, &o);
+    run_until(f, &y.data_calls, 1);
+    run_for(f, 100);
+    assert_int_equal(x.headers_calls, 1);
+    assert_int_equal(x.data_calls + x.done_calls, 0);
+    assert_int_equal(y.data_calls, 1);
+    assert_int_equal(y.done_calls, 0);
+    assert_int_equal(idle(f), 0);
+    xfer_free(&x);
+    xfer_free(&y);
+    srv_stop(&f->srv);
+    free(body);
+}
+
 /* ---- names and proxies --------------------------------------------------------------- */
 
 static void test_localhost_is_resolved_and_the_pool_reused(void **state)
@@ -1195,6 +1235,7 @@ int main(void)
         T(test_pause_resume_keeps_order_and_hands_bytes_once),
         T(test_cancel_waiting_for_answer_runs_no_callback),
         T(test_cancel_while_paused_and_while_connecting),
+        T(test_cancel_from_inside_its_own_callbacks),
         T(test_localhost_is_resolved_and_the_pool_reused),
         T(test_unresolvable_host_is_econnect),
         T(test_proxy_env_leaves_the_transfer_to_libcurl),
