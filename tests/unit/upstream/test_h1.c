@@ -167,7 +167,8 @@ static void *srv_main(void *arg)
     return NULL;
 }
 
-static void srv_start(struct srv *s, answer_fn answer, const char *resp)
+/* Listens on the loopback address of family af (AF_INET or AF_INET6). */
+static void srv_start_af(struct srv *s, answer_fn answer, const char *resp, int af)
 {
     memset(s, 0, sizeof(*s));
     s->answer = answer ? answer : answer_canned;
@@ -175,16 +176,33 @@ static void srv_start(struct srv *s, answer_fn answer, const char *resp)
     s->resp_len = resp ? strlen(resp) : 0;
     assert_int_equal(pipe(s->stop), 0);
     assert_int_equal(pipe(s->sig), 0);
-    s->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    s->lfd = socket(af, SOCK_STREAM, 0);
     assert_true(s->lfd >= 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(s->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    if (af == AF_INET6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_addr = in6addr_loopback;
+        sl = sizeof(*a6);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sl = sizeof(*a4);
+    }
+    assert_int_equal(bind(s->lfd, (struct sockaddr *)&ss, sl), 0);
     assert_int_equal(listen(s->lfd, 16), 0);
-    socklen_t sl = sizeof(sa);
-    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&sa, &sl), 0);
-    s->port = ntohs(sa.sin_port);
+    assert_int_equal(getsockname(s->lfd, (struct sockaddr *)&ss, &sl), 0);
+    s->port = ntohs(af == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                   : ((struct sockaddr_in *)&ss)->sin_port);
     assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
     s->running = 1;
+}
+
+static void srv_start(struct srv *s, answer_fn answer, const char *resp)
+{
+    srv_start_af(s, answer, resp, AF_INET);
 }
 
 static void srv_signal(struct srv *s)
@@ -1136,6 +1154,51 @@ static void test_localhost_is_resolved_and_the_pool_reused(void **state)
     assert_non_null(strstr(f->srv.head[0], want));
 }
 
+static void test_ipv6_literal(void **state)
+{
+    struct fixture *f = *state;
+    srv_start_af(&f->srv, NULL, OK_RESP, AF_INET6);
+    char u[64];
+    snprintf(u, sizeof(u), "http://[::1]:%u/v1/models", f->srv.port);
+    struct upstream_opts o = {.method = "GET", .url = u};
+    for (int i = 0; i < 2; i++) {
+        struct xfer x;
+        run_one(f, &x, &o);
+        assert_int_equal(x.result, UPSTREAM_OK);
+        xfer_free(&x);
+    }
+    assert_int_equal(idle(f), 1);
+    srv_stop(&f->srv);
+    assert_int_equal(f->srv.accepts, 1);
+    char want[64];
+    snprintf(want, sizeof(want), "GET /v1/models HTTP/1.1\r\nHost: [::1]:%u\r\n", f->srv.port);
+    assert_memory_equal(f->srv.head[0], want, strlen(want));
+}
+
+static void on_loop_closed(uv_handle_t *h)
+{
+}
+
+static void test_free_during_a_name_lookup(void **state)
+{
+    /* the lookup runs on the thread pool: upstream_free cannot stop it, the
+     * loop still ends (and nothing leaks) once it is back */
+    struct fixture *f = *state;
+    struct upstream_opts o = {.method = "GET", .url = "http://localhost:9/"};
+    struct xfer x;
+    xfer_init(&x, f);
+    start(&x, &o);
+    upstream_cancel(x.req);
+    upstream_free(f->u);
+    uv_close((uv_handle_t *)&f->watchdog, on_loop_closed);
+    uv_run(&f->loop, UV_RUN_DEFAULT); /* returns when nothing is left */
+    assert_int_equal(x.done_calls + x.headers_calls, 0);
+    uv_timer_init(&f->loop, &f->watchdog); /* for teardown */
+    f->watchdog.data = f;
+    f->u = upstream_new(&f->loop);
+    xfer_free(&x);
+}
+
 static void test_unresolvable_host_is_econnect(void **state)
 {
     struct fixture *f = *state;
@@ -1238,6 +1301,8 @@ int main(void)
         T(test_cancel_from_inside_its_own_callbacks),
         T(test_localhost_is_resolved_and_the_pool_reused),
         T(test_unresolvable_host_is_econnect),
+        T(test_ipv6_literal),
+        T(test_free_during_a_name_lookup),
         T(test_proxy_env_leaves_the_transfer_to_libcurl),
         T(test_free_closes_pooled_connections),
 #undef T
