@@ -213,7 +213,12 @@ static void print_children(struct rows *rs, const char *parent, const char *pref
         r->printed = 1;
         print_node(r, prefix, i == last ? "└─ " : "├─ ");
         char next[512];
-        snprintf(next, sizeof next, "%s%s", prefix, i == last ? "   " : "│  ");
+        const char *bar = i == last ? "   " : "│  ";
+        size_t pl = strlen(prefix), bl = strlen(bar);
+        if (pl + bl >= sizeof next)
+            continue; /* depth is capped well below this */
+        memcpy(next, prefix, pl);
+        memcpy(next + pl, bar, bl + 1);
         if (r->request_id)
             print_children(rs, r->request_id, next, depth + 1);
     }

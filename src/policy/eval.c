@@ -324,7 +324,7 @@ static int eval_call(struct peval *ev, const struct pexpr *e, pval_t *out)
 int peval_expr(struct peval *ev, const struct pexpr *e, pval_t *out)
 {
     pval_t l, r;
-    bool b;
+    bool b = false;
     switch (e->kind) {
     case EX_LIT:
         *out = e->lit;
