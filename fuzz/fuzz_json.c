@@ -36,6 +36,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         json_decref(j);
     }
+    /* the one-pass form must agree with validate-then-lookup */
+    {
+        const char *k2[] = {"model", "stream"};
+        struct json_span r2, v2[2], v1[2];
+        size_t d2 = 0, d1 = 0;
+        int one = json_validate_lookup(s, size, &r2, k2, 2, v2, &d2, NULL);
+        if ((one != -1) != ok)
+            abort();
+        if (ok && root.kind == JS_OBJECT) {
+            int two = json_lookup(&root, k2, 2, v1, &d1);
+            if ((one == -2) != (two == -1))
+                abort();
+            if (one == 0)
+                for (int i = 0; i < 2; i++)
+                    if (v1[i].kind != v2[i].kind ||
+                        (v1[i].kind != JS_NONE && (v1[i].p != v2[i].p || v1[i].len != v2[i].len)))
+                        abort();
+        }
+    }
     if (ok && root.kind == JS_OBJECT) {
         const char *keys[] = {"model", "stream", "usage", ""};
         struct json_span v[4];

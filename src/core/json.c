@@ -3,12 +3,24 @@
 #include "core/json.h"
 
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 struct scan {
     const unsigned char *s, *end;
     const unsigned char *cur;
     const char *msg;
+    /* optional: members of the root object to pick up while validating */
+    const char *const *keys;
+    size_t nkeys;
+    struct json_span *out;
+    int dup;
+    size_t dup_index;
 };
+
+static int name_equals(const struct json_span *name, const char *key, size_t klen);
+static void pick_member(struct scan *sc, const struct json_span *name, const struct json_span *val);
 
 static int fail(struct scan *sc, const char *msg)
 {
@@ -97,7 +109,24 @@ static int scan_string(struct scan *sc)
 {
     sc->cur++; /* opening quote */
     for (;;) {
-        /* fast path over plain ASCII, eight bytes at a time */
+#ifdef __SSE2__
+        /* fast path over plain ASCII, sixteen bytes at a time: a signed
+         * compare with 0x20 catches control bytes and non-ASCII at once */
+        while (sc->end - sc->cur >= 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)sc->cur);
+            __m128i hit = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+                             _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(0x20)));
+            int m = _mm_movemask_epi8(hit);
+            if (m) {
+                sc->cur += __builtin_ctz((unsigned)m);
+                break;
+            }
+            sc->cur += 16;
+        }
+#endif
+        /* eight bytes at a time */
         while (sc->end - sc->cur >= 8) {
             uint64_t x;
             memcpy(&x, sc->cur, 8);
@@ -205,20 +234,27 @@ static int scan_container(struct scan *sc, int depth, int is_obj)
         sc->cur++;
         return 0;
     }
+    int pick = depth == 0 && is_obj && sc->keys;
     for (;;) {
+        struct json_span name, val;
         if (is_obj) {
             skip_ws(sc);
             if (sc->cur >= sc->end || *sc->cur != '"')
                 return fail(sc, "expected a string as member name");
+            name.p = (const char *)sc->cur;
             if (scan_string(sc) < 0)
                 return -1;
+            name.len = (size_t)((const char *)sc->cur - name.p);
+            name.kind = JS_STRING;
             skip_ws(sc);
             if (sc->cur >= sc->end || *sc->cur != ':')
                 return fail(sc, "expected ':' after member name");
             sc->cur++;
         }
-        if (scan_value(sc, depth + 1, NULL) < 0)
+        if (scan_value(sc, depth + 1, pick ? &val : NULL) < 0)
             return -1;
+        if (pick)
+            pick_member(sc, &name, &val);
         skip_ws(sc);
         if (sc->cur >= sc->end)
             return fail(sc, is_obj ? "unterminated object" : "unterminated array");
@@ -267,16 +303,61 @@ static int scan_value(struct scan *sc, int depth, struct json_span *out)
     return 0;
 }
 
+static void pick_member(struct scan *sc, const struct json_span *name, const struct json_span *val)
+{
+    for (size_t i = 0; i < sc->nkeys; i++) {
+        if (!name_equals(name, sc->keys[i], strlen(sc->keys[i])))
+            continue;
+        if (sc->out[i].kind != JS_NONE && !sc->dup) {
+            sc->dup = 1;
+            sc->dup_index = i;
+        }
+        sc->out[i] = *val;
+    }
+}
+
+static int validate(struct scan *sc, struct json_span *root, struct json_error *err);
+
 int json_validate(const char *s, size_t len, struct json_span *root, struct json_error *err)
 {
     struct scan sc = {(const unsigned char *)s, (const unsigned char *)s + len,
-                      (const unsigned char *)s, NULL};
+                      (const unsigned char *)s, NULL, NULL, 0, NULL, 0, 0};
+    return validate(&sc, root, err);
+}
+
+int json_validate_lookup(const char *s, size_t len, struct json_span *root,
+                         const char *const *keys, size_t nkeys, struct json_span *out,
+                         size_t *dup_index, struct json_error *err)
+{
+    for (size_t i = 0; i < nkeys; i++)
+        out[i].kind = JS_NONE;
+    struct scan sc = {(const unsigned char *)s, (const unsigned char *)s + len,
+                      (const unsigned char *)s, NULL, keys, nkeys, out, 0, 0};
+    if (validate(&sc, root, err) < 0)
+        return -1;
+    if (sc.dup) {
+        if (dup_index)
+            *dup_index = sc.dup_index;
+        return -2;
+    }
+    return 0;
+}
+
+static int validate(struct scan *sc_, struct json_span *root, struct json_error *err)
+{
+    struct scan sc = *sc_;
+    int rc = -1;
     if (scan_value(&sc, 0, root) == 0) {
         skip_ws(&sc);
         if (sc.cur == sc.end)
-            return 0;
-        fail(&sc, "unexpected data after the JSON value");
+            rc = 0;
+        else
+            fail(&sc, "unexpected data after the JSON value");
     }
+    sc_->dup = sc.dup;
+    sc_->dup_index = sc.dup_index;
+    if (rc == 0)
+        return 0;
     if (err) {
         err->offset = (size_t)(sc.cur - sc.s);
         err->msg = sc.msg;
@@ -318,8 +399,9 @@ int json_lookup(const struct json_span *obj, const char *const *keys, size_t nke
     size_t klen[16];
     for (size_t i = 0; i < nkeys && i < 16; i++)
         klen[i] = strlen(keys[i]);
-    struct scan sc = {(const unsigned char *)obj->p, (const unsigned char *)obj->p + obj->len,
-                      (const unsigned char *)obj->p + 1, NULL};
+    struct scan sc = {.s = (const unsigned char *)obj->p,
+                      .end = (const unsigned char *)obj->p + obj->len,
+                      .cur = (const unsigned char *)obj->p + 1};
     for (;;) {
         skip_ws(&sc);
         if (sc.cur >= sc.end || *sc.cur != '"')

@@ -42,6 +42,14 @@ struct json_error {
 int json_validate(const char *s, size_t len, struct json_span *root, struct json_error *err)
     __attribute__((warn_unused_result));
 
+/* json_validate and json_lookup on the root object in one pass (no second
+ * walk over a large body). 0, -1 when invalid (*err), -2 when one of the
+ * keys occurs twice (*dup_index). out[i] is JS_NONE for absent keys. */
+int json_validate_lookup(const char *s, size_t len, struct json_span *root,
+                         const char *const *keys, size_t nkeys, struct json_span *out,
+                         size_t *dup_index, struct json_error *err)
+    __attribute__((warn_unused_result));
+
 /* Looks up several members of an object span (from json_validate) in one
  * pass. Member names are compared after decoding their escapes, so
  * "mod\u0065l" is "model", as any upstream will read it. out[i] gets kind

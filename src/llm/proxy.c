@@ -563,9 +563,17 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   "%s %s is not supported; use POST", req->method, req->path);
         return;
     }
+    enum { K_MODEL, K_STREAM, K_STREAM_OPTIONS, K_MESSAGES, K_INPUT, K_COUNT };
+    static const char *const keys[K_COUNT] = {"model", "stream", "stream_options", "messages",
+                                              "input"};
+    struct json_span v[K_COUNT];
     struct json_error jerr;
     struct json_span root;
-    if (json_validate(req->body.data ? req->body.data : "", req->body.len, &root, &jerr) < 0) {
+    size_t dup = 0;
+    /* one pass: validate the body and pick up the members we read */
+    int jrc = json_validate_lookup(req->body.data ? req->body.data : "", req->body.len, &root,
+                                   keys, K_COUNT, v, &dup, &jerr);
+    if (jrc == -1) {
         llm_error(ex, 400, "invalid_request_error", "invalid_json", NULL,
                   "the request body is not valid JSON: %s (line %u, column %u)", jerr.msg,
                   jerr.line, jerr.column);
@@ -576,12 +584,7 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   "the request body must be a JSON object");
         return;
     }
-    enum { K_MODEL, K_STREAM, K_STREAM_OPTIONS, K_MESSAGES, K_INPUT, K_COUNT };
-    static const char *const keys[K_COUNT] = {"model", "stream", "stream_options", "messages",
-                                              "input"};
-    struct json_span v[K_COUNT];
-    size_t dup = 0;
-    if (json_lookup(&root, keys, K_COUNT, v, &dup) < 0) {
+    if (jrc == -2) {
         llm_error(ex, 400, "invalid_request_error", "duplicate_key", keys[dup],
                   "the request body has '%s' more than once", keys[dup]);
         return;

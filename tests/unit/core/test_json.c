@@ -163,6 +163,31 @@ static void long_strings_scan_in_words(void **state)
     assert_true(valid("\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\""));
 }
 
+static void validate_lookup_matches_validate_then_lookup(void **state)
+{
+    const char *keys[] = {"model", "stream"};
+    struct json_span root, v[2];
+    size_t dup = 9;
+    const char *s = "{\"messages\":[{\"model\":\"inner\"}],\"model\":\"gpt\",\"stream\":false}";
+    assert_int_equal(json_validate_lookup(s, strlen(s), &root, keys, 2, v, &dup, NULL), 0);
+    assert_int_equal(v[0].kind, JS_STRING);
+    assert_memory_equal(v[0].p, "\"gpt\"", 5);
+    assert_int_equal(v[1].kind, JS_FALSE);
+
+    const char *d = "{\"stream\":true,\"str\\u0065am\":false}";
+    assert_int_equal(json_validate_lookup(d, strlen(d), &root, keys, 2, v, &dup, NULL), -2);
+    assert_int_equal(dup, 1);
+
+    struct json_error err;
+    const char *bad = "{\"model\":\"x\",}";
+    assert_int_equal(json_validate_lookup(bad, strlen(bad), &root, keys, 2, v, &dup, &err), -1);
+    assert_int_equal(err.column, 14);
+
+    const char *arr = "[{\"model\":\"x\"}]"; /* keys only of a root object */
+    assert_int_equal(json_validate_lookup(arr, strlen(arr), &root, keys, 2, v, &dup, NULL), 0);
+    assert_int_equal(v[0].kind, JS_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,6 +201,7 @@ int main(void)
         cmocka_unit_test(string_decode_handles_escapes_and_limits),
         cmocka_unit_test(json_int_rejects_fractions_and_overflow),
         cmocka_unit_test(long_strings_scan_in_words),
+        cmocka_unit_test(validate_lookup_matches_validate_then_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
