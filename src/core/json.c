@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Validating JSON scanner without allocation (see json.h).
 #include "core/json.h"
+#include "core/hex.h"
 
 #include <string.h>
 #ifdef __SSE2__
@@ -36,24 +37,13 @@ static void skip_ws(struct scan *sc)
         sc->cur++;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int read_hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
 {
     if (end - p < 4)
         return -1;
     unsigned v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(p[i]);
+        int h = hex_value(p[i]);
         if (h < 0)
             return -1;
         v = v << 4 | (unsigned)h;

@@ -4,6 +4,7 @@
 // owns the message boundaries; http-parser then parses what the gate let
 // through and decodes the body. Pipeline stage: accept -> [http] -> route.
 #include "http/parser.h"
+#include "core/hex.h"
 
 #include <errno.h>
 #include <http_parser.h>
@@ -117,17 +118,6 @@ static inline int is_tchar(unsigned char c)
 static inline int is_field_vchar(unsigned char c)
 {
     return (c > 0x20 && c < 0x7f) || c >= 0x80;
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* ---- errors ------------------------------------------------------------ */
@@ -681,13 +671,13 @@ static int framing_byte(struct http_reqparser *p, unsigned char c)
     int h;
     switch (p->ck) {
     case CK_SIZE0:
-        if ((h = hexval(c)) < 0)
+        if ((h = hex_value(c)) < 0)
             return fail(p, 400, "invalid chunk size");
         p->ck_size = (uint64_t)h;
         p->ck = CK_SIZE;
         return 0;
     case CK_SIZE:
-        if ((h = hexval(c)) >= 0) {
+        if ((h = hex_value(c)) >= 0) {
             if (p->ck_size > (uint64_t)INT64_MAX >> 4)
                 return fail(p, 400, "chunk size overflow");
             p->ck_size = p->ck_size << 4 | (uint64_t)h;

@@ -17,6 +17,7 @@
 #include "core/buf.h"
 #include "http/server.h"
 #include "identity/internal.h"
+#include "core/hex.h"
 
 #define GRANT_TOKEN_EXCHANGE "urn:ietf:params:oauth:grant-type:token-exchange"
 #define TT_ACCESS "urn:ietf:params:oauth:token-type:access_token"
@@ -56,14 +57,6 @@ struct param {
     const char *name, *value;
 };
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* Decodes s[0..n) into the arena; NULL on a bad escape or a NUL byte. */
 static char *form_decode(struct http_exchange *ex, const char *s, size_t n)
 {
@@ -78,7 +71,7 @@ static char *form_decode(struct http_exchange *ex, const char *s, size_t n)
         } else if (c == '%') {
             if (i + 2 >= n)
                 return NULL;
-            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return NULL;
             c = (char)(hi * 16 + lo);

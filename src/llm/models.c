@@ -7,6 +7,7 @@
 #include "core/log.h"
 #include "http/server.h"
 #include "llm/llm.h"
+#include "core/hex.h"
 
 static int only_get(struct http_exchange *ex)
 {
@@ -27,14 +28,6 @@ static int append_model(buf_t *b, const char *name)
     return rc;
 }
 
-static int hexdig(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20;
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 void llm_model_retrieve(struct http_exchange *ex, const char *id)
 {
     if (!only_get(ex))
@@ -43,8 +36,8 @@ void llm_model_retrieve(struct http_exchange *ex, const char *id)
     size_t n = 0;
     for (const char *p = id; *p; p++) {
         char c = *p;
-        if (c == '%' && hexdig(p[1]) >= 0 && hexdig(p[2]) >= 0) {
-            c = (char)(hexdig(p[1]) << 4 | hexdig(p[2]));
+        if (c == '%' && hex_value(p[1]) >= 0 && hex_value(p[2]) >= 0) {
+            c = (char)(hex_value(p[1]) << 4 | hex_value(p[2]));
             p += 2;
         }
         if (c == '\0' || n + 1 >= sizeof(name)) {

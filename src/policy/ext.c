@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "policy/internal.h"
+#include "core/hex.h"
 
 const struct pfn_info pfn_table[FN__COUNT] = {
     [FN_IP] = {"ip", false, false, 1},
@@ -47,17 +48,6 @@ int pfn_lookup(const char *name, size_t len)
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int hexval(char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* ---- decimal ------------------------------------------------------------ */
@@ -156,11 +146,11 @@ static int read_groups(const char *s, size_t len, size_t *pos, uint16_t *g, int 
         }
         size_t d = q;
         unsigned v = 0;
-        while (q < len && q - d < 4 && hexval(s[q]) >= 0)
-            v = v * 16 + (unsigned)hexval(s[q++]);
+        while (q < len && q - d < 4 && hex_value(s[q]) >= 0)
+            v = v * 16 + (unsigned)hex_value(s[q++]);
         if (q == d)
             break;
-        if (q < len && hexval(s[q]) >= 0)
+        if (q < len && hex_value(s[q]) >= 0)
             return -1; /* a fifth hex digit */
         g[n++] = (uint16_t)v;
         p = q;

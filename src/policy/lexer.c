@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "policy/internal.h"
+#include "core/hex.h"
 
 void plex_init(struct plexer *lx, const char *src, size_t len)
 {
@@ -239,17 +240,6 @@ const char *ptok_name(int kind)
     return kind >= 0 && kind <= T_ERROR ? names[kind] : "token";
 }
 
-static int hexdig(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static size_t put_utf8(char *o, uint32_t cp)
 {
     if (cp < 0x80) {
@@ -336,8 +326,8 @@ int pstr_unescape(arena_t *a, const char *raw, size_t len, bool pattern, pstr_t 
             o[k++] = '*';
             continue;
         case 'x': {
-            int h1 = i < len ? hexdig(raw[i]) : -1;
-            int h2 = i + 1 < len ? hexdig(raw[i + 1]) : -1;
+            int h1 = i < len ? hex_value(raw[i]) : -1;
+            int h2 = i + 1 < len ? hex_value(raw[i + 1]) : -1;
             if (h1 < 0 || h2 < 0 || h1 > 7) {
                 *err = "invalid `\\x` escape (two hex digits, at most 7f)";
                 return -1;
@@ -359,7 +349,7 @@ int pstr_unescape(arena_t *a, const char *raw, size_t len, bool pattern, pstr_t 
                     i++;
                     continue;
                 }
-                int h = hexdig(raw[i]);
+                int h = hex_value(raw[i]);
                 if (h < 0 || ++nd > 6) {
                     *err = "invalid `\\u{…}` escape";
                     return -1;
