@@ -205,8 +205,14 @@ static void reload(struct runtime *rt)
     struct config *next = config_load(rt->config_path, &errs);
     if (!next) {
         for (size_t i = 0; i < errs.count; i++)
-            log_msg(LOG_ERROR, NULL, "reload rejected, keeping the running config: %s:%u: %s",
-                    errs.items[i].file, errs.items[i].line, errs.items[i].message);
+            if (errs.items[i].col > 0)
+                log_msg(LOG_ERROR, NULL,
+                        "reload rejected, keeping the running config: %s:%u:%u: %s",
+                        errs.items[i].file, errs.items[i].line, errs.items[i].col,
+                        errs.items[i].message);
+            else
+                log_msg(LOG_ERROR, NULL, "reload rejected, keeping the running config: %s:%u: %s",
+                        errs.items[i].file, errs.items[i].line, errs.items[i].message);
         config_errors_free(&errs);
         return;
     }

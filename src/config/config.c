@@ -62,6 +62,7 @@ void config_free(struct config *cfg)
     free(cfg->providers_by_name);
     free(cfg->models_by_name);
     cfg_free_identity(cfg);
+    cfg_free_policy(cfg);
     free(cfg);
 }
 
@@ -82,9 +83,13 @@ void config_errors_print(const struct config_errors *errs, FILE *out)
 {
     if (errs == NULL)
         return;
-    for (size_t i = 0; i < errs->count; i++)
-        fprintf(out, "%s:%u: %s\n", errs->items[i].file, errs->items[i].line,
-                errs->items[i].message);
+    for (size_t i = 0; i < errs->count; i++) {
+        const struct config_error *e = &errs->items[i];
+        if (e->col > 0)
+            fprintf(out, "%s:%u:%u: %s\n", e->file, e->line, e->col, e->message);
+        else
+            fprintf(out, "%s:%u: %s\n", e->file, e->line, e->message);
+    }
 }
 
 void config_errors_free(struct config_errors *errs)

@@ -129,6 +129,19 @@ struct config_audit {
     uint32_t buffer;         /* records queued for the writer thread; default 4096 */
 };
 
+/* policy: (src/config/policy.c). Cedar policies loaded with the snapshot,
+ * so a reload that fails to parse them keeps the old set. */
+struct policy_set;
+struct policy_entities;
+struct config_policy {
+    int present;                       /* a policy: section was written */
+    int default_allow;                 /* default: allow -> only a forbid denies */
+    char **files;                      /* resolved paths, in load order */
+    size_t nfiles;
+    struct policy_set *set;            /* NULL when no policy: section */
+    struct policy_entities *entities;  /* Agent:: (with parents) and Model:: */
+};
+
 struct config {
     atomic_int refs;
     char *path; /* file it was loaded from */
@@ -158,12 +171,14 @@ struct config {
     struct config_agent *agents;
     size_t nagents;
     struct config_audit audit;
+    struct config_policy policy;
 };
 
 /* One validation error; errors are collected, not stopped at. */
 struct config_error {
     char *file;
     unsigned line; /* 1-based; 0 when not tied to a line */
+    unsigned col;  /* 1-based column (policy files); 0 when not known */
     char *message;
 };
 
@@ -185,7 +200,8 @@ struct config *config_load(const char *path, struct config_errors *errs)
 struct config *config_load_string(const char *name, const char *yaml, size_t len,
                                   struct config_errors *errs) __attribute__((warn_unused_result));
 
-/* Prints each error as "file:line: message\n". */
+/* Prints each error as "file:line: message\n" ("file:line:col: message\n"
+ * when the column is known). */
 void config_errors_print(const struct config_errors *errs, FILE *out);
 void config_errors_free(struct config_errors *errs);
 

@@ -359,4 +359,7 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         cfg_build_agents(c, found[K_AGENTS]);
     if (found[K_AUDIT] != NULL && !c->stop && found[K_AUDIT]->type == YAML_MAPPING_NODE)
         cfg_build_audit(c, found[K_AUDIT]);
+    /* Last: the entities come from agents: and models:. */
+    if (found[K_POLICY] != NULL && !c->stop && found[K_POLICY]->type == YAML_MAPPING_NODE)
+        cfg_build_policy(c, found[K_POLICY]);
 }

@@ -39,6 +39,11 @@ void cfg_error(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 void cfg_error_at(struct cfg_ctx *c, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* An error in another file (a policy file): "file:line:col: message"; col 0
+ * prints as "file:line: message". */
+void cfg_error_file(struct cfg_ctx *c, const char *file, unsigned line, unsigned col,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Child node by id, NULL when out of range. */
 yaml_node_t *cfg_node(struct cfg_ctx *c, yaml_node_item_t id);
 
@@ -93,6 +98,11 @@ void cfg_build_identity(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_build_agents(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_build_audit(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_free_identity(struct config *cfg);
+
+/* policy: (policy.c). Loads the policy files and builds the entities from
+ * agents: and models:, so it runs after both. */
+void cfg_build_policy(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_free_policy(struct config *cfg);
 
 /* Whole document -> c->cfg (load.c). */
 void cfg_build(struct cfg_ctx *c, yaml_node_t *root);

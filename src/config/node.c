@@ -18,7 +18,8 @@ static unsigned node_line(const yaml_node_t *n)
     return n != NULL ? (unsigned)n->start_mark.line + 1 : 0;
 }
 
-static void add_error(struct cfg_ctx *c, unsigned line, const char *fmt, va_list ap)
+static void add_error(struct cfg_ctx *c, const char *file, unsigned line, unsigned col,
+                      const char *fmt, va_list ap)
 {
     c->nerrors++;
     if (c->errs == NULL || c->nerrors > CONFIG_MAX_ERRORS) {
@@ -40,9 +41,10 @@ static void add_error(struct cfg_ctx *c, unsigned line, const char *fmt, va_list
     }
     c->errs->items = items;
     struct config_error *e = &items[c->errs->count];
-    e->file = strdup(c->file);
+    e->file = strdup(file != NULL ? file : c->file);
     e->message = strdup(buf);
     e->line = line;
+    e->col = col;
     if (e->file == NULL || e->message == NULL) {
         free(e->file);
         free(e->message);
@@ -56,7 +58,7 @@ void cfg_error(struct cfg_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    add_error(c, node_line(n), fmt, ap);
+    add_error(c, NULL, node_line(n), 0, fmt, ap);
     va_end(ap);
 }
 
@@ -64,7 +66,16 @@ void cfg_error_at(struct cfg_ctx *c, unsigned line, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    add_error(c, line, fmt, ap);
+    add_error(c, NULL, line, 0, fmt, ap);
+    va_end(ap);
+}
+
+void cfg_error_file(struct cfg_ctx *c, const char *file, unsigned line, unsigned col,
+                    const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add_error(c, file, line, col, fmt, ap);
     va_end(ap);
 }
 

@@ -70,6 +70,7 @@ struct http_exchange {
     const char *resource;
     const char *decision;        /* "allow" | "deny" | "error" */
     const char *decision_reason; /* the check or rule that decided */
+    const char *policy_ids;      /* determining Cedar policies, comma-separated, or NULL */
     double cost_usd;
     int cache_hit;
     /* Runs once when the exchange is accounted for (response ended or client

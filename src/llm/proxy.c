@@ -12,9 +12,11 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "http/server.h"
+#include "identity/identity.h"
 #include "llm/call.h"
 #include "llm/llm.h"
 #include "llm/sse.h"
+#include "policy/policy.h"
 #include "telemetry/metrics.h"
 #include "upstream/upstream.h"
 
@@ -553,6 +555,81 @@ static void order_targets(struct llm_call *call)
     }
 }
 
+/* "a, b, c" of the decision's determining policies, in the arena. */
+static const char *join_ids(struct http_exchange *ex, const struct policy_decision *d)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < d->nreasons; i++)
+        len += strlen(d->reasons[i]) + 2;
+    char *s = arena_alloc(&ex->arena, len);
+    if (!s)
+        return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; i < d->nreasons; i++) {
+        if (i > 0)
+            strcat(s, ", ");
+        strcat(s, d->reasons[i]);
+    }
+    return s;
+}
+
+/* policy: Action::"chat" on Model::"name" for the caller. 0 when allowed; -1
+ * when it has answered (403 policy_denied, or 500). The decision and the
+ * determining policies go on the exchange for the audit record. */
+static int policy_check(struct http_exchange *ex, const char *model)
+{
+    const struct config_policy *pol = &ex->cfg->policy;
+    const struct identity_principal *p = ex->principal;
+    const char *agent = p && p->agent ? p->agent : "anonymous";
+    json_t *chain = json_array();
+    if (p)
+        for (size_t i = 0; i < p->chain_len; i++)
+            json_array_append_new(chain, json_string(p->chain[i]));
+    json_t *ctx = json_pack("{s:o, s:I}", "chain", chain, "depth",
+                            (json_int_t)(p && p->chain_len > 0 ? p->chain_len - 1 : 0));
+    struct policy_request req = {
+        .principal = policy_uid_make("Agent", agent),
+        .action = policy_uid_make("Action", "chat"),
+        .resource = policy_uid_make("Model", model),
+        .context = ctx,
+    };
+    struct policy_decision d;
+    int rc = ctx ? policy_decide(pol->set, pol->entities, &req, &d) : -1;
+    if (ctx)
+        json_decref(ctx);
+    if (rc < 0) {
+        if (ctx)
+            policy_decision_free(&d);
+        ex->decision = "error";
+        ex->decision_reason = "policy evaluation failed";
+        llm_error(ex, 500, "server_error", "policy_error", NULL,
+                  "the policy decision for this request failed");
+        return -1;
+    }
+    /* default: allow refuses only what a forbid decided */
+    int deny = !d.allow && (!pol->default_allow || d.nreasons > 0);
+    ex->policy_ids = d.nreasons ? join_ids(ex, &d) : NULL;
+    policy_decision_free(&d);
+    if (!deny)
+        return 0;
+    ex->decision = "deny";
+    if (ex->policy_ids) {
+        ex->decision_reason =
+            arena_printf(&ex->arena, "policy_denied: forbid %s", ex->policy_ids);
+        llm_error(ex, 403, "permission_error", "policy_denied", "model",
+                  "permission denied: Action::\"chat\" on Model::\"%.200s\" for "
+                  "Agent::\"%.200s\" is forbidden by policy %s",
+                  model, agent, ex->policy_ids);
+    } else {
+        ex->decision_reason = "policy_denied: no permit";
+        llm_error(ex, 403, "permission_error", "policy_denied", "model",
+                  "permission denied: no policy permits Action::\"chat\" on Model::\"%.200s\" "
+                  "for Agent::\"%.200s\"",
+                  model, agent);
+    }
+    return -1;
+}
+
 static void begin(struct http_exchange *ex, enum llm_api api)
 {
     struct http_request *req = ex->req;
@@ -605,6 +682,8 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   ex->model);
         return;
     }
+    if (ex->cfg->policy.set && policy_check(ex, ex->model) < 0)
+        return;
     if (api != LLM_EMBEDDINGS && v[K_MESSAGES].kind != JS_ARRAY) {
         llm_error(ex, 400, "invalid_request_error", "invalid_messages", "messages",
                   "'messages' must be an array");
