@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from conftest import BIN, assert_openai_error, base_config, free_port, model, require_binary, target
 
@@ -167,8 +170,6 @@ def test_check_prints_file_line_col_for_a_broken_policy(tmp_path):
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "bad.cedar").write_text(BROKEN)
     cfg_path = tmp_path / "gw.yaml"
-    import yaml
-
     cfg_path.write_text(yaml.safe_dump(config(free_port()), sort_keys=False))
     p = subprocess.run([str(BIN), "check", str(cfg_path)], capture_output=True, text=True, timeout=30)
     assert p.returncode != 0
@@ -208,3 +209,19 @@ def test_sighup_with_a_broken_policy_keeps_the_old_set(pgw):
     )
     pgw.signal(signal.SIGHUP)
     wait_until(lambda: chat(pgw, pgw.keys["sales"]).status_code == 200)
+
+
+def test_example_policy_config(start_gateway):
+    """examples/policy.yaml as shipped: anonymous callers get the mock model only."""
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    cfg = yaml.safe_load((examples / "policy.yaml").read_text())
+    cfg["listen"] = f"127.0.0.1:{free_port()}"
+    cfg["workers"] = 1
+    gw = start_gateway(cfg, start=False)
+    shutil.copytree(examples / "policies", gw.dir / "policies")
+    key = create_key(gw, "researcher")
+    gw.start()
+    assert chat(gw, None).status_code == 200
+    err = assert_openai_error(chat(gw, None, "gpt-4o-mini"), 403)
+    assert "no-anonymous-paid-models" in err["message"]
+    assert chat(gw, key, "gpt-4o-mini").status_code == 200
