@@ -120,6 +120,9 @@ struct config_agent {
     char *parent;            /* id of the parent, NULL for a root */
     char *description;
     unsigned depth;          /* 0 for a root */
+    int has_budget;          /* a budget: with at least one cap */
+    int64_t budget_micro_usd[3]; /* usd_per_day, usd_per_month, usd_total in
+                                  * micro-dollars; -1 = no cap (src/config/budget.c) */
 };
 
 /* audit: (src/config/identity.c) */
@@ -131,6 +134,7 @@ struct config_audit {
 
 /* policy: (src/config/policy.c). Cedar policies loaded with the snapshot,
  * so a reload that fails to parse them keeps the old set. */
+struct budget_tree;
 struct policy_set;
 struct policy_entities;
 struct config_policy {
@@ -170,6 +174,9 @@ struct config {
     struct config_identity identity;
     struct config_agent *agents;
     size_t nagents;
+    /* The budget tree built from agents: (src/budget), or NULL when no agent
+     * has a budget. Lives with the snapshot: a reload starts new counters. */
+    struct budget_tree *budget;
     struct config_audit audit;
     struct config_policy policy;
 };

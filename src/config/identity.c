@@ -286,8 +286,10 @@ static void build_agent_list(struct cfg_ctx *c, struct agent_walk *w, yaml_node_
         a->depth = depth;
         if (f[1] != NULL)
             cfg_strdup(c, f[1], cfg_path(pk, sizeof pk, p, "description"), &a->description);
-        /* budget: and breaker: belong to their modules; only the shape here. */
-        for (int k = 3; k < 5; k++)
+        if (f[3] != NULL && !cfg_is_null(f[3]))
+            cfg_build_agent_budget(c, f[3], cfg_path(pk, sizeof pk, p, "budget"), a);
+        /* breaker: belongs to its module; only the shape here. */
+        for (int k = 4; k < 5; k++)
             if (f[k] != NULL && !cfg_is_null(f[k]) && f[k]->type != YAML_MAPPING_NODE)
                 cfg_error(c, f[k], "%s.%s: expected a mapping", p, keys[k]);
         if (f[2] != NULL && a->id != NULL) {
@@ -306,6 +308,7 @@ void cfg_build_agents(struct cfg_ctx *c, yaml_node_t *n)
 {
     struct agent_walk w = {0};
     build_agent_list(c, &w, n, "agents", NULL, 0);
+    cfg_build_budget_tree(c);
 }
 
 const struct config_agent *config_find_agent(const struct config *c, const char *id)
@@ -364,5 +367,6 @@ void cfg_free_identity(struct config *cfg)
         free(cfg->agents[i].description);
     }
     free(cfg->agents);
+    cfg_free_budget(cfg);
     free(cfg->audit.jsonl_path);
 }

@@ -98,6 +98,12 @@ void cfg_build_identity(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_build_agents(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_build_audit(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_free_identity(struct config *cfg);
+/* budget: inside an agent (src/config/budget.c), and the tree built from
+ * every agent once the list is complete. */
+void cfg_build_agent_budget(struct cfg_ctx *c, yaml_node_t *n, const char *path,
+                            struct config_agent *a);
+void cfg_build_budget_tree(struct cfg_ctx *c);
+void cfg_free_budget(struct config *cfg);
 
 /* policy: (policy.c). Loads the policy files and builds the entities from
  * agents: and models:, so it runs after both. */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "budget/budget.h"
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/json.h"
@@ -56,6 +57,10 @@ struct llm_call {
     int fail_kind;                  /* 0 none, 1 status, 2 transport */
     int fail_timeout;
     const char *fail_msg;
+
+    /* budget (src/budget): the worst case reserved on the caller's chain */
+    int has_reservation;
+    struct budget_reservation reservation;
 
     /* mock streaming state */
     uint32_t mock_sent;

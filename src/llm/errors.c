@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/buf.h"
 #include "core/log.h"
@@ -29,7 +30,13 @@ void llm_error(struct http_exchange *ex, int status, const char *type, const cha
     rc |= param ? buf_append_json_string(&b, param, strlen(param)) : buf_append_lit(&b, "null");
     rc |= buf_append_lit(&b, "}}\n");
     ex->error_type = code ? code : type;
-    if (status == 429 || status == 503)
+    int has_retry_after = 0;
+    for (const struct http_extra_header *h = ex->headers; h; h = h->next)
+        has_retry_after |= strcasecmp(h->name, "Retry-After") == 0;
+    /* a budget refusal sets its own (the period boundary), or none for a
+     * total cap */
+    if ((status == 429 || status == 503) && !has_retry_after &&
+        !(code && strcmp(code, "budget_exceeded") == 0))
         http_add_header(ex, "Retry-After", "1");
     if (rc == 0)
         http_respond(ex, status, "application/json", b.data, b.len);

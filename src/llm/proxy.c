@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config/config.h"
 #include "core/arena.h"
@@ -99,9 +100,27 @@ uint64_t llm_estimate_prompt_tokens(const json_t *body)
 
 /* ---- finishing ----------------------------------------------------------- */
 
+/* Settles the call's reservation with the real cost: usage times the model's
+ * price when the client got a 2xx answer, 0 for a failed call. */
+static void budget_finish(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    if (!call->has_reservation)
+        return;
+    call->has_reservation = 0;
+    int64_t cost = 0;
+    if (ex->status >= 200 && ex->status < 300 && call->model->has_price) {
+        cost = budget_cost(ex->tokens_in, call->model->price.input_per_mtok) +
+               budget_cost(ex->tokens_out, call->model->price.output_per_mtok);
+        ex->cost_usd = (double)cost / 1e6;
+    }
+    budget_settle(&call->reservation, cost, time(NULL));
+}
+
 void llm_call_release(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
+    budget_finish(call);
     if (call->body)
         json_decref(call->body);
     call->body = NULL;
@@ -630,6 +649,66 @@ static int policy_check(struct http_exchange *ex, const char *model)
     return -1;
 }
 
+#define BUDGET_DEFAULT_MAX_TOKENS 4096
+
+/* The most this call can cost: the prompt estimated conservatively (a token
+ * per 3 body bytes) at the input price, plus the completion limit the client
+ * asked for (max_tokens / max_completion_tokens, else a default) at the
+ * output price. At least one micro-dollar, so a spent cap refuses. */
+static int64_t worst_case_cost(struct llm_call *call)
+{
+    const struct config_model *m = call->model;
+    uint64_t in = (call->ex->req->body.len + 2) / 3, out = 0;
+    if (call->api != LLM_EMBEDDINGS) {
+        const json_t *body = llm_call_body(call);
+        const json_t *mt = json_object_get(body, "max_completion_tokens");
+        if (!json_is_integer(mt))
+            mt = json_object_get(body, "max_tokens");
+        out = json_is_integer(mt) && json_integer_value(mt) > 0 ? (uint64_t)json_integer_value(mt)
+                                                                : BUDGET_DEFAULT_MAX_TOKENS;
+    }
+    int64_t cost = 0;
+    if (m->has_price)
+        cost = budget_cost(in, m->price.input_per_mtok) + budget_cost(out, m->price.output_per_mtok);
+    return cost > 0 ? cost : 1;
+}
+
+/* Reserves the worst case on the caller's chain and every ancestor. 0 when
+ * the call may go on; -1 when it has answered (429 budget_exceeded). */
+static int budget_check(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    const struct identity_principal *p = ex->principal;
+    if (p == NULL || p->chain_len == 0)
+        return 0; /* anonymous: no node to charge */
+    struct budget_refusal why;
+    int rc = budget_reserve(ex->cfg->budget, p->chain, p->chain_len, worst_case_cost(call),
+                            time(NULL), &call->reservation, &why);
+    if (rc == 0) {
+        call->has_reservation = 1;
+        return 0;
+    }
+    if (rc < 0) {
+        llm_error(ex, 500, "server_error", NULL, NULL, "the agent chain is too long to budget");
+        return -1;
+    }
+    const char *period = budget_period_name(why.period);
+    ex->decision = "deny";
+    ex->decision_reason =
+        arena_printf(&ex->arena, "budget_exceeded: %s %s", why.node, period);
+    if (why.retry_after >= 0)
+        http_add_header(ex, "Retry-After",
+                        arena_printf(&ex->arena, "%lld", (long long)why.retry_after));
+    llm_error(ex, 429, "budget_exceeded", "budget_exceeded", NULL,
+              "budget exceeded: agent '%s' has used $%.6f (+$%.6f reserved) of its %s cap of "
+              "$%.6f; this call could cost up to $%.6f",
+              why.node, (double)why.spent / 1e6, (double)why.reserved / 1e6,
+              why.period == BUDGET_TOTAL ? "total" : why.period == BUDGET_DAY ? "per-day"
+                                                                             : "per-month",
+              (double)why.cap / 1e6, (double)call->reservation.micro_usd / 1e6);
+    return -1;
+}
+
 static void begin(struct http_exchange *ex, enum llm_api api)
 {
     struct http_request *req = ex->req;
@@ -726,6 +805,13 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   "no enabled provider serves '%.200s' for this endpoint (is the provider's "
                   "API key variable set?)",
                   ex->model);
+        return;
+    }
+    if (ex->cfg->budget && budget_check(call) < 0) {
+        if (call->body)
+            json_decref(call->body);
+        buf_free(&call->resp);
+        buf_free(&call->out);
         return;
     }
     call->retries_left = (int)ex->cfg->limits.max_retries;
