@@ -6,6 +6,7 @@
 #include "audit/audit.h"
 #include "cli/serve.h"
 #include "config/config.h"
+#include "guard/guard.h"
 #include "identity/identity.h"
 #include "policy/policy.h"
 
@@ -19,6 +20,7 @@ static void usage(FILE *out)
             "  portcullis serve -c FILE     run the gateway with the config in FILE\n"
             "  portcullis check FILE        validate a config; prints file:line: message per error\n"
             "  portcullis policy …          check, eval or run the Cedar corpus (policy help)\n"
+            "  portcullis guard scan < FILE prompt-injection verdict for stdin as JSON (guard help)\n"
             "  portcullis keys …            API keys and signing keys (keys help)\n"
             "  portcullis trace -c FILE ID  the call graph a request belongs to\n"
             "  portcullis audit tail -c FILE [--agent ID] [--denied]   follow the audit log\n"
@@ -75,6 +77,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "policy") == 0)
         return policy_cli_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "guard") == 0)
+        return guard_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "keys") == 0)
         return identity_keys_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "trace") == 0)
