@@ -1,30 +1,99 @@
 // SPDX-License-Identifier: Apache-2.0
-// The embedded budget tree: nodes in an array (parents first), guarded by one
-// mutex. Reservations check and update the whole chain under the lock, so two
-// workers can never both pass a cap that only one of them fits under.
+// The embedded budget tree: nodes in an array (parents first); their counters
+// in a ledger guarded by one mutex. Reservations check and update the whole chain under the lock,
+// so two workers can never both pass a cap that only one of them fits under.
 #include "budget/budget.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_NODES 100000
 
-struct bnode {
+/* The counters of one node id. They live in the ledger, not in the tree, so
+ * that the tree of a reloaded config can take over the spend of the old one
+ * (budget_tree_adopt) while calls that began under the old one settle. */
+struct counters {
     char *id;
-    int parent; /* index, -1 for a root */
-    int64_t cap[BUDGET_NPERIODS];
     int64_t spent[BUDGET_NPERIODS];
     int64_t reserved[BUDGET_NPERIODS];
     int64_t key[BUDGET_NPERIODS]; /* the period spent/reserved belong to */
 };
 
-struct budget_tree {
+/* Counters by id, and the one mutex every tree sharing them takes.
+ * Reference-counted: each tree holds one. */
+struct ledger {
+    atomic_int refs;
     pthread_mutex_t lock;
+    struct counters **items;
+    size_t n, cap;
+};
+
+struct bnode {
+    char *id;
+    int parent; /* index, -1 for a root */
+    int64_t cap[BUDGET_NPERIODS];
+    struct counters *c; /* in the tree's ledger */
+};
+
+struct budget_tree {
+    struct ledger *lg;
     struct bnode *nodes;
     size_t n, cap;
 };
+
+static struct ledger *ledger_new(void)
+{
+    struct ledger *lg = calloc(1, sizeof *lg);
+    if (lg == NULL)
+        return NULL;
+    if (pthread_mutex_init(&lg->lock, NULL) != 0) {
+        free(lg);
+        return NULL;
+    }
+    atomic_init(&lg->refs, 1);
+    return lg;
+}
+
+static void ledger_unref(struct ledger *lg)
+{
+    if (lg == NULL || atomic_fetch_sub(&lg->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < lg->n; i++) {
+        free(lg->items[i]->id);
+        free(lg->items[i]);
+    }
+    free(lg->items);
+    pthread_mutex_destroy(&lg->lock);
+    free(lg);
+}
+
+/* The counters of ID, created when absent. Caller holds lg->lock. */
+static struct counters *ledger_get(struct ledger *lg, const char *id)
+{
+    for (size_t i = 0; i < lg->n; i++)
+        if (strcmp(lg->items[i]->id, id) == 0)
+            return lg->items[i];
+    if (lg->n == lg->cap) {
+        size_t cap = lg->cap ? lg->cap * 2 : 16;
+        struct counters **ni = realloc(lg->items, cap * sizeof *ni);
+        if (ni == NULL)
+            return NULL;
+        lg->items = ni;
+        lg->cap = cap;
+    }
+    struct counters *c = calloc(1, sizeof *c);
+    if (c == NULL || (c->id = strdup(id)) == NULL) {
+        free(c);
+        return NULL;
+    }
+    for (int p = 0; p < BUDGET_NPERIODS; p++)
+        c->key[p] = -1;
+    lg->items[lg->n++] = c;
+    return c;
+}
 
 const char *budget_period_name(enum budget_period p)
 {
@@ -71,7 +140,7 @@ static int64_t seconds_to_boundary(enum budget_period p, time_t now)
 /* Starts a new period's counters when NOW has moved past the stored one.
  * Reservations made in an old period are released against that period only
  * (see budget_settle), so the new one starts clean. */
-static void roll(struct bnode *b, time_t now)
+static void roll(struct counters *b, time_t now)
 {
     for (int p = 0; p < BUDGET_NPERIODS; p++) {
         int64_t k = period_key((enum budget_period)p, now);
@@ -88,7 +157,7 @@ struct budget_tree *budget_tree_new(void)
     struct budget_tree *t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
-    if (pthread_mutex_init(&t->lock, NULL) != 0) {
+    if ((t->lg = ledger_new()) == NULL) {
         free(t);
         return NULL;
     }
@@ -102,7 +171,7 @@ void budget_tree_free(struct budget_tree *t)
     for (size_t i = 0; i < t->n; i++)
         free(t->nodes[i].id);
     free(t->nodes);
-    pthread_mutex_destroy(&t->lock);
+    ledger_unref(t->lg);
     free(t);
 }
 
@@ -142,11 +211,43 @@ int budget_tree_add(struct budget_tree *t, const char *id, const char *parent,
     if (b->id == NULL)
         return -1;
     b->parent = pi;
-    for (int p = 0; p < BUDGET_NPERIODS; p++) {
+    for (int p = 0; p < BUDGET_NPERIODS; p++)
         b->cap[p] = caps ? caps->micro_usd[p] : BUDGET_NO_CAP;
-        b->key[p] = -1;
+    pthread_mutex_lock(&t->lg->lock);
+    b->c = ledger_get(t->lg, id);
+    pthread_mutex_unlock(&t->lg->lock);
+    if (b->c == NULL) {
+        free(b->id);
+        return -1;
     }
     t->n++;
+    return 0;
+}
+
+int budget_tree_adopt(struct budget_tree *t, struct budget_tree *prev)
+{
+    if (t == NULL || prev == NULL || t->lg == prev->lg)
+        return 0;
+    struct ledger *lg = prev->lg;
+    struct counters **found = calloc(t->n ? t->n : 1, sizeof *found);
+    int rc = found == NULL ? -1 : 0;
+    if (rc == 0)
+        pthread_mutex_lock(&lg->lock);
+    for (size_t i = 0; i < t->n && found != NULL && rc == 0; i++)
+        if ((found[i] = ledger_get(lg, t->nodes[i].id)) == NULL)
+            rc = -1;
+    if (found != NULL)
+        pthread_mutex_unlock(&lg->lock);
+    if (rc < 0) {
+        free(found);
+        return -1; /* t keeps its own ledger; counters added to lg stay unused */
+    }
+    for (size_t i = 0; i < t->n; i++)
+        t->nodes[i].c = found[i];
+    free(found);
+    atomic_fetch_add(&lg->refs, 1);
+    ledger_unref(t->lg);
+    t->lg = lg;
     return 0;
 }
 
@@ -181,34 +282,35 @@ int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, in
         if (k >= 0 && collect(t, k, res) < 0)
             return -1;
     }
-    pthread_mutex_lock(&t->lock);
+    pthread_mutex_lock(&t->lg->lock);
     /* check everything first (root side first, so the message names the
      * widest node that refused), then take: all or nothing */
     for (size_t j = res->nnodes; j-- > 0;) {
-        struct bnode *b = &t->nodes[res->nodes[j]];
+        struct bnode *n = &t->nodes[res->nodes[j]];
+        struct counters *b = n->c;
         roll(b, now);
         for (int p = 0; p < BUDGET_NPERIODS; p++) {
-            if (b->cap[p] < 0 || b->spent[p] + b->reserved[p] + res->micro_usd <= b->cap[p])
+            if (n->cap[p] < 0 || b->spent[p] + b->reserved[p] + res->micro_usd <= n->cap[p])
                 continue;
             if (why != NULL) {
-                why->node = b->id;
+                why->node = n->id;
                 why->period = (enum budget_period)p;
-                why->cap = b->cap[p];
+                why->cap = n->cap[p];
                 why->spent = b->spent[p];
                 why->reserved = b->reserved[p];
                 why->retry_after = seconds_to_boundary((enum budget_period)p, now);
             }
-            pthread_mutex_unlock(&t->lock);
+            pthread_mutex_unlock(&t->lg->lock);
             res->settled = 1;
             return 1;
         }
     }
     for (size_t j = 0; j < res->nnodes; j++) {
-        struct bnode *b = &t->nodes[res->nodes[j]];
+        struct counters *b = t->nodes[res->nodes[j]].c;
         for (int p = 0; p < BUDGET_NPERIODS; p++)
             b->reserved[p] += res->micro_usd;
     }
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&t->lg->lock);
     return 0;
 }
 
@@ -222,9 +324,9 @@ void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
     res->settled = 1;
     if (actual < 0)
         actual = 0;
-    pthread_mutex_lock(&t->lock);
+    pthread_mutex_lock(&t->lg->lock);
     for (size_t j = 0; j < res->nnodes; j++) {
-        struct bnode *b = &t->nodes[res->nodes[j]];
+        struct counters *b = t->nodes[res->nodes[j]].c;
         /* release in the period it was taken in (a rolled period was reset) */
         for (int p = 0; p < BUDGET_NPERIODS; p++)
             if (b->key[p] == res->period_key[p]) {
@@ -236,7 +338,7 @@ void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
         for (int p = 0; p < BUDGET_NPERIODS; p++)
             b->spent[p] += actual;
     }
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_unlock(&t->lg->lock);
 }
 
 int budget_node_usage(struct budget_tree *t, const char *id, enum budget_period period, time_t now,
@@ -247,10 +349,10 @@ int budget_node_usage(struct budget_tree *t, const char *id, enum budget_period 
     int i = find(t, id);
     if (i < 0)
         return -1;
-    pthread_mutex_lock(&t->lock);
-    roll(&t->nodes[i], now);
-    *spent = t->nodes[i].spent[period];
-    *reserved = t->nodes[i].reserved[period];
-    pthread_mutex_unlock(&t->lock);
+    pthread_mutex_lock(&t->lg->lock);
+    roll(t->nodes[i].c, now);
+    *spent = t->nodes[i].c->spent[period];
+    *reserved = t->nodes[i].c->reserved[period];
+    pthread_mutex_unlock(&t->lg->lock);
     return 0;
 }

@@ -52,6 +52,13 @@ int budget_tree_add(struct budget_tree *t, const char *id, const char *parent,
                     const struct budget_caps *caps) __attribute__((warn_unused_result));
 size_t budget_tree_size(const struct budget_tree *t);
 
+/* Makes T (a tree built for a reloaded config, not yet shared) use the
+ * counters of PREV: spend and reservations carry over by node id, and calls
+ * still running under PREV settle where T sees them. 0, or -1 on OOM (T then
+ * keeps counters of its own). */
+int budget_tree_adopt(struct budget_tree *t, struct budget_tree *prev)
+    __attribute__((warn_unused_result));
+
 /* Reserves MICRO_USD on every node of the chain and every ancestor of each
  * (ids not in the tree are skipped), all or nothing, at time NOW (unix
  * seconds). 0 on success (res filled), 1 when refused (why filled), -1 when

@@ -17,6 +17,7 @@
 #include "http/server.h"
 #include "http/tls.h"
 #include "audit/audit.h"
+#include "budget/budget.h"
 #include "identity/identity.h"
 #include "llm/llm.h"
 #include "telemetry/metrics.h"
@@ -222,6 +223,10 @@ static void reload(struct runtime *rt)
     int lvl = log_level_parse(next->log_level);
     if (lvl >= 0)
         log_set_level((enum log_level)lvl);
+    /* spend carries over: calls still running under the old snapshot settle
+     * on the counters the new one reads */
+    if (budget_tree_adopt(next->budget, rt->cfg->budget) < 0)
+        log_msg(LOG_WARN, NULL, "budgets: out of memory carrying spend over; counters restart");
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct config *old = atomic_exchange(&rt->workers[i].pending_cfg, config_ref(next));
         if (old)

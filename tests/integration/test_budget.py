@@ -105,3 +105,29 @@ def test_unknown_budget_keys_are_config_errors(start_gateway):
     p = cli(gw, "check", check=False)
     assert p.returncode != 0
     assert "usd_per_week" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def test_spend_survives_a_config_reload(start_gateway):
+    agents = [{"id": "parent", "budget": {"usd_total": 0.05}, "children": [{"id": "kid"}]}]
+    cfg = budget_config(agents)
+    gw = start_gateway(cfg)
+    key = create_key(gw, "kid")
+    statuses = [call(gw, key, False)[0] for _ in range(4)]
+    assert statuses[:2] == [200, 200] and 429 in statuses, statuses
+    # a reload that raises nothing keeps the spend: still refused
+    cfg["agents"][0]["description"] = "reloaded"
+    gw.reload(cfg)
+    time.sleep(1.0)
+    s, r, _ = call(gw, key, True)
+    assert s == 429 and "'parent'" in r.json()["error"]["message"], s
+    # raising the cap lets exactly the difference through
+    cfg["agents"][0]["budget"]["usd_total"] = 0.1
+    gw.reload(cfg)
+
+    def allowed():
+        return call(gw, key, False)[0] == 200
+
+    deadline = time.monotonic() + 5
+    while not allowed():
+        assert time.monotonic() < deadline, "the raised cap never took effect"
+        time.sleep(0.1)

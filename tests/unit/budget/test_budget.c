@@ -178,6 +178,40 @@ static void test_cost_is_micro_dollars_rounded_up(void **state)
     assert_int_equal(budget_cost(2000000, 2.5), 5000000);
 }
 
+static void test_a_reloaded_tree_adopts_the_spend_of_the_old_one(void **state)
+{
+    struct budget_tree *old = tree4();
+    const char *chain[] = {"a"};
+    struct budget_reservation r, inflight;
+    struct budget_refusal why;
+    assert_int_equal(budget_reserve(old, chain, 1, 30000000, NOW, &r, &why), 0);
+    budget_settle(&r, 30000000, NOW);
+    assert_int_equal(budget_reserve(old, chain, 1, 10000000, NOW, &inflight, &why), 0);
+    /* the new config lowers team's cap and adds a node */
+    struct budget_tree *t = budget_tree_new();
+    struct budget_caps team = caps(BUDGET_NO_CAP, BUDGET_NO_CAP, 45000000);
+    assert_int_equal(budget_tree_add(t, "org", NULL, NULL), 0);
+    assert_int_equal(budget_tree_add(t, "team", "org", &team), 0);
+    assert_int_equal(budget_tree_add(t, "a", "team", NULL), 0);
+    assert_int_equal(budget_tree_add(t, "new", "team", NULL), 0);
+    assert_int_equal(budget_tree_adopt(t, old), 0);
+    assert_int_equal(spent(t, "team", BUDGET_TOTAL), 30000000);
+    assert_int_equal(reserved(t, "team", BUDGET_TOTAL), 10000000);
+    const char *chain2[] = {"new"};
+    assert_int_equal(budget_reserve(t, chain2, 1, 5000001, NOW, &r, &why), 1);
+    assert_string_equal(why.node, "team");
+    /* a call that began under the old tree (its config snapshot still held)
+     * settles where the new one sees it */
+    budget_settle(&inflight, 1000000, NOW);
+    budget_tree_free(old);
+    assert_int_equal(spent(t, "team", BUDGET_TOTAL), 31000000);
+    assert_int_equal(reserved(t, "team", BUDGET_TOTAL), 0);
+    assert_int_equal(spent(t, "org", BUDGET_DAY), 31000000);
+    assert_int_equal(budget_reserve(t, chain2, 1, 14000000, NOW, &r, &why), 0);
+    budget_settle(&r, 0, NOW);
+    budget_tree_free(t);
+}
+
 static void test_unknown_ids_and_bad_parents(void **state)
 {
     struct budget_tree *t = tree4();
@@ -200,6 +234,7 @@ int main(void)
         cmocka_unit_test(test_settle_releases_the_rest),
         cmocka_unit_test(test_concurrent_reservations_never_exceed_a_cap),
         cmocka_unit_test(test_cost_is_micro_dollars_rounded_up),
+        cmocka_unit_test(test_a_reloaded_tree_adopts_the_spend_of_the_old_one),
         cmocka_unit_test(test_unknown_ids_and_bad_parents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
