@@ -6,7 +6,7 @@ CONFIG     ?= examples/quickstart.yaml
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format cedar-diff cedar-diff-short
+.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format cedar-diff cedar-diff-short eval-guard
 
 all: build
 
@@ -59,3 +59,8 @@ format:
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+
+# Prompt-injection scanner on BIPIA (../shared/corpora/bipia, read in place):
+# TPR / FPR / precision / F1 per task and overall.
+eval-guard: build
+	scripts/eval-guard --bin $(BUILD)/portcullis
