@@ -653,8 +653,8 @@ static int policy_check(struct http_exchange *ex, const char *model)
 
 /* The most this call can cost: the prompt estimated conservatively (a token
  * per 3 body bytes) at the input price, plus the completion limit the client
- * asked for (max_tokens / max_completion_tokens, else a default) at the
- * output price. At least one micro-dollar, so a spent cap refuses. */
+ * asked for (max_tokens / max_completion_tokens, else a default; what the mock
+ * provider answers when it serves every target) at the output price. At least one micro-dollar, so a spent cap refuses. */
 static int64_t worst_case_cost(struct llm_call *call)
 {
     const struct config_model *m = call->model;
@@ -666,6 +666,18 @@ static int64_t worst_case_cost(struct llm_call *call)
             mt = json_object_get(body, "max_tokens");
         out = json_is_integer(mt) && json_integer_value(mt) > 0 ? (uint64_t)json_integer_value(mt)
                                                                 : BUDGET_DEFAULT_MAX_TOKENS;
+        /* the model's limit: known when every target is the mock provider,
+         * which answers its configured number of tokens whatever was asked */
+        uint64_t limit = 0;
+        for (int i = 0; i < call->ntargets && limit != UINT64_MAX; i++) {
+            const struct config_provider *pv = m->targets[call->order[i]].provider;
+            if (pv->kind != PROVIDER_MOCK)
+                limit = UINT64_MAX;
+            else if (pv->mock.tokens > limit)
+                limit = pv->mock.tokens;
+        }
+        if (call->ntargets > 0 && limit != UINT64_MAX)
+            out = limit;
     }
     int64_t cost = 0;
     if (m->has_price)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+
+import yaml
 
 from conftest import assert_openai_error, base_config, free_port, mock_provider, model, target
 from test_identity import cli, create_key
@@ -131,3 +134,23 @@ def test_spend_survives_a_config_reload(start_gateway):
     while not allowed():
         assert time.monotonic() < deadline, "the raised cap never took effect"
         time.sleep(0.1)
+
+
+def test_example_budget_config_is_used_up_by_about_ten_calls(start_gateway):
+    """examples/budget.yaml as shipped: "parent" runs out after about ten plain mock calls."""
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "budget.yaml").read_text())
+    cfg["listen"] = f"127.0.0.1:{free_port()}"
+    cfg["workers"] = 1
+    gw = start_gateway(cfg)
+    key = create_key(gw, "parent")
+    n = 0
+    with gw.http() as h:
+        while n < 50:
+            r = h.post("/v1/chat/completions", json={"model": "mock-1", "messages": MSGS},
+                       headers={"Authorization": f"Bearer {key}"})
+            if r.status_code != 200:
+                break
+            n += 1
+    assert 10 <= n <= 13, n
+    err = assert_openai_error(r, 429)
+    assert err["type"] == "budget_exceeded" and "'parent'" in err["message"], err
