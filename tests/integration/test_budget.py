@@ -154,3 +154,18 @@ def test_example_budget_config_is_used_up_by_about_ten_calls(start_gateway):
     assert 10 <= n <= 13, n
     err = assert_openai_error(r, 429)
     assert err["type"] == "budget_exceeded" and "'parent'" in err["message"], err
+
+
+def test_200_parallel_streams_against_a_small_cap_let_through_the_ideal_count(start_gateway):
+    cap = 0.5
+    agents = [{"id": "org", "budget": {"usd_per_day": cap}, "children": [{"id": "bot"}]}]
+    gw = start_gateway(budget_config(agents))
+    key = create_key(gw, "bot")
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(lambda _: call(gw, key, True), range(200)))
+    ok = [u for s, u, _ in results if s == 200]
+    assert all(s in (200, 429) for s, _, _ in results), {s for s, _, _ in results}
+    spent = sum(cost_of(u) for u in ok)
+    assert spent <= cap + 1e-9, spent
+    ideal = int(cap // cost_of(ok[0]))
+    assert ideal - 1 <= len(ok) <= ideal, (len(ok), ideal)
