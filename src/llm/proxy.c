@@ -687,6 +687,19 @@ static int64_t worst_case_cost(struct llm_call *call)
 
 /* Reserves the worst case on the caller's chain and every ancestor. 0 when
  * the call may go on; -1 when it has answered (429 budget_exceeded). */
+/* Frees what a call owns outside the arena, for a call refused before its
+ * first attempt (the answer frees the arena, and the call with it). */
+static void call_drop(struct llm_call *call)
+{
+    if (call->body)
+        json_decref(call->body);
+    call->body = NULL;
+    buf_free(&call->resp);
+    buf_free(&call->out);
+}
+
+/* Reserves the worst case on the caller's chain. On refusal the call's
+ * resources are released and the client answered: the call is gone. */
 static int budget_check(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
@@ -701,9 +714,12 @@ static int budget_check(struct llm_call *call)
         return 0;
     }
     if (rc < 0) {
+        call_drop(call);
         llm_error(ex, 500, "server_error", NULL, NULL, "the agent chain is too long to budget");
         return -1;
     }
+    double could_cost = (double)call->reservation.micro_usd / 1e6;
+    call_drop(call);
     const char *period = budget_period_name(why.period);
     ex->decision = "deny";
     ex->decision_reason =
@@ -717,7 +733,7 @@ static int budget_check(struct llm_call *call)
               why.node, (double)why.spent / 1e6, (double)why.reserved / 1e6,
               why.period == BUDGET_TOTAL ? "total" : why.period == BUDGET_DAY ? "per-day"
                                                                              : "per-month",
-              (double)why.cap / 1e6, (double)call->reservation.micro_usd / 1e6);
+              (double)why.cap / 1e6, could_cost);
     return -1;
 }
 
@@ -819,13 +835,8 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   ex->model);
         return;
     }
-    if (ex->cfg->budget && budget_check(call) < 0) {
-        if (call->body)
-            json_decref(call->body);
-        buf_free(&call->resp);
-        buf_free(&call->out);
-        return;
-    }
+    if (ex->cfg->budget && budget_check(call) < 0)
+        return; /* answered; the call is freed */
     call->retries_left = (int)ex->cfg->limits.max_retries;
     ex->handler_data = call;
     ex->on_abort = on_abort;
