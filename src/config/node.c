@@ -335,24 +335,34 @@ int cfg_strdup(struct cfg_ctx *c, yaml_node_t *n, const char *path, char **out)
     return 0;
 }
 
-int cfg_uint(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,
-             uint64_t *out)
+typedef int (*scalar_parser)(const char *s, uint64_t max, uint64_t *out, char *why, size_t whylen);
+
+/* Reads a scalar with `parse`, then checks it against min; the error names
+ * min in the value's own unit ("" for counts, " bytes", "ms"). */
+static int cfg_bounded(struct cfg_ctx *c, yaml_node_t *n, const char *path, scalar_parser parse,
+                       uint64_t min, uint64_t max, const char *unit, uint64_t *out)
 {
     char why[160];
     uint64_t v;
     const char *s = cfg_str(c, n, path);
     if (s == NULL)
         return -1;
-    if (config_parse_uint(s, max, &v, why, sizeof why) < 0) {
+    if (parse(s, max, &v, why, sizeof why) < 0) {
         cfg_error(c, n, "%s: %s", path, why);
         return -1;
     }
     if (v < min) {
-        cfg_error(c, n, "%s: must be at least %llu", path, (unsigned long long)min);
+        cfg_error(c, n, "%s: must be at least %llu%s", path, (unsigned long long)min, unit);
         return -1;
     }
     *out = v;
     return 0;
+}
+
+int cfg_uint(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,
+             uint64_t *out)
+{
+    return cfg_bounded(c, n, path, config_parse_uint, min, max, "", out);
 }
 
 int cfg_u32(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint32_t min, uint32_t *out)
@@ -367,38 +377,14 @@ int cfg_u32(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint32_t min, u
 int cfg_size(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,
              uint64_t *out)
 {
-    char why[160];
-    uint64_t v;
-    const char *s = cfg_str(c, n, path);
-    if (s == NULL)
-        return -1;
-    if (config_parse_size(s, max, &v, why, sizeof why) < 0) {
-        cfg_error(c, n, "%s: %s", path, why);
-        return -1;
-    }
-    if (v < min) {
-        cfg_error(c, n, "%s: must be at least %llu bytes", path, (unsigned long long)min);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return cfg_bounded(c, n, path, config_parse_size, min, max, " bytes", out);
 }
 
 int cfg_duration(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint32_t min, uint32_t *out)
 {
-    char why[160];
     uint64_t v;
-    const char *s = cfg_str(c, n, path);
-    if (s == NULL)
+    if (cfg_bounded(c, n, path, config_parse_duration_ms, min, UINT32_MAX, "ms", &v) < 0)
         return -1;
-    if (config_parse_duration_ms(s, UINT32_MAX, &v, why, sizeof why) < 0) {
-        cfg_error(c, n, "%s: %s", path, why);
-        return -1;
-    }
-    if (v < min) {
-        cfg_error(c, n, "%s: must be at least %ums", path, (unsigned)min);
-        return -1;
-    }
     *out = (uint32_t)v;
     return 0;
 }
