@@ -3,6 +3,7 @@
 // each, SO_REUSEPORT listeners), the route table in front of the protocol
 // stages, config reload on SIGHUP and graceful drain on SIGTERM.
 #include "cli/serve.h"
+#include "cli/watch.h"
 
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,6 +37,7 @@ struct runtime {
     atomic_uint exited;             /* workers whose loops have ended */
     uv_async_t worker_exit;
     uv_signal_t sigterm, sigint, sighup;
+    struct config_watch *watch;     /* reload when the config or a policy file changes */
     uv_timer_t deadline;
     int draining;
     int exit_code;
@@ -235,6 +237,8 @@ static void reload(struct runtime *rt)
     config_unref(rt->cfg);
     rt->cfg = next;
     send_all(rt, WORKER_CMD_RELOAD);
+    if (rt->watch)
+        config_watch_set(rt->watch, rt->config_path, next);
     log_msg(LOG_INFO, NULL, "config reloaded from %s (%zu models, %zu providers)",
             rt->config_path, next->nmodels, next->nproviders);
 }
@@ -254,10 +258,21 @@ static void start_drain(struct runtime *rt, const char *why)
         return;
     }
     rt->draining = 1;
+    config_watch_close(rt->watch);
+    rt->watch = NULL;
     log_msg(LOG_INFO, NULL, "%s: draining in-flight requests (deadline %u ms)", why,
             rt->cfg->limits.drain_timeout_ms);
     send_all(rt, WORKER_CMD_DRAIN);
     uv_timer_start(&rt->deadline, on_deadline, rt->cfg->limits.drain_timeout_ms, 0);
+}
+
+static void on_files_changed(void *ud)
+{
+    struct runtime *rt = ud;
+    if (rt->draining)
+        return;
+    log_msg(LOG_INFO, NULL, "config or policy file changed: reloading");
+    reload(rt);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -280,6 +295,8 @@ static void on_worker_exit(uv_async_t *a)
     uv_close((uv_handle_t *)&rt->sigint, NULL);
     uv_close((uv_handle_t *)&rt->sighup, NULL);
     uv_close((uv_handle_t *)&rt->deadline, NULL);
+    config_watch_close(rt->watch);
+    rt->watch = NULL;
 }
 
 static unsigned cpu_count(void)
@@ -360,6 +377,8 @@ int serve_main(const char *config_path)
     uv_signal_start(&rt.sighup, on_signal, SIGHUP);
     uv_timer_init(rt.loop, &rt.deadline);
     rt.deadline.data = &rt;
+    if ((rt.watch = config_watch_new(rt.loop, 250, on_files_changed, &rt)))
+        config_watch_set(rt.watch, config_path, rt.cfg);
     for (unsigned i = 0; i < rt.nworkers; i++)
         uv_thread_create(&rt.workers[i].thread, worker_thread, &rt.workers[i]);
     log_msg(LOG_INFO, NULL, "portcullis listening on %s://%s:%u with %u workers (config %s)",

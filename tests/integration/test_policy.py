@@ -61,7 +61,7 @@ def cli(gw, *args: str) -> subprocess.CompletedProcess:
     require_binary()
     cmd = [str(BIN), args[0]]
     rest = list(args[1:])
-    if args[0] == "keys":
+    if args[0] in ("keys", "policy"):
         cmd.append(rest.pop(0))
     cmd += ["-c", str(gw.config_path), *rest]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=30)
@@ -209,6 +209,54 @@ def test_sighup_with_a_broken_policy_keeps_the_old_set(pgw):
     )
     pgw.signal(signal.SIGHUP)
     wait_until(lambda: chat(pgw, pgw.keys["sales"]).status_code == 200)
+
+
+def test_policy_file_edits_reload_without_a_signal(pgw):
+    """The gateway watches its config and policy files: saving a policy file
+    (in place, or the editor way: write a temp file and rename it over) is
+    enough; a broken save is rejected with file:line:col and the old set stays."""
+    pdir = pgw.dir / "policies"
+    assert chat(pgw, pgw.keys["sales"]).status_code == 403
+
+    # a new file in the policy directory, written then renamed into place
+    tmp = pdir / ".sales.tmp"
+    tmp.write_text('@id("sales-may-chat")\npermit (principal == Agent::"sales", action, resource);\n')
+    tmp.replace(pdir / "sales.cedar")
+    wait_until(lambda: chat(pgw, pgw.keys["sales"]).status_code == 200)
+
+    # a broken edit in place: rejected, named, and the running set stays
+    n = len(pgw.log_records())
+    (pdir / "sales.cedar").write_text(BROKEN)
+    rec = pgw.wait_for_log(lambda r: "reload rejected" in json.dumps(r), since=n)
+    assert "sales.cedar:3:" in json.dumps(rec)
+    assert chat(pgw, pgw.keys["sales"]).status_code == 200
+    assert chat(pgw, pgw.keys["researcher"], "mock-2").status_code == 403
+
+    # removing the file takes the permit away again
+    (pdir / "sales.cedar").unlink()
+    wait_until(lambda: chat(pgw, pgw.keys["sales"]).status_code == 403)
+
+
+def test_policy_eval_with_the_config_decides_as_the_gateway(pgw):
+    """`policy eval -c` uses the config's policy set and its entities: the
+    researcher is permitted only through its parent Agent::"research"."""
+    def ev(principal, model_name, *extra):
+        return cli(pgw, "policy", "eval", "--principal", f'Agent::"{principal}"',
+                   "--action", 'Action::"chat"', "--resource", f'Model::"{model_name}"', *extra)
+
+    p = ev("researcher", "mock-1")
+    assert p.returncode == 0, p.stderr
+    assert "decision: allow" in p.stdout and "research-may-chat" in p.stdout
+    p = ev("researcher", "mock-2")
+    assert p.returncode == 1, p.stderr
+    assert "decision: deny" in p.stdout and "no-mock-2-for-research" in p.stdout
+    p = ev("sales", "mock-1")
+    assert p.returncode == 1 and "determining policies: (none)" in p.stdout
+    # the gateway agrees
+    assert chat(pgw, pgw.keys["sales"]).status_code == 403
+    # policy files and -c do not mix
+    p = ev("sales", "mock-1", "policies/main.cedar")
+    assert p.returncode == 2 and "-c takes the policies" in p.stderr
 
 
 def test_example_policy_config(start_gateway):
