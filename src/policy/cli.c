@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/config.h"
 #include "policy/policy.h"
 
 static void usage(FILE *out)
@@ -14,7 +15,11 @@ static void usage(FILE *out)
                  "      parse policy files; prints file:line:col: message per error\n"
                  "  portcullis policy eval --principal UID --action UID --resource UID\n"
                  "                         [--context JSON] [--entities FILE] POLICYFILE...\n"
-                 "      decide one request; UID is Cedar syntax, e.g. 'User::\"alice\"'.\n"
+                 "  portcullis policy eval -c CONFIG --principal UID --action UID --resource UID\n"
+                 "                         [--context JSON]\n"
+                 "      decide one request; UID is Cedar syntax, e.g. 'Agent::\"researcher\"'.\n"
+                 "      With -c: the policy set and the entities (agent tree, models) the\n"
+                 "      gateway builds from that config, exactly as it decides.\n"
                  "      Exit status: 0 allow, 1 deny, 2 bad input\n"
                  "  portcullis policy corpus PATH...\n"
                  "      run Cedar integration tests (files, folders, .tar.gz archives);\n"
@@ -55,7 +60,7 @@ static int cmd_check(int argc, char **argv)
 static int cmd_eval(int argc, char **argv)
 {
     const char *uid_text[3] = {NULL, NULL, NULL};
-    const char *context = NULL, *entities = NULL;
+    const char *context = NULL, *entities = NULL, *config_path = NULL;
     static const char *const names[3] = {"--principal", "--action", "--resource"};
     int first_file = argc;
     for (int i = 1; i < argc; i++) {
@@ -71,6 +76,9 @@ static int cmd_eval(int argc, char **argv)
             context = argv[++i];
         } else if (strcmp(argv[i], "--entities") == 0 && i + 1 < argc) {
             entities = argv[++i];
+        } else if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
+                   i + 1 < argc) {
+            config_path = argv[++i];
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "portcullis policy eval: unknown option %s\n", argv[i]);
             return 2;
@@ -79,7 +87,11 @@ static int cmd_eval(int argc, char **argv)
             break;
         }
     }
-    if (!uid_text[0] || !uid_text[1] || !uid_text[2] || first_file >= argc) {
+    if (!uid_text[0] || !uid_text[1] || !uid_text[2] ||
+        (config_path ? first_file < argc || entities : first_file >= argc)) {
+        if (config_path && (first_file < argc || entities))
+            fprintf(stderr, "portcullis policy eval: -c takes the policies and entities from "
+                            "the config; drop the policy files and --entities\n");
         usage(stderr);
         return 2;
     }
@@ -88,6 +100,7 @@ static int cmd_eval(int argc, char **argv)
     arena_init(&arena, 4096);
     policy_set_t *set = policy_set_new(0);
     policy_entities_t *es = NULL;
+    struct config *cfg = NULL;
     struct policy_request req = {0};
     struct policy_uid *uids[3] = {&req.principal, &req.action, &req.resource};
     char err[1024];
@@ -108,15 +121,37 @@ static int cmd_eval(int argc, char **argv)
         fprintf(stderr, "--entities: %s\n", err);
         goto out;
     }
-    if (load_policies(set, argv + first_file, argc - first_file))
+    const policy_set_t *use_set = set;
+    const policy_entities_t *use_es = es;
+    if (config_path) {
+        struct config_errors errs = {0};
+        if (!(cfg = config_load(config_path, &errs))) {
+            config_errors_print(&errs, stderr);
+            config_errors_free(&errs);
+            goto out;
+        }
+        if (!cfg->policy.present) {
+            fprintf(stderr, "%s: no policy: section; the gateway decides nothing by policy\n",
+                    config_path);
+            goto out;
+        }
+        use_set = cfg->policy.set;
+        use_es = cfg->policy.entities;
+    } else if (load_policies(set, argv + first_file, argc - first_file)) {
         goto out;
+    }
     struct policy_decision d;
-    if (policy_decide(set, es, &req, &d)) {
+    if (policy_decide(use_set, use_es, &req, &d)) {
         fprintf(stderr, "%s\n", d.nerrors ? d.errors[0].message : "request rejected");
         policy_decision_free(&d);
         goto out;
     }
-    printf("decision: %s\n", d.allow ? "allow" : "deny");
+    int allow = d.allow;
+    if (cfg && !allow && cfg->policy.default_allow && d.nreasons == 0)
+        allow = 1; /* default: allow refuses only what a forbid decided */
+    printf("decision: %s\n", allow ? "allow" : "deny");
+    if (cfg && allow != d.allow)
+        printf("(no policy decided; the config's default: allow lets it through)\n");
     printf("determining policies:");
     for (size_t i = 0; i < d.nreasons; i++)
         printf(" %s", d.reasons[i]);
@@ -124,9 +159,11 @@ static int cmd_eval(int argc, char **argv)
     printf("errors:%s\n", d.nerrors ? "" : " (none)");
     for (size_t i = 0; i < d.nerrors; i++)
         printf("  %s: %s\n", d.errors[i].policy_id, d.errors[i].message);
-    rc = d.allow ? 0 : 1;
+    rc = allow ? 0 : 1;
     policy_decision_free(&d);
 out:
+    if (cfg)
+        config_unref(cfg);
     policy_entities_free(es);
     policy_set_free(set);
     arena_free(&arena);
