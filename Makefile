@@ -6,7 +6,7 @@ CONFIG     ?= examples/quickstart.yaml
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format cedar-diff cedar-diff-short eval-guard
+.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format cedar-diff cedar-diff-short eval-guard conformance
 
 all: build
 
@@ -64,3 +64,8 @@ clean:
 # TPR / FPR / precision / F1 per task and overall.
 eval-guard: build
 	scripts/eval-guard --bin $(BUILD)/portcullis
+
+# The MCP conformance suite (.node/, from bootstrap) against tests/mcp/fixture_server.py
+# directly and through portcullis; fails on a check that passes only directly.
+conformance: build
+	PORTCULLIS_BIN=$${PORTCULLIS_BIN:-$(CURDIR)/$(BUILD)/portcullis} scripts/conformance
