@@ -22,6 +22,7 @@
 #include "http/server.h"
 #include "identity/identity.h"
 #include "state/state.h"
+#include "telemetry/trace.h"
 
 struct record {
     struct state_audit_row row; /* strings point into data */
@@ -65,22 +66,6 @@ static const char *protocol_of(const char *route)
     if (strncmp(route, "a2a", 3) == 0)
         return "a2a";
     return "gateway";
-}
-
-/* The 32-hex trace id of a W3C traceparent header, or NULL. */
-static int trace_id_of(const struct http_request *r, char out[33])
-{
-    const struct http_header *h = r ? http_request_header(r, "traceparent") : NULL;
-    if (h == NULL || h->value_len < 55 || h->value[2] != '-' || h->value[35] != '-')
-        return 0;
-    for (int i = 0; i < 32; i++) {
-        char c = h->value[3 + i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return 0;
-        out[i] = c;
-    }
-    out[32] = '\0';
-    return strspn(out, "0") != 32;
 }
 
 static double cost_of(const struct http_exchange *ex)
@@ -127,13 +112,14 @@ static struct record *record_of(const struct http_exchange *ex)
                          : ex->aborted       ? "client went away"
                                              : ex->error_type;
     const struct http_request *r = ex->req;
+    trace_id_of_exchange(ex, trace);
     const char *root = p && p->root_request_id ? p->root_request_id : ex->request_id;
     struct record tmp = {0};
     struct field f[] = {
         {ex->request_id, 0, &tmp.row.request_id},
         {p ? p->parent_request_id : NULL, 0, &tmp.row.parent_request_id},
         {root, 0, &tmp.row.root_request_id},
-        {trace_id_of(r, trace) ? trace : NULL, 0, &tmp.row.trace_id},
+        {trace, 0, &tmp.row.trace_id},
         {protocol_of(ex->route), 0, &tmp.row.protocol},
         {r ? r->method : NULL, 0, &tmp.row.method},
         {r ? r->path : NULL, 0, &tmp.row.path},
