@@ -131,10 +131,12 @@ static int token_type_ok(const char *t)
 }
 
 /* {"sub": chain[i], "act": <chain[i-1]...>} down to the root. */
-static json_t *act_claim(const struct identity_principal *p)
+/* The first n agents of p's chain as nested RFC 8693 "act" claims: the
+ * outermost is chain[n-1], the innermost the root caller. */
+static json_t *act_claim(const struct identity_principal *p, size_t n)
 {
     json_t *act = NULL;
-    for (size_t i = 0; i < p->chain_len; i++) {
+    for (size_t i = 0; i < n && i < p->chain_len; i++) {
         json_t *a = json_pack("{s:s}", "sub", p->chain[i]);
         if (a == NULL) {
             json_decref(act);
@@ -338,7 +340,7 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
     json_t *claims =
         json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:o,s:o}", "iss", ic->issuer, "aud", ic->issuer,
                   "sub", target, "iat", (json_int_t)now, "nbf", (json_int_t)now, "exp",
-                  (json_int_t)exp, "jti", jti, "act", act_claim(p), "pcl", pcl);
+                  (json_int_t)exp, "jti", jti, "act", act_claim(p, p->chain_len), "pcl", pcl);
     if (claims != NULL && scope != NULL)
         json_object_set_new(claims, "scope", json_string(scope));
     char *token = claims ? jwt_sign(claims, k->signing_jwk, k->signing_kid) : NULL;
@@ -384,4 +386,51 @@ void identity_jwks_endpoint(struct identity *id, struct http_exchange *ex)
     http_add_header(ex, "Cache-Control", "max-age=300");
     http_respond(ex, 200, "application/json", k->jwks_text, strlen(k->jwks_text));
     identity_keys_put(k);
+}
+
+char *identity_outbound_token(struct identity *id, const char *issuer,
+                              const struct identity_principal *p, const char *audience,
+                              const char *request_id, int64_t ttl_s)
+{
+    if (id == NULL || issuer == NULL || audience == NULL || request_id == NULL || ttl_s <= 0)
+        return NULL;
+    struct identity_keys *k = identity_keys_get(id);
+    if (k == NULL || k->signing_jwk == NULL) {
+        identity_keys_put(k);
+        return NULL;
+    }
+    unsigned char rnd[12];
+    char jti[32];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        identity_keys_put(k);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
+    int64_t now = (int64_t)time(NULL);
+    int64_t exp = now + ttl_s;
+    if (p != NULL && p->expires != 0 && p->expires < exp)
+        exp = p->expires;
+    const char *root = p && p->root_request_id ? p->root_request_id : request_id;
+    json_t *pcl = json_pack("{s:s,s:s}", "rid", request_id, "root", root);
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:o}", "iss", issuer, "aud", audience,
+                               "sub", p && p->agent ? p->agent : "anonymous", "iat",
+                               (json_int_t)now, "nbf", (json_int_t)now, "exp", (json_int_t)exp,
+                               "jti", jti, "pcl", pcl);
+    /* sub is the agent itself (the chain's last); act names who it acts for */
+    if (claims != NULL && p != NULL && p->chain_len > 1) {
+        json_t *act = act_claim(p, p->chain_len - 1);
+        if (act == NULL) {
+            json_decref(claims);
+            claims = NULL;
+        } else {
+            json_object_set_new(claims, "act", act);
+        }
+    }
+    if (claims != NULL && p != NULL && p->scope != NULL)
+        json_object_set_new(claims, "scope", json_string(p->scope));
+    char *token = claims ? jwt_sign(claims, k->signing_jwk, k->signing_kid) : NULL;
+    identity_keys_put(k);
+    json_decref(claims);
+    return token;
 }

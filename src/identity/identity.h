@@ -54,6 +54,18 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex);
 /* GET /.well-known/jwks.json: the gateway's public signing keys. */
 void identity_jwks_endpoint(struct identity *id, struct http_exchange *ex);
 
+/* A short-lived gateway-signed JWT (ES256, verifiable with the keys at
+ * /.well-known/jwks.json) telling an upstream — an MCP server, an A2A agent —
+ * who is really calling: iss = issuer (identity.issuer), aud = audience (the
+ * upstream), sub = the calling agent ("anonymous" when p is NULL), act = the
+ * delegation chain back to the root caller (nested, innermost = root),
+ * scope = the caller's scope, pcl = {rid: request_id, root: the chain's first
+ * request}. Expires after ttl_s seconds, or with the caller's own token.
+ * Thread-safe. A malloc'd string, or NULL (no signing key, bad arguments). */
+char *identity_outbound_token(struct identity *id, const char *issuer,
+                              const struct identity_principal *p, const char *audience,
+                              const char *request_id, int64_t ttl_s);
+
 /* `portcullis keys ...` (argv[0] == "keys"). Returns the exit code. */
 int identity_keys_cli(int argc, char **argv);
 
