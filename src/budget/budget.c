@@ -341,6 +341,43 @@ void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
     pthread_mutex_unlock(&t->lg->lock);
 }
 
+int64_t budget_period_remaining(enum budget_period p, time_t now)
+{
+    return seconds_to_boundary(p, now);
+}
+
+int64_t budget_period_key(enum budget_period p, time_t now)
+{
+    return period_key(p, now);
+}
+
+int budget_tree_each(struct budget_tree *t, time_t now,
+                     int (*cb)(const struct budget_node_view *v, void *arg), void *arg)
+{
+    if (t == NULL)
+        return 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct bnode *n = &t->nodes[i];
+        struct budget_node_view v = {.id = n->id};
+        v.parent = n->parent >= 0 ? t->nodes[n->parent].id : NULL;
+        for (int k = n->parent; k >= 0; k = t->nodes[k].parent)
+            v.depth++;
+        pthread_mutex_lock(&t->lg->lock);
+        roll(n->c, now);
+        for (int p = 0; p < BUDGET_NPERIODS; p++) {
+            v.cap[p] = n->cap[p];
+            v.spent[p] = n->c->spent[p];
+            v.reserved[p] = n->c->reserved[p];
+            v.resets_in[p] = seconds_to_boundary((enum budget_period)p, now);
+        }
+        pthread_mutex_unlock(&t->lg->lock);
+        int rc = cb(&v, arg);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 int budget_node_usage(struct budget_tree *t, const char *id, enum budget_period period, time_t now,
                       int64_t *spent, int64_t *reserved)
 {

@@ -75,6 +75,29 @@ void budget_settle(struct budget_reservation *res, int64_t actual_micro_usd, tim
 int budget_node_usage(struct budget_tree *t, const char *id, enum budget_period period, time_t now,
                       int64_t *spent, int64_t *reserved);
 
+/* One node as the admin API and `budget show` print it. */
+struct budget_node_view {
+    const char *id;     /* into the tree */
+    const char *parent; /* NULL for a root */
+    unsigned depth;
+    int64_t cap[BUDGET_NPERIODS]; /* BUDGET_NO_CAP when none */
+    int64_t spent[BUDGET_NPERIODS];
+    int64_t reserved[BUDGET_NPERIODS];
+    int64_t resets_in[BUDGET_NPERIODS]; /* seconds to the period boundary; -1 for total */
+};
+
+/* Calls CB for every node, parents first, with its usage at NOW. CB
+ * returning non-zero stops the walk. Thread-safe. 0, or CB's value. */
+int budget_tree_each(struct budget_tree *t, time_t now,
+                     int (*cb)(const struct budget_node_view *v, void *arg), void *arg);
+
+/* Seconds from NOW to the next boundary of PERIOD (UTC); -1 for the total. */
+int64_t budget_period_remaining(enum budget_period p, time_t now);
+
+/* The index of PERIOD that NOW falls in: days since the epoch, months since
+ * 1970-01, 0 for the total. */
+int64_t budget_period_key(enum budget_period p, time_t now);
+
 /* "day" | "month" | "total" */
 const char *budget_period_name(enum budget_period p);
 

@@ -17,6 +17,7 @@
 #include "core/worker.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "admin/admin.h"
 #include "audit/audit.h"
 #include "budget/budget.h"
 #include "identity/identity.h"
@@ -32,6 +33,7 @@ struct runtime {
     struct tls_ctx *tls;            /* main listener's certificate, or NULL */
     struct identity *identity;      /* keys, JWKS, signing keys (shared by workers) */
     struct audit *audit;            /* audit writer; NULL when audit.enabled is false */
+    struct admin *admin;            /* admin listener; NULL when no admin: */
     struct worker *workers;
     unsigned nworkers;
     atomic_uint exited;             /* workers whose loops have ended */
@@ -239,6 +241,7 @@ static void reload(struct runtime *rt)
     send_all(rt, WORKER_CMD_RELOAD);
     if (rt->watch)
         config_watch_set(rt->watch, rt->config_path, next);
+    admin_reload(rt->admin, next);
     log_msg(LOG_INFO, NULL, "config reloaded from %s (%zu models, %zu providers)",
             rt->config_path, next->nmodels, next->nproviders);
 }
@@ -324,7 +327,7 @@ int serve_main(const char *config_path)
         return 1;
     }
     rt.nworkers = rt.cfg->workers ? rt.cfg->workers : cpu_count();
-    rt.metrics = metrics_new(rt.nworkers);
+    rt.metrics = metrics_new(rt.nworkers + 1); /* the last shard is the admin listener's */
     rt.workers = calloc(rt.nworkers, sizeof(*rt.workers));
     if (!rt.metrics || !rt.workers) {
         log_msg(LOG_ERROR, NULL, "out of memory");
@@ -366,6 +369,16 @@ int serve_main(const char *config_path)
                 rt.cfg->listen.port, uv_strerror(rc));
         return 1;
     }
+    if (rt.cfg->has_admin) {
+        char err[256];
+        if (!(rt.admin = admin_start(rt.cfg, rt.metrics, rt.nworkers, err, sizeof err))) {
+            log_msg(LOG_ERROR, NULL, "admin: %s", err);
+            return 1;
+        }
+        if (!rt.cfg->admin_token)
+            log_msg(LOG_WARN, NULL, "admin: %s is not set; the admin listener answers 401",
+                    rt.cfg->admin_token_env);
+    }
     uv_async_init(rt.loop, &rt.worker_exit, on_worker_exit);
     rt.worker_exit.data = &rt;
     uv_signal_init(rt.loop, &rt.sigterm);
@@ -398,6 +411,7 @@ int serve_main(const char *config_path)
         config_unref(w->cfg);
         buf_free(&w->logbuf);
     }
+    admin_stop(rt.admin);
     log_msg(LOG_INFO, NULL, "drained; exiting");
     free(rt.workers);
     metrics_free(rt.metrics);

@@ -6,6 +6,8 @@
 #include "config/loader.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 void cfg_build_agent_budget(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                             struct config_agent *a)
@@ -58,8 +60,34 @@ void cfg_build_budget_tree(struct cfg_ctx *c)
     }
 }
 
+void cfg_budget_defaults(struct cfg_ctx *c)
+{
+    c->cfg->budget_opts.soft_limit = 0.8;
+    c->cfg->budget_opts.reservation_ttl_ms = 30u * 60 * 1000;
+}
+
+/* budget: {soft_limit: 0.8, webhook: URL, reservation_ttl: 30m} */
+void cfg_build_budget_section(struct cfg_ctx *c, yaml_node_t *n)
+{
+    static const char *const keys[] = {"soft_limit", "webhook", "reservation_ttl"};
+    struct config_budget *b = &c->cfg->budget_opts;
+    yaml_node_t *f[3];
+    if (cfg_map(c, n, "budget", keys, 3, f) < 0)
+        return;
+    if (f[0] != NULL)
+        cfg_number(c, f[0], "budget.soft_limit", 0, 1, &b->soft_limit);
+    if (f[1] != NULL && cfg_strdup(c, f[1], "budget.webhook", &b->webhook) == 0 &&
+        strncmp(b->webhook, "http://", 7) != 0 && strncmp(b->webhook, "https://", 8) != 0)
+        cfg_error(c, f[1], "budget.webhook: expected an http:// or https:// URL, got '%.60s'",
+                  b->webhook);
+    if (f[2] != NULL)
+        cfg_duration(c, f[2], "budget.reservation_ttl", 1000, &b->reservation_ttl_ms);
+}
+
 void cfg_free_budget(struct config *cfg)
 {
     budget_tree_free(cfg->budget);
     cfg->budget = NULL;
+    free(cfg->budget_opts.webhook);
+    cfg->budget_opts.webhook = NULL;
 }

@@ -125,6 +125,15 @@ struct config_agent {
                                   * micro-dollars; -1 = no cap (src/config/budget.c) */
 };
 
+/* budget: at the top level (src/config/budget.c): soft limits and the
+ * embedded store's knobs. Caps are per agent (config_agent). */
+struct config_budget {
+    double soft_limit;           /* fraction of a cap that fires the alert; default 0.8, 0 = off */
+    char *webhook;               /* http(s) URL POSTed on each alert, or NULL */
+    uint32_t reservation_ttl_ms; /* a reservation never settled is released after this;
+                                  * default 30m */
+};
+
 /* audit: (src/config/identity.c) */
 struct config_audit {
     int enabled;             /* default 1 */
@@ -152,6 +161,8 @@ struct config {
     struct config_listen listen;
     struct config_listen admin; /* port 0 = no admin listener */
     int has_admin;
+    char *admin_token_env; /* admin.token_env; default PORTCULLIS_ADMIN_TOKEN (src/config/admin.c) */
+    char *admin_token;     /* its value at load; NULL when unset. SECRET: never log */
     unsigned workers;     /* "auto" -> number of cores */
     char *state;          /* "embedded", or "external" for state: {redis, postgres} */
     char *state_redis;    /* state.redis as written, or NULL. May hold a password */
@@ -177,6 +188,7 @@ struct config {
     /* The budget tree built from agents: (src/budget), or NULL when no agent
      * has a budget. Lives with the snapshot: a reload starts new counters. */
     struct budget_tree *budget;
+    struct config_budget budget_opts; /* the top-level budget: section */
     struct config_audit audit;
     struct config_policy policy;
 };

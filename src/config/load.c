@@ -323,6 +323,7 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
     if (set_defaults(c) < 0)
         return;
     cfg_identity_defaults(c);
+    cfg_budget_defaults(c);
     if (root->type != YAML_MAPPING_NODE) {
         cfg_error(c, root, "the top level must be a mapping of keys (listen:, providers:, ...)");
         return;
@@ -332,10 +333,8 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
 
     if (found[K_LISTEN] != NULL)
         build_listen(c, found[K_LISTEN], "listen", &c->cfg->listen);
-    if (found[K_ADMIN] != NULL && !cfg_is_null(found[K_ADMIN])) {
-        build_listen(c, found[K_ADMIN], "admin", &c->cfg->admin);
-        c->cfg->has_admin = c->cfg->admin.host != NULL;
-    }
+    if (found[K_ADMIN] != NULL && !cfg_is_null(found[K_ADMIN]))
+        cfg_build_admin(c, found[K_ADMIN]);
     if (found[K_WORKERS] != NULL)
         build_workers(c, found[K_WORKERS]);
     if (found[K_STATE] != NULL)
@@ -359,6 +358,8 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         cfg_build_agents(c, found[K_AGENTS]);
     if (found[K_AUDIT] != NULL && !c->stop && found[K_AUDIT]->type == YAML_MAPPING_NODE)
         cfg_build_audit(c, found[K_AUDIT]);
+    if (found[K_BUDGET] != NULL && !c->stop && found[K_BUDGET]->type == YAML_MAPPING_NODE)
+        cfg_build_budget_section(c, found[K_BUDGET]);
     /* Last: the entities come from agents: and models:. */
     if (found[K_POLICY] != NULL && !c->stop && found[K_POLICY]->type == YAML_MAPPING_NODE)
         cfg_build_policy(c, found[K_POLICY]);

@@ -104,6 +104,13 @@ void cfg_build_agent_budget(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                             struct config_agent *a);
 void cfg_build_budget_tree(struct cfg_ctx *c);
 void cfg_free_budget(struct config *cfg);
+/* budget: at the top level (budget.c): defaults first, then the section. */
+void cfg_budget_defaults(struct cfg_ctx *c);
+void cfg_build_budget_section(struct cfg_ctx *c, yaml_node_t *n);
+
+/* admin: "host:port" or {listen, token_env} (admin.c). */
+void cfg_build_admin(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_free_admin(struct config *cfg);
 
 /* policy: (policy.c). Loads the policy files and builds the entities from
  * agents: and models:, so it runs after both. */
