@@ -53,6 +53,7 @@ void config_free(struct config *cfg)
     free(cfg->log_level);
     free(cfg->tls.cert_file);
     free(cfg->tls.key_file);
+    cfg_free_breakers(cfg);
     for (size_t i = 0; i < cfg->nproviders; i++)
         free_provider(&cfg->providers[i]);
     free(cfg->providers);

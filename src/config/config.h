@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct breaker_params;
+struct breaker_set;
+
 enum provider_kind {
     PROVIDER_OPENAI = 1, /* any OpenAI-compatible base URL */
     PROVIDER_ANTHROPIC,  /* native /v1/messages */
@@ -38,6 +41,7 @@ struct config_provider {
     char *auth_header;           /* send the key raw in this header (Azure: "api-key")
                                   * instead of Authorization: Bearer; NULL for the default */
     struct config_mock mock;
+    struct breaker_params *breaker; /* breaker: (src/config/breaker.c), or NULL */
 };
 
 struct config_target {
@@ -123,6 +127,8 @@ struct config_agent {
     int has_budget;          /* a budget: with at least one cap */
     int64_t budget_micro_usd[3]; /* usd_per_day, usd_per_month, usd_total in
                                   * micro-dollars; -1 = no cap (src/config/budget.c) */
+    uint64_t requests_per_minute, tokens_per_minute; /* rate_limit:; 0 = none */
+    struct breaker_params *breaker; /* breaker:, or NULL (src/config/breaker.c) */
 };
 
 /* budget: at the top level (src/config/budget.c): soft limits and the
@@ -189,6 +195,9 @@ struct config {
      * has a budget. Lives with the snapshot: a reload starts new counters. */
     struct budget_tree *budget;
     struct config_budget budget_opts; /* the top-level budget: section */
+    /* Rate limits and circuit breakers (src/breaker) of agents and providers,
+     * or NULL when none is configured. */
+    struct breaker_set *breakers;
     struct config_audit audit;
     struct config_policy policy;
 };

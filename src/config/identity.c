@@ -232,7 +232,8 @@ struct agent_walk {
 static void build_agent_list(struct cfg_ctx *c, struct agent_walk *w, yaml_node_t *seq,
                              const char *path, const char *parent, unsigned depth)
 {
-    static const char *const keys[] = {"id", "description", "children", "budget", "breaker"};
+    static const char *const keys[] = {"id",     "description", "children",
+                                       "budget", "breaker",     "rate_limit"};
     char p[256], pk[256];
     long n = cfg_seq(c, seq, path);
     if (depth > MAX_AGENT_DEPTH) {
@@ -240,13 +241,13 @@ static void build_agent_list(struct cfg_ctx *c, struct agent_walk *w, yaml_node_
         return;
     }
     for (long i = 0; i < n && !c->stop; i++) {
-        yaml_node_t *item = cfg_seq_item(c, seq, i), *f[5];
+        yaml_node_t *item = cfg_seq_item(c, seq, i), *f[6];
         cfg_path_index(p, sizeof p, path, i);
         if (item == NULL || item->type != YAML_MAPPING_NODE) {
             cfg_error(c, item, "%s: expected a mapping like {id: research}", p);
             continue;
         }
-        if (cfg_map(c, item, p, keys, 5, f) < 0)
+        if (cfg_map(c, item, p, keys, 6, f) < 0)
             continue;
         if (f[0] == NULL) {
             cfg_error(c, item, "%s: id is required", p);
@@ -288,10 +289,10 @@ static void build_agent_list(struct cfg_ctx *c, struct agent_walk *w, yaml_node_
             cfg_strdup(c, f[1], cfg_path(pk, sizeof pk, p, "description"), &a->description);
         if (f[3] != NULL && !cfg_is_null(f[3]))
             cfg_build_agent_budget(c, f[3], cfg_path(pk, sizeof pk, p, "budget"), a);
-        /* breaker: belongs to its module; only the shape here. */
-        for (int k = 4; k < 5; k++)
-            if (f[k] != NULL && !cfg_is_null(f[k]) && f[k]->type != YAML_MAPPING_NODE)
-                cfg_error(c, f[k], "%s.%s: expected a mapping", p, keys[k]);
+        if (f[4] != NULL && !cfg_is_null(f[4]))
+            cfg_build_breaker(c, f[4], cfg_path(pk, sizeof pk, p, "breaker"), &a->breaker);
+        if (f[5] != NULL && !cfg_is_null(f[5]))
+            cfg_build_agent_rate_limit(c, f[5], cfg_path(pk, sizeof pk, p, "rate_limit"), a);
         if (f[2] != NULL && a->id != NULL) {
             char *self = strdup(a->id); /* the array may move while recursing */
             if (self == NULL) {

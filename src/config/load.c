@@ -356,6 +356,7 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         cfg_build_identity(c, found[K_IDENTITY]);
     if (found[K_AGENTS] != NULL && !c->stop && found[K_AGENTS]->type == YAML_SEQUENCE_NODE)
         cfg_build_agents(c, found[K_AGENTS]);
+    cfg_build_breakers(c);
     if (found[K_AUDIT] != NULL && !c->stop && found[K_AUDIT]->type == YAML_MAPPING_NODE)
         cfg_build_audit(c, found[K_AUDIT]);
     if (found[K_BUDGET] != NULL && !c->stop && found[K_BUDGET]->type == YAML_MAPPING_NODE)

@@ -112,6 +112,15 @@ void cfg_build_budget_section(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_build_admin(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_free_admin(struct config *cfg);
 
+/* rate_limit: and breaker: (breaker.c): readers for one node, then the
+ * breaker set built once agents and providers are read. */
+void cfg_build_breaker(struct cfg_ctx *c, yaml_node_t *n, const char *path,
+                       struct breaker_params **out);
+void cfg_build_agent_rate_limit(struct cfg_ctx *c, yaml_node_t *n, const char *path,
+                                struct config_agent *a);
+void cfg_build_breakers(struct cfg_ctx *c);
+void cfg_free_breakers(struct config *cfg);
+
 /* policy: (policy.c). Loads the policy files and builds the entities from
  * agents: and models:, so it runs after both. */
 void cfg_build_policy(struct cfg_ctx *c, yaml_node_t *n);

@@ -19,11 +19,12 @@ enum {
     P_MOCK,
     P_QUERY,
     P_AUTH_HEADER,
+    P_BREAKER,
     P_COUNT
 };
 static const char *const provider_keys[P_COUNT] = {
     "name", "kind", "base_url", "api_key_env", "timeout", "connect_timeout", "anthropic_version",
-    "mock", "query", "auth_header",
+    "mock", "query", "auth_header", "breaker",
 };
 
 enum { MK_LATENCY, MK_CHUNK_DELAY, MK_TOKENS, MK_FAILURE_RATE, MK_COUNT };
@@ -251,6 +252,10 @@ static void build_provider(struct cfg_ctx *c, yaml_node_t *n, const char *base,
         if (!ok)
             cfg_error(c, f[P_AUTH_HEADER], "%s: expected a header name like api-key", path);
     }
+
+    if (f[P_BREAKER] != NULL && !cfg_is_null(f[P_BREAKER]))
+        cfg_build_breaker(c, f[P_BREAKER], cfg_path(path, sizeof path, base, "breaker"),
+                          &p->breaker);
 
     cfg_path(path, sizeof path, base, "mock");
     if (f[P_MOCK] != NULL && p->kind != 0 && p->kind != PROVIDER_MOCK)
