@@ -19,7 +19,9 @@
 #include "http/tls.h"
 #include "admin/admin.h"
 #include "audit/audit.h"
+#include "breaker/breaker.h"
 #include "budget/budget.h"
+#include "core/clock.h"
 #include "identity/identity.h"
 #include "llm/llm.h"
 #include "telemetry/metrics.h"
@@ -52,7 +54,8 @@ static void metrics_endpoint(struct http_exchange *ex)
     ex->route = "metrics";
     buf_t b;
     buf_init(&b, 64 << 20);
-    if (metrics_render(ex->worker->metrics, &b) == 0)
+    if (metrics_render(ex->worker->metrics, &b) == 0 &&
+        breaker_set_render_metrics(ex->cfg->breakers, clock_mono_ns() / 1000000u, &b) == 0)
         http_respond(ex, 200, METRICS_CONTENT_TYPE, b.data ? b.data : "", b.len);
     else
         llm_error(ex, 500, "server_error", NULL, NULL, "could not render metrics");
@@ -231,6 +234,7 @@ static void reload(struct runtime *rt)
      * on the counters the new one reads */
     if (budget_tree_adopt(next->budget, rt->cfg->budget) < 0)
         log_msg(LOG_WARN, NULL, "budgets: out of memory carrying spend over; counters restart");
+    breaker_set_adopt(next->breakers, rt->cfg->breakers); /* breaker and bucket state too */
     for (unsigned i = 0; i < rt->nworkers; i++) {
         struct config *old = atomic_exchange(&rt->workers[i].pending_cfg, config_ref(next));
         if (old)

@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/json.h"
+#include "llm/limits.h"
 
 struct http_exchange;
 struct upstream_req;
@@ -61,6 +62,9 @@ struct llm_call {
     /* budget (src/budget): the worst case reserved on the caller's chain */
     int has_reservation;
     struct budget_reservation reservation;
+
+    /* rate limits and breakers (src/llm/limits.c) */
+    struct llm_limits lim;
 
     /* mock streaming state */
     uint32_t mock_sent;

@@ -15,6 +15,7 @@
 #include "http/server.h"
 #include "identity/identity.h"
 #include "llm/call.h"
+#include "llm/limits.h"
 #include "llm/llm.h"
 #include "llm/sse.h"
 #include "policy/policy.h"
@@ -121,6 +122,7 @@ void llm_call_release(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
     budget_finish(call);
+    llm_limits_finish(call);
     if (call->body)
         json_decref(call->body);
     call->body = NULL;
@@ -167,6 +169,7 @@ void llm_call_attempt_failed(struct llm_call *call, int kind, int timeout, const
     call->fail_kind = kind;
     call->fail_timeout = timeout;
     call->fail_msg = msg;
+    llm_limits_attempt_failed(call);
     const char *prov = call->target->provider->name;
     const char *outcome = kind == 1 ? (call->status == 429 ? "status_429" : "status_5xx")
                                     : (timeout ? "timeout" : "error");
@@ -240,6 +243,7 @@ static int up_headers(void *ud, long status, const char *ctype)
     if (call->client_gone)
         return 1;
     call->status = status;
+    call->lim.ttfb_ns = clock_mono_ns();
     snprintf(call->content_type, sizeof(call->content_type), "%s",
              ctype ? ctype : "application/json");
     if ((status == 429 || status >= 500) && can_retry(call)) {
@@ -334,6 +338,7 @@ static void up_done(void *ud, enum upstream_result res, const char *msg)
     if (call->streaming) {
         metrics_upstream_attempt(w->metrics, w->id, call->target->provider->name,
                                  res == UPSTREAM_OK ? "ok" : "error");
+        call->lim.attempt_error = res != UPSTREAM_OK;
         finish_stream(call, res);
         llm_call_release(call);
         return;
@@ -514,6 +519,13 @@ static void attempt_next(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
     call->target = &call->model->targets[call->order[call->next++]];
+    if (llm_limits_target(call) != 0) { /* skipped: its breaker is open */
+        if (call->next < call->ntargets)
+            attempt_next(call);
+        else
+            llm_limits_no_target(call);
+        return;
+    }
     call->status = 0;
     call->committed = 0;
     call->streaming = 0;
@@ -837,6 +849,8 @@ static void begin(struct http_exchange *ex, enum llm_api api)
     }
     if (ex->cfg->budget && budget_check(call) < 0)
         return; /* answered; the call is freed */
+    if (llm_limits_admit(call) < 0)
+        return; /* answered (rate limit, agent breaker); the call is freed */
     call->retries_left = (int)ex->cfg->limits.max_retries;
     ex->handler_data = call;
     ex->on_abort = on_abort;

@@ -1,0 +1,407 @@
+// SPDX-License-Identifier: Apache-2.0
+// Guard-in for LLM calls: the caller's agent breakers and rate limits (429
+// rate_limit_exceeded with x-ratelimit-* headers, 503 circuit_breaker_open),
+// a provider breaker per attempt (skipped targets fall back), and on the way
+// out the outcomes, token corrections, log lines and error-rate webhooks.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/config.h"
+#include "core/arena.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "http/server.h"
+#include "identity/identity.h"
+#include "llm/call.h"
+#include "llm/limits.h"
+#include "llm/llm.h"
+#include "upstream/upstream.h"
+
+#define WEBHOOK_TIMEOUT_MS 5000
+
+static uint64_t now_ms(void)
+{
+    return clock_mono_ns() / 1000000u;
+}
+
+static uint64_t secs_up(uint64_t ns)
+{
+    uint64_t s = (ns + 999999999u) / 1000000000u;
+    return s > 0 ? s : 1;
+}
+
+/* ---- webhook ---------------------------------------------------------------- */
+
+struct hook {
+    char *url;
+    char *body;
+    char id[128];
+};
+
+static int hook_headers(void *ud, long status, const char *ctype)
+{
+    (void)ctype;
+    struct hook *h = ud;
+    if (status >= 300)
+        log_msg(LOG_WARN, NULL, "breaker alert webhook for '%s' answered %ld", h->id, status);
+    return 0;
+}
+
+static int hook_data(void *ud, const char *data, size_t len)
+{
+    (void)ud;
+    (void)data;
+    (void)len;
+    return 0;
+}
+
+static void hook_done(void *ud, enum upstream_result res, const char *msg)
+{
+    struct hook *h = ud;
+    if (res != UPSTREAM_OK)
+        log_msg(LOG_WARN, NULL, "breaker alert webhook for '%s' failed: %s", h->id,
+                msg ? msg : "error");
+    free(h->url);
+    free(h->body);
+    free(h);
+}
+
+static const struct upstream_callbacks hook_cb = {hook_headers, hook_data, hook_done};
+
+static void post_webhook(struct worker *w, struct breaker *b, const struct breaker_status *st)
+{
+    const struct breaker_params *p = breaker_params(b);
+    struct hook *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return;
+    snprintf(h->id, sizeof h->id, "%s", breaker_id(b));
+    double rate = st->calls ? (double)st->errors / (double)st->calls : 0;
+    h->url = strdup(p->webhook);
+    if (h->url == NULL ||
+        asprintf(&h->body,
+                 "{\"event\":\"breaker_error_rate\",\"breaker\":\"%s\",\"error_rate\":%.4f,"
+                 "\"threshold\":%g,\"calls\":%llu,\"errors\":%llu,\"window_ms\":%u,"
+                 "\"state\":\"%s\",\"time\":%lld}",
+                 breaker_id(b), rate, p->error_rate, (unsigned long long)st->calls,
+                 (unsigned long long)st->errors, p->alert_window_ms,
+                 breaker_state_name(st->state), (long long)time(NULL)) < 0) {
+        free(h->url);
+        free(h);
+        return;
+    }
+    static const struct upstream_header hdr[] = {{"Content-Type", "application/json"}};
+    struct upstream_opts o = {
+        .method = "POST",
+        .url = h->url,
+        .headers = hdr,
+        .nheaders = 1,
+        .body = h->body,
+        .body_len = strlen(h->body),
+        .timeout_ms = WEBHOOK_TIMEOUT_MS,
+        .connect_timeout_ms = WEBHOOK_TIMEOUT_MS,
+    };
+    if (upstream_start(w->upstream, &o, &hook_cb, h) == NULL)
+        hook_done(h, UPSTREAM_ECONNECT, "could not start the request");
+}
+
+/* Log lines (and the webhook) for what breaker_done reported. */
+static void emit(struct http_exchange *ex, struct breaker *b, int ev, uint64_t now)
+{
+    if (ev == 0)
+        return;
+    struct breaker_status st;
+    breaker_status(b, now, &st);
+    const char *id = breaker_id(b);
+    const struct breaker_params *p = breaker_params(b);
+    buf_t *lb = &ex->worker->logbuf;
+    const char *what = ev & BREAKER_EV_OPENED     ? "circuit breaker opened"
+                       : ev & BREAKER_EV_CLOSED   ? "circuit breaker closed"
+                       : ev & BREAKER_EV_BACKOFF  ? "circuit breaker backing off on latency"
+                       : ev & BREAKER_EV_RECOVERED ? "circuit breaker latency recovered"
+                                                   : NULL;
+    if (what && log_enabled(LOG_WARN) && log_line_begin(lb, LOG_WARN, what) == 0) {
+        log_line_str(lb, "request_id", ex->request_id, strlen(ex->request_id));
+        log_line_str(lb, "breaker", id, strlen(id));
+        log_line_str(lb, "state", breaker_state_name(st.state),
+                     strlen(breaker_state_name(st.state)));
+        if (ev & BREAKER_EV_OPENED)
+            log_line_int(lb, "pause_ms", p->pause_ms);
+        log_line_int(lb, "concurrency_limit", st.concurrency_limit);
+        log_line_end(lb);
+    }
+    if (!(ev & BREAKER_EV_ALERT))
+        return;
+    double rate = st.calls ? (double)st.errors / (double)st.calls : 0;
+    if (log_line_begin(lb, LOG_ERROR, "breaker error-rate alert") == 0) {
+        log_line_str(lb, "breaker", id, strlen(id));
+        log_line_double(lb, "error_rate", rate);
+        log_line_double(lb, "threshold", p->error_rate);
+        log_line_int(lb, "calls", (long long)st.calls);
+        log_line_int(lb, "errors", (long long)st.errors);
+        log_line_int(lb, "window_ms", p->alert_window_ms);
+        log_line_end(lb);
+    }
+    if (p->webhook)
+        post_webhook(ex->worker, b, &st);
+}
+
+/* ---- admission -------------------------------------------------------------- */
+
+/* What the call may use in tokens: the prompt estimate plus the completion
+ * limit asked for (or what the mock answers when it serves every target). */
+static uint64_t token_estimate(struct llm_call *call)
+{
+    const json_t *body = llm_call_body(call);
+    uint64_t n = llm_estimate_prompt_tokens(body);
+    if (call->api == LLM_EMBEDDINGS)
+        return n;
+    const json_t *mt = json_object_get(body, "max_completion_tokens");
+    if (!json_is_integer(mt))
+        mt = json_object_get(body, "max_tokens");
+    if (json_is_integer(mt) && json_integer_value(mt) > 0)
+        return n + (uint64_t)json_integer_value(mt);
+    uint64_t mock = 0;
+    for (int i = 0; i < call->ntargets; i++) {
+        const struct config_provider *p = call->model->targets[call->order[i]].provider;
+        if (p->kind != PROVIDER_MOCK)
+            return n; /* unknown: usage corrects it afterwards */
+        if (p->mock.tokens > mock)
+            mock = p->mock.tokens;
+    }
+    return n + mock;
+}
+
+static void add_views(struct http_exchange *ex, const char *kind, const struct rl_view *v)
+{
+    char name[48], reset[32];
+    snprintf(name, sizeof name, "x-ratelimit-limit-%s", kind);
+    http_add_header(ex, name, arena_printf(&ex->arena, "%llu", (unsigned long long)v->limit));
+    snprintf(name, sizeof name, "x-ratelimit-remaining-%s", kind);
+    http_add_header(ex, name,
+                    arena_printf(&ex->arena, "%llu", (unsigned long long)v->remaining));
+    snprintf(name, sizeof name, "x-ratelimit-reset-%s", kind);
+    breaker_format_duration(v->reset_ns, reset, sizeof reset);
+    http_add_header(ex, name, reset);
+}
+
+/* Frees what the call holds outside the arena before a refusal answers. */
+static void drop(struct llm_call *call)
+{
+    if (call->has_reservation) {
+        call->has_reservation = 0;
+        budget_settle(&call->reservation, 0, time(NULL));
+    }
+    if (call->body)
+        json_decref(call->body);
+    call->body = NULL;
+    buf_free(&call->resp);
+    buf_free(&call->out);
+}
+
+static void abandon_agents(struct llm_limits *l, uint64_t now)
+{
+    for (size_t i = 0; i < l->nagent; i++)
+        (void)breaker_done(&l->agent[i], BREAKER_ABANDON, 0, now);
+    l->nagent = 0;
+}
+
+int llm_limits_admit(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    struct llm_limits *l = &call->lim;
+    const struct identity_principal *p = ex->principal;
+    l->set = ex->cfg->breakers;
+    if (l->set == NULL || p == NULL || p->chain_len == 0)
+        return 0;
+    if (breaker_chain_resolve(l->set, (const char *const *)p->chain, p->chain_len, &l->chain) <
+        0)
+        return 0; /* longer than any configured tree */
+    uint64_t now = now_ms();
+    for (size_t i = 0; i < l->chain.n; i++) {
+        struct breaker *b = breaker_chain_breaker(l->set, &l->chain, i);
+        struct breaker_why why;
+        if (b == NULL || l->nagent == sizeof l->agent / sizeof l->agent[0])
+            continue;
+        if (breaker_admit(b, now, &l->agent[l->nagent], &why) == 0) {
+            l->nagent++;
+            continue;
+        }
+        abandon_agents(l, now);
+        drop(call);
+        const char *id = breaker_id(b);
+        ex->decision = "deny";
+        ex->decision_reason = arena_printf(&ex->arena, "circuit_breaker_open: %s", id);
+        http_add_header(ex, "Retry-After",
+                        arena_printf(&ex->arena, "%llu",
+                                     (unsigned long long)secs_up(why.retry_after_ms * 1000000u)));
+        if (why.reason == BREAKER_REFUSED_OPEN)
+            llm_error(ex, 503, "circuit_breaker_open", "circuit_breaker_open", NULL,
+                      "circuit breaker '%s' is open after %u consecutive errors; calls are "
+                      "refused for another %llu ms",
+                      id, why.errors, (unsigned long long)why.retry_after_ms);
+        else
+            llm_error(ex, 503, "circuit_breaker_open", "circuit_breaker_open", NULL,
+                      "circuit breaker '%s' is half-open: one probe call is in flight", id);
+        return -1;
+    }
+    struct rl_refusal why;
+    uint64_t est = 0;
+    int kinds = breaker_chain_limits(l->set, &l->chain);
+    if (kinds == 0)
+        return 0;
+    /* the body is parsed only when some node limits tokens */
+    if (kinds & 2)
+        est = token_estimate(call);
+    int rc = breaker_rl_admit(l->set, &l->chain, est, clock_mono_ns(), &l->rl, &why);
+    if (l->rl.has_requests)
+        add_views(ex, "requests", &l->rl.requests);
+    if (l->rl.has_tokens)
+        add_views(ex, "tokens", &l->rl.tokens_view);
+    if (rc == 0) {
+        l->has_rl = l->rl.has_requests || l->rl.has_tokens;
+        return 0;
+    }
+    abandon_agents(l, now);
+    drop(call);
+    char wait[32];
+    breaker_format_duration(why.retry_after_ns, wait, sizeof wait);
+    ex->decision = "deny";
+    ex->decision_reason = arena_printf(&ex->arena, "rate_limit_exceeded: %s %s", why.node,
+                                       why.tokens ? "tokens" : "requests");
+    http_add_header(ex, "Retry-After",
+                    arena_printf(&ex->arena, "%llu",
+                                 (unsigned long long)secs_up(why.retry_after_ns)));
+    if (why.tokens)
+        llm_error(ex, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
+                  "rate limit reached for agent '%s' on tokens per minute: limit %llu, this "
+                  "call needs about %llu; try again in %s",
+                  why.node, (unsigned long long)why.limit, (unsigned long long)est, wait);
+    else
+        llm_error(ex, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
+                  "rate limit reached for agent '%s' on requests per minute: limit %llu; try "
+                  "again in %s",
+                  why.node, (unsigned long long)why.limit, wait);
+    return -1;
+}
+
+/* ---- attempts ---------------------------------------------------------------- */
+
+int llm_limits_target(struct llm_call *call)
+{
+    struct llm_limits *l = &call->lim;
+    l->ttfb_ns = 0;
+    l->attempt_error = 0;
+    l->target.b = NULL;
+    if (l->set == NULL)
+        l->set = call->ex->cfg->breakers;
+    if (l->set == NULL)
+        return 0;
+    size_t index = (size_t)(call->target->provider - call->ex->cfg->providers);
+    struct breaker *b = breaker_set_provider(l->set, index);
+    if (b == NULL)
+        return 0;
+    struct breaker_why why;
+    if (breaker_admit(b, now_ms(), &l->target, &why) == 0)
+        return 0;
+    l->skipped = breaker_id(b);
+    l->skipped_why = why;
+    struct http_exchange *ex = call->ex;
+    if (log_enabled(LOG_INFO)) {
+        buf_t *lb = &ex->worker->logbuf;
+        if (log_line_begin(lb, LOG_INFO, "target skipped by its circuit breaker") == 0) {
+            log_line_str(lb, "request_id", ex->request_id, strlen(ex->request_id));
+            log_line_str(lb, "breaker", l->skipped, strlen(l->skipped));
+            log_line_str(lb, "reason",
+                         why.reason == BREAKER_REFUSED_BACKOFF ? "backoff" : "open",
+                         why.reason == BREAKER_REFUSED_BACKOFF ? 7 : 4);
+            log_line_end(lb);
+        }
+    }
+    return 1;
+}
+
+void llm_limits_no_target(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    struct llm_limits *l = &call->lim;
+    const struct breaker_why *why = &l->skipped_why;
+    const char *id = l->skipped ? l->skipped : "?";
+    l->refused_by_breaker = 1;
+    ex->decision = "deny";
+    ex->decision_reason = arena_printf(&ex->arena, "circuit_breaker_open: %s", id);
+    http_add_header(ex, "Retry-After",
+                    arena_printf(&ex->arena, "%llu",
+                                 (unsigned long long)secs_up(why->retry_after_ms * 1000000u)));
+    if (why->reason == BREAKER_REFUSED_BACKOFF)
+        llm_error(ex, 503, "upstream_error", "circuit_breaker_backoff", "model",
+                  "circuit breaker '%s' is backing off on latency (at most %u calls at once) "
+                  "and no fallback target is left for '%s'",
+                  id, why->concurrency, call->model->name);
+    else
+        llm_error(ex, 503, "upstream_error", "circuit_breaker_open", "model",
+                  "circuit breaker '%s' is %s and no fallback target is left for '%s'", id,
+                  why->reason == BREAKER_REFUSED_OPEN ? "open" : "half-open (probing)",
+                  call->model->name);
+    llm_call_release(call);
+}
+
+static uint64_t attempt_latency_ms(const struct llm_call *call, uint64_t now_ns)
+{
+    uint64_t end = call->lim.ttfb_ns ? call->lim.ttfb_ns : now_ns;
+    return end > call->attempt_start_ns ? (end - call->attempt_start_ns) / 1000000u : 0;
+}
+
+static void end_attempt(struct llm_call *call, enum breaker_outcome o)
+{
+    struct llm_limits *l = &call->lim;
+    if (l->target.b == NULL)
+        return;
+    struct breaker *b = l->target.b;
+    uint64_t now_ns = clock_mono_ns();
+    int ev = breaker_done(&l->target, o, attempt_latency_ms(call, now_ns), now_ns / 1000000u);
+    emit(call->ex, b, ev, now_ns / 1000000u);
+}
+
+void llm_limits_attempt_failed(struct llm_call *call)
+{
+    end_attempt(call, BREAKER_ERROR);
+}
+
+void llm_limits_finish(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    struct llm_limits *l = &call->lim;
+    if (l->set == NULL)
+        return;
+    int status = ex->status;
+    if (l->target.b) {
+        enum breaker_outcome o = BREAKER_OK;
+        if (call->client_gone && !call->committed)
+            o = BREAKER_ABANDON;
+        else if (l->attempt_error || status >= 500 || status == 429)
+            o = BREAKER_ERROR;
+        end_attempt(call, o);
+    }
+    uint64_t now = now_ms();
+    if (l->nagent > 0) {
+        enum breaker_outcome o = BREAKER_OK;
+        if (l->refused_by_breaker || (call->client_gone && !call->committed))
+            o = BREAKER_ABANDON;
+        else if (status >= 500 || l->attempt_error)
+            o = BREAKER_ERROR;
+        for (size_t i = 0; i < l->nagent; i++) {
+            struct breaker *b = l->agent[i].b;
+            int ev = breaker_done(&l->agent[i], o, 0, now);
+            emit(ex, b, ev, now);
+        }
+        l->nagent = 0;
+    }
+    if (l->has_rl) {
+        l->has_rl = 0;
+        uint64_t used = status >= 200 && status < 300 ? ex->tokens_in + ex->tokens_out : 0;
+        breaker_rl_settle(l->set, &l->chain, &l->rl, used, clock_mono_ns());
+    }
+}

@@ -1,0 +1,296 @@
+# SPDX-License-Identifier: Apache-2.0
+# Circuit breakers with real processes: a fake OpenAI upstream that starts
+# failing trips its provider's breaker after N errors, calls are then refused
+# at once without reaching it, and the probe after the pause closes it again
+# once it recovers. Open targets fall back; agent breakers refuse the agent's
+# calls; latency backoff sheds load to the fallback; an error-rate alert is
+# POSTed to a webhook receiver the test runs.
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import openai
+import pytest
+
+from conftest import (assert_openai_error, base_config, free_port, model, openai_provider,
+                      target)
+from test_identity import create_key
+
+MSGS = [{"role": "user", "content": "hello"}]
+
+
+def chat(gw, key: str | None = None, model_name: str = "gpt-4o-mini") -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    with gw.http() as h:
+        return h.post("/v1/chat/completions", json={"model": model_name, "messages": MSGS},
+                      headers=headers)
+
+
+def timed(h: httpx.Client) -> tuple[httpx.Response, float]:
+    """One call on an open connection, and how long it took."""
+    t = time.monotonic()
+    r = h.post("/v1/chat/completions", json={"model": "gpt-4o-mini", "messages": MSGS})
+    return r, time.monotonic() - t
+
+
+def metric(gw, name: str, labels: str) -> float | None:
+    with gw.http() as h:
+        text = h.get("/metrics").text
+    m = re.search(rf"^{re.escape(name)}\{{{re.escape(labels)}\}} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def provider_config(fake, breaker: dict, fallback=None, **extra) -> dict:
+    providers = [openai_provider("up", fake.base_url, breaker=breaker)]
+    targets = [target("up")]
+    if fallback is not None:
+        providers.append(openai_provider("backup", fallback.base_url))
+        targets.append(target("backup"))
+    return base_config(free_port(), providers=providers,
+                       models=[model("gpt-4o-mini", *targets)], **extra)
+
+
+def test_failing_upstream_trips_after_n_errors_fails_fast_and_the_probe_closes_it(
+        start_gateway, fake):
+    gw = start_gateway(provider_config(fake, {"consecutive_errors": 3, "pause": "1500ms"}))
+    h = gw.http()
+    timed(h)  # warm the connection
+    ok, t_ok = timed(h)
+    assert ok.status_code == 200, ok.text
+    assert metric(gw, "portcullis_breaker_state", 'breaker="provider:up"') == 0
+
+    n = len(fake.requests)
+    fake.set(status=500, latency_ms=200)
+    for _ in range(3):
+        r = chat(gw)
+        assert r.status_code == 500, r.text
+    assert len(fake.requests) == n + 3
+    assert metric(gw, "portcullis_breaker_state", 'breaker="provider:up"') == 1
+
+    # open: refused at once, the upstream sees nothing
+    refused = [timed(h) for _ in range(5)]
+    h.close()
+    for r, _ in refused:
+        err = assert_openai_error(r, 503)
+        assert err["code"] == "circuit_breaker_open", err
+        assert "'provider:up'" in err["message"], err
+        assert int(r.headers["retry-after"]) >= 1
+    assert len(fake.requests) == n + 3
+    t_refused = max(t for _, t in refused)
+    print(f"\nnormal call {t_ok * 1000:.1f} ms; refused while open (max of 5) "
+          f"{t_refused * 1000:.1f} ms; failing upstream answers after 200 ms")
+
+    # after the pause, still failing: the one probe fails and reopens it
+    time.sleep(1.6)
+    r = chat(gw)
+    assert r.status_code == 500, r.text
+    assert len(fake.requests) == n + 4
+    r = chat(gw)
+    assert assert_openai_error(r, 503)["code"] == "circuit_breaker_open"
+    assert len(fake.requests) == n + 4
+
+    # the upstream recovers: after the pause the probe succeeds and closes it
+    fake.set()
+    time.sleep(1.6)
+    assert metric(gw, "portcullis_breaker_state", 'breaker="provider:up"') == 2
+    r = chat(gw)
+    assert r.status_code == 200, r.text
+    assert len(fake.requests) == n + 5
+    assert metric(gw, "portcullis_breaker_state", 'breaker="provider:up"') == 0
+    for _ in range(3):
+        assert chat(gw).status_code == 200
+    assert len(fake.requests) == n + 8
+    assert metric(gw, "portcullis_breaker_trips_total", 'breaker="provider:up"') == 2
+    rec = gw.wait_for_log(lambda r: r.get("msg") == "circuit breaker opened")
+    assert rec["breaker"] == "provider:up"
+    gw.wait_for_log(lambda r: r.get("msg") == "circuit breaker closed")
+
+
+def test_half_open_lets_exactly_one_probe_through(start_gateway, fake):
+    gw = start_gateway(provider_config(fake, {"consecutive_errors": 1, "pause": "500ms"}))
+    fake.set(status=503)
+    assert chat(gw).status_code == 503
+    time.sleep(0.6)
+    # the probe is slow at the upstream; every other call meanwhile is refused
+    fake.set(latency_ms=1500)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        probe = pool.submit(chat, gw)
+        fake.wait_for_requests(2)
+        others = [chat(gw) for _ in range(4)]
+        for r in others:
+            err = assert_openai_error(r, 503)
+            assert err["code"] == "circuit_breaker_open" and "half-open" in err["message"], err
+        assert len(fake.requests) == 2
+        assert probe.result(timeout=30).status_code == 200
+    fake.set()
+    assert chat(gw).status_code == 200
+
+
+def test_an_open_target_is_skipped_for_the_fallback(start_gateway, fake, fake2):
+    gw = start_gateway(provider_config(fake, {"consecutive_errors": 2, "pause": "1m"},
+                                       fallback=fake2))
+    fake.set(status=500)
+    for _ in range(2):
+        r = chat(gw)
+        assert r.status_code == 200, r.text  # answered by the fallback
+    assert len(fake.requests) == 2 and len(fake2.requests) == 2
+    for _ in range(5):
+        assert chat(gw).status_code == 200
+    assert len(fake.requests) == 2, "an open target must not be tried"
+    assert len(fake2.requests) == 7
+    # with the fallback gone too, the answer names the breaker
+    fake2.set(status=500)
+    r = chat(gw)
+    assert r.status_code == 500  # the fallback's own error: it was tried
+    # a model whose only target is open: 503 naming the breaker
+    cfg = provider_config(fake, {"consecutive_errors": 2, "pause": "1m"}, fallback=fake2)
+    cfg["models"].append(model("only-up", target("up")))
+    gw.reload(cfg)
+    time.sleep(0.5)
+    r = chat(gw, None, "only-up")
+    err = assert_openai_error(r, 503)
+    assert err["code"] == "circuit_breaker_open" and "'provider:up'" in err["message"], err
+    assert "no fallback target" in err["message"]
+    assert len(fake.requests) == 2  # the breaker's state survived the reload
+
+
+def test_an_agent_breaker_stops_that_agent_and_not_its_sibling(start_gateway, fake):
+    cfg = base_config(
+        free_port(),
+        providers=[openai_provider("up", fake.base_url)],
+        models=[model("gpt-4o-mini", target("up"))],
+        identity={"required": True},
+        agents=[{"id": "team", "children": [
+            {"id": "runaway", "breaker": {"consecutive_errors": 3, "pause": "1m"}},
+            {"id": "steady"},
+        ]}],
+    )
+    gw = start_gateway(cfg)
+    runaway = create_key(gw, "runaway")
+    steady = create_key(gw, "steady")
+    fake.set(status=500)
+    for _ in range(3):
+        assert chat(gw, runaway).status_code == 500
+    assert len(fake.requests) == 3
+    r = chat(gw, runaway)
+    err = assert_openai_error(r, 503)
+    assert err["type"] == "circuit_breaker_open" and "'agent:runaway'" in err["message"], err
+    assert "3 consecutive errors" in err["message"]
+    assert int(r.headers["retry-after"]) > 50
+    assert len(fake.requests) == 3
+    # a sibling is not stopped by it
+    fake.set()
+    assert chat(gw, steady).status_code == 200
+    assert chat(gw, runaway).status_code == 503
+    assert len(fake.requests) == 4
+    # the SDK sees a 503 it can act on
+    client = openai.OpenAI(base_url=gw.base_url, api_key=runaway, max_retries=0)
+    with pytest.raises(openai.InternalServerError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSGS)
+    assert exc.value.status_code == 503
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that records JSON POST bodies."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        self.cond = threading.Condition()
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = json.loads(self.rfile.read(n))
+                with outer.cond:
+                    outer.posts.append({"body": body, "ctype": self.headers["Content-Type"]})
+                    outer.cond.notify_all()
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, n: int, timeout: float = 10) -> list[dict]:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.posts) >= n, timeout), self.posts
+            return list(self.posts)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_error_rate_alert_fires_once_per_shortened_window(start_gateway, fake, receiver):
+    breaker = {"consecutive_errors": 0, "error_rate": 0.5, "alert_window": "2s",
+               "min_calls": 4, "webhook": receiver.url}
+    gw = start_gateway(provider_config(fake, breaker))
+    for _ in range(4):
+        assert chat(gw).status_code == 200
+    # 3 errors after 4 successes: 3/7 is under the threshold
+    fake.set(status=500)
+    for _ in range(3):
+        assert chat(gw).status_code == 500
+    time.sleep(0.3)
+    assert receiver.posts == []
+    # the 5th error: 5/9 is above it
+    for _ in range(2):
+        assert chat(gw).status_code == 500
+    posts = receiver.wait(1)
+    body = posts[0]["body"]
+    assert posts[0]["ctype"] == "application/json"
+    assert body["event"] == "breaker_error_rate" and body["breaker"] == "provider:up", body
+    assert body["threshold"] == 0.5 and body["errors"] == 5 and body["calls"] == 9, body
+    assert body["window_ms"] == 2000
+    # once per window: more errors now do not alert again
+    for _ in range(5):
+        assert chat(gw).status_code == 500
+    time.sleep(0.3)
+    assert len(receiver.posts) == 1
+    rec = gw.wait_for_log(lambda r: r.get("msg") == "breaker error-rate alert")
+    assert rec["breaker"] == "provider:up" and rec["level"] == "error"
+    assert metric(gw, "portcullis_breaker_alerts_total", 'breaker="provider:up"') == 1
+    # the next window, still failing: a second alert
+    time.sleep(2.1)
+    for _ in range(4):
+        assert chat(gw).status_code == 500
+    receiver.wait(2)
+    assert metric(gw, "portcullis_breaker_alerts_total", 'breaker="provider:up"') == 2
+
+
+def test_slow_upstream_backs_off_and_sheds_to_the_fallback(start_gateway, fake, fake2):
+    breaker = {"consecutive_errors": 0, "error_rate": 0, "latency_p90": "150ms",
+               "window": "20s", "min_calls": 6}
+    gw = start_gateway(provider_config(fake, breaker, fallback=fake2))
+    fake.set(latency_ms=800)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        first = list(pool.map(lambda _: chat(gw), range(8)))
+    assert all(r.status_code == 200 for r in first)
+    assert len(fake2.requests) == 0
+    limit = metric(gw, "portcullis_breaker_concurrency_limit", 'breaker="provider:up"')
+    assert limit is not None and 1 <= limit <= 4, limit
+    gw.wait_for_log(lambda r: r.get("msg") == "circuit breaker backing off on latency")
+    # 8 at once again: only `limit` go to the slow target, the rest to the fallback
+    before = len(fake.requests)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        second = list(pool.map(lambda _: chat(gw), range(8)))
+    assert all(r.status_code == 200 for r in second)
+    assert len(fake2.requests) >= 8 - limit, (len(fake2.requests), limit)
+    assert len(fake.requests) - before <= limit
