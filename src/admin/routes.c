@@ -18,6 +18,8 @@
 static const struct admin_route routes[] = {
     {"GET", "/admin/budgets", admin_budgets_get},
     {"GET", "/admin/budgets/*", admin_budgets_get},
+    {"GET", "/admin/breakers", admin_breakers_get},
+    {"POST", "/admin/breakers/*/reset", admin_breakers_reset},
 };
 
 void admin_json(struct http_exchange *ex, int status, json_t *body)

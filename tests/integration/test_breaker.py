@@ -294,3 +294,37 @@ def test_slow_upstream_backs_off_and_sheds_to_the_fallback(start_gateway, fake, 
     assert all(r.status_code == 200 for r in second)
     assert len(fake2.requests) >= 8 - limit, (len(fake2.requests), limit)
     assert len(fake.requests) - before <= limit
+
+
+ADMIN_TOKEN = "adm-" + "5" * 24
+
+
+def test_admin_lists_breakers_and_reset_closes_one(start_gateway, fake):
+    admin_port = free_port()
+    cfg = provider_config(fake, {"consecutive_errors": 2, "pause": "10m"})
+    cfg["admin"] = {"listen": f"127.0.0.1:{admin_port}", "token_env": "PORTCULLIS_ADMIN_TOKEN"}
+    gw = start_gateway(cfg, env={"PORTCULLIS_ADMIN_TOKEN": ADMIN_TOKEN})
+    admin = httpx.Client(base_url=f"http://127.0.0.1:{admin_port}", timeout=10,
+                         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    fake.set(status=500)
+    for _ in range(2):
+        assert chat(gw).status_code == 500
+    assert chat(gw).status_code == 503
+    r = admin.get("/admin/breakers")
+    assert r.status_code == 200, r.text
+    (b,) = r.json()["breakers"]
+    assert b["id"] == "provider:up" and b["state"] == "open" and b["state_code"] == 1, b
+    assert b["trips"] == 1 and b["refused"] == 1 and b["retry_after_ms"] > 500000, b
+    assert b["config"]["consecutive_errors"] == 2 and b["config"]["pause_ms"] == 600000, b
+    assert httpx.get(f"http://127.0.0.1:{admin_port}/admin/breakers").status_code == 401
+    r = admin.post("/admin/breakers/provider:nope/reset")
+    assert r.status_code == 404 and "provider:nope" in r.json()["error"]["message"]
+    # a reset closes it at once: the next call reaches the (recovered) upstream
+    fake.set()
+    r = admin.post("/admin/breakers/provider:up/reset")
+    assert r.status_code == 200 and r.json() == {"id": "provider:up", "state": "closed"}
+    n = len(fake.requests)
+    assert chat(gw).status_code == 200
+    assert len(fake.requests) == n + 1
+    assert admin.get("/admin/breakers").json()["breakers"][0]["state"] == "closed"
+    admin.close()
