@@ -24,6 +24,7 @@
 #include "core/clock.h"
 #include "identity/identity.h"
 #include "llm/llm.h"
+#include "mcp/mcp.h"
 #include "telemetry/metrics.h"
 #include "upstream/upstream.h"
 
@@ -36,6 +37,7 @@ struct runtime {
     struct identity *identity;      /* keys, JWKS, signing keys (shared by workers) */
     struct audit *audit;            /* audit writer; NULL when audit.enabled is false */
     struct admin *admin;            /* admin listener; NULL when no admin: */
+    struct mcp_hub *mcp;            /* MCP hub thread; NULL without an mcp: section */
     struct worker *workers;
     unsigned nworkers;
     atomic_uint exited;             /* workers whose loops have ended */
@@ -99,6 +101,10 @@ static void route(struct http_exchange *ex)
     /* Every request but the health and metrics probes gets an audit record. */
     if (rt->audit && !path_is(r, "/metrics") && !path_is(r, "/healthz"))
         ex->on_finish = audit_on_finish;
+    if (mcp_route_match(ex)) {
+        mcp_endpoint(rt->mcp, rt->identity, ex);
+        return;
+    }
     for (size_t i = 0; i < sizeof protocol_routes / sizeof protocol_routes[0]; i++) {
         if (path_is(r, protocol_routes[i].path)) {
             if (identity_authenticate(rt->identity, ex) == 0)
@@ -240,6 +246,13 @@ static void reload(struct runtime *rt)
         if (old)
             config_unref(old);
     }
+    if (rt->mcp)
+        mcp_hub_reload(rt->mcp, next);
+    else if (next->mcp.present) {
+        char err[256];
+        if (!(rt->mcp = mcp_hub_new(next, err, sizeof err)))
+            log_msg(LOG_ERROR, NULL, "mcp: %s", err);
+    }
     config_unref(rt->cfg);
     rt->cfg = next;
     send_all(rt, WORKER_CMD_RELOAD);
@@ -270,6 +283,7 @@ static void start_drain(struct runtime *rt, const char *why)
     log_msg(LOG_INFO, NULL, "%s: draining in-flight requests (deadline %u ms)", why,
             rt->cfg->limits.drain_timeout_ms);
     send_all(rt, WORKER_CMD_DRAIN);
+    mcp_hub_drain(rt->mcp); /* GET streams end, so connections can close */
     uv_timer_start(&rt->deadline, on_deadline, rt->cfg->limits.drain_timeout_ms, 0);
 }
 
@@ -356,6 +370,10 @@ int serve_main(const char *config_path)
             log_msg(LOG_ERROR, NULL, "audit: %s", err);
             return 1;
         }
+        if (rt.cfg->mcp.present && !(rt.mcp = mcp_hub_new(rt.cfg, err, sizeof(err)))) {
+            log_msg(LOG_ERROR, NULL, "mcp: %s", err);
+            return 1;
+        }
         if (!rt.cfg->identity.required)
             log_msg(LOG_WARN, NULL, "identity.required is false: requests without a portcullis "
                                     "credential run as anonymous");
@@ -416,6 +434,7 @@ int serve_main(const char *config_path)
         buf_free(&w->logbuf);
     }
     admin_stop(rt.admin);
+    mcp_hub_free(rt.mcp); /* after the workers: no exchange is left to answer */
     log_msg(LOG_INFO, NULL, "drained; exiting");
     free(rt.workers);
     metrics_free(rt.metrics);

@@ -65,6 +65,7 @@ void config_free(struct config *cfg)
     cfg_free_identity(cfg);
     cfg_free_policy(cfg);
     cfg_free_admin(cfg);
+    cfg_free_mcp(cfg);
     free(cfg);
 }
 

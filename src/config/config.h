@@ -161,6 +161,50 @@ struct config_policy {
     struct policy_entities *entities;  /* Agent:: (with parents) and Model:: */
 };
 
+/* mcp: (src/config/mcp.c). The MCP endpoint and the upstream servers it
+ * federates. */
+struct config_mcp_pair {
+    char *name;
+    char *value;
+};
+
+struct config_mcp_tool {
+    char *name;              /* the upstream's own tool name */
+    char **labels;           /* private_data, exfiltration, ... */
+    size_t nlabels;
+};
+
+struct config_mcp_server {
+    char *name;
+    unsigned line;                  /* in the config file, for messages */
+    char *url;                      /* Streamable HTTP, or NULL */
+    struct config_mcp_pair *headers; /* static headers (url only). May hold secrets */
+    size_t nheaders;
+    char *identity_header;          /* send the caller's identity token here, or NULL */
+    char **argv;                    /* stdio command, NULL-terminated, or NULL */
+    size_t argc;
+    char **env;                     /* "K=V", NULL-terminated, or NULL */
+    size_t nenv;
+    char *cwd;                      /* resolved, or NULL */
+    struct config_mcp_tool *tools;  /* labels per tool */
+    size_t ntools;
+    int untrusted;                  /* trust: untrusted */
+    uint32_t timeout_ms;            /* per request; default 60s */
+};
+
+struct config_mcp {
+    int present;                    /* an mcp: section was written */
+    char *path;                     /* endpoint path; default "/mcp" */
+    char *separator;                /* "<server><sep><tool>"; default "__" */
+    uint32_t session_idle_ms;       /* default 30m */
+    char **allowed_hosts;           /* Host header names (any port) */
+    size_t nallowed_hosts;
+    char **allowed_origins;         /* extra Origin values allowed */
+    size_t nallowed_origins;
+    struct config_mcp_server *servers;
+    size_t nservers;
+};
+
 struct config {
     atomic_int refs;
     char *path; /* file it was loaded from */
@@ -200,6 +244,7 @@ struct config {
     struct breaker_set *breakers;
     struct config_audit audit;
     struct config_policy policy;
+    struct config_mcp mcp;
 };
 
 /* One validation error; errors are collected, not stopped at. */
@@ -242,6 +287,14 @@ const struct config_provider *config_find_provider(const struct config *c, const
 
 /* An agent of the agents: tree by id; NULL when absent. */
 const struct config_agent *config_find_agent(const struct config *c, const char *id);
+
+/* The Cedar entities of the snapshot (agents with their parents,
+ * Agent::"anonymous", models) as a JSON array the caller owns (jansson
+ * json_t *, declared void here to keep jansson out of this header). */
+void *config_policy_entities_json(const struct config *cfg);
+
+/* A server of mcp.servers by name; NULL when absent. */
+const struct config_mcp_server *config_find_mcp_server(const struct config *c, const char *name);
 
 /* "openai", "anthropic", "mock" ("?" for anything else). */
 const char *config_provider_kind_name(enum provider_kind kind);

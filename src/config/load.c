@@ -324,6 +324,7 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         return;
     cfg_identity_defaults(c);
     cfg_budget_defaults(c);
+    cfg_mcp_defaults(c);
     if (root->type != YAML_MAPPING_NODE) {
         cfg_error(c, root, "the top level must be a mapping of keys (listen:, providers:, ...)");
         return;
@@ -361,6 +362,8 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         cfg_build_audit(c, found[K_AUDIT]);
     if (found[K_BUDGET] != NULL && !c->stop && found[K_BUDGET]->type == YAML_MAPPING_NODE)
         cfg_build_budget_section(c, found[K_BUDGET]);
+    if (found[K_MCP] != NULL && !c->stop && found[K_MCP]->type == YAML_MAPPING_NODE)
+        cfg_build_mcp(c, found[K_MCP]);
     /* Last: the entities come from agents: and models:. */
     if (found[K_POLICY] != NULL && !c->stop && found[K_POLICY]->type == YAML_MAPPING_NODE)
         cfg_build_policy(c, found[K_POLICY]);

@@ -126,6 +126,11 @@ void cfg_free_breakers(struct config *cfg);
 void cfg_build_policy(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_free_policy(struct config *cfg);
 
+/* mcp: (mcp.c). */
+void cfg_mcp_defaults(struct cfg_ctx *c);
+void cfg_build_mcp(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_free_mcp(struct config *cfg);
+
 /* Whole document -> c->cfg (load.c). */
 void cfg_build(struct cfg_ctx *c, yaml_node_t *root);
 

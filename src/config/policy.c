@@ -90,8 +90,9 @@ static json_t *uid_json(const char *type, const char *id)
     return json_pack("{s:s, s:s}", "type", type, "id", id);
 }
 
-/* Cedar entities JSON for the agents tree and the models. */
-static json_t *entities_json(const struct config *cfg)
+/* Cedar entities JSON for the agents tree and the models (also the base the
+ * MCP hub adds its Tool:: entities to). */
+void *config_policy_entities_json(const struct config *cfg)
 {
     json_t *arr = json_array();
     int anon = 0;
@@ -163,7 +164,7 @@ void cfg_build_policy(struct cfg_ctx *c, yaml_node_t *n)
     }
 
     char err[256] = "";
-    json_t *ents = entities_json(c->cfg);
+    json_t *ents = config_policy_entities_json(c->cfg);
     if (ents == NULL) {
         c->oom = 1;
         return;

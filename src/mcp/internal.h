@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal to src/mcp/: the reply channel between the hub thread and the
+// worker that owns an exchange (ticket), the request the worker hands to the
+// hub (msg), the hub core that unit tests drive on their own loop with a
+// fake transport, and the JSON-RPC helpers.
+#ifndef PORTCULLIS_MCP_INTERNAL_H
+#define PORTCULLIS_MCP_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "mcp/transport.h"
+
+struct config;
+struct http_exchange;
+
+/* ---- ticket: hub -> worker ---------------------------------------------
+ * One HTTP answer being produced by the hub for an exchange a worker owns.
+ * The hub fills it under the lock and wakes the worker (async); the worker
+ * takes what is there and writes it to the exchange. Reference-counted: the
+ * worker holds one until its async handle is closed, the hub one while it may
+ * still write. Without an async handle (unit tests) the hub just fills it. */
+struct mcp_ticket {
+    uv_mutex_t lock;
+    atomic_int refs;
+    /* worker side only */
+    uv_async_t async;
+    int has_async;
+    struct http_exchange *ex;
+    int head_sent;
+    /* under lock */
+    int closed; /* the worker takes nothing more */
+    int status; /* 0 until the hub answers */
+    int stream; /* text/event-stream, chunked */
+    int end;    /* out is the last of it */
+    buf_t out;
+    char session_id[80]; /* Mcp-Session-Id to send, "" for none */
+    char *action, *resource, *decision, *reason, *policy_ids; /* audit, malloc'ed */
+    char *method; /* JSON-RPC method, for metrics and the access log */
+};
+
+struct mcp_ticket *mcp_ticket_new(void);
+void mcp_ticket_ref(struct mcp_ticket *t);
+void mcp_ticket_unref(struct mcp_ticket *t);
+/* Whether the worker still takes bytes. */
+int mcp_ticket_open(struct mcp_ticket *t);
+/* A whole answer (ends it). body may be NULL for none. -1 when closed. */
+int mcp_ticket_respond(struct mcp_ticket *t, int status, const char *body, size_t len);
+/* Starts an SSE answer (200 text/event-stream) if not started; appends one
+ * event carrying json. -1 when closed. */
+int mcp_ticket_event(struct mcp_ticket *t, const char *json, size_t len);
+/* Ends a streamed answer. */
+void mcp_ticket_finish(struct mcp_ticket *t);
+void mcp_ticket_set_session(struct mcp_ticket *t, const char *id);
+void mcp_ticket_set_audit(struct mcp_ticket *t, const char *action, const char *resource,
+                          const char *decision, const char *reason, const char *policy_ids);
+void mcp_ticket_set_method(struct mcp_ticket *t, const char *method);
+
+/* ---- msg: worker -> hub ----------------------------------------------- */
+enum mcp_http_method { MCP_POST = 1, MCP_GET, MCP_DELETE };
+
+struct mcp_msg {
+    struct mcp_msg *next;
+    enum mcp_http_method method;
+    struct mcp_ticket *t; /* the answer goes here (ref held) */
+    struct config *cfg;   /* snapshot of the request (ref held) */
+    char *body;           /* POST body, malloc'ed */
+    size_t len;
+    char session[80]; /* Mcp-Session-Id, "" when absent */
+    int session_bad;  /* present but too long to be ours */
+    char version[32]; /* MCP-Protocol-Version, "" when absent */
+    int accept_sse;   /* Accept allows text/event-stream */
+    char *agent;      /* principal (Agent::"id"), "anonymous" when none */
+    char **chain;     /* delegation chain, root first */
+    size_t chain_len;
+    char *owner; /* what binds a session to its creator */
+    char request_id[64];
+};
+
+void mcp_msg_free(struct mcp_msg *m);
+
+/* Queues m for the hub thread (takes ownership). Thread-safe. */
+struct mcp_hub;
+void mcp_hub_submit(struct mcp_hub *hub, struct mcp_msg *m);
+
+/* ---- transport ops (the real ones, or a fake in unit tests) ------------ */
+struct mcp_transport_ops {
+    struct mcp_upstream *(*open)(uv_loop_t *loop, const struct mcp_upstream_spec *spec,
+                                 const struct mcp_upstream_events *ev, void *ctx);
+    int (*send)(struct mcp_upstream *u, const char *json, size_t len,
+                const struct mcp_send_opts *opts);
+    void (*initialized)(struct mcp_upstream *u, const char *protocol_version);
+    void (*close)(struct mcp_upstream *u);
+};
+
+/* The transports of transport.h; NULL members when they are not built. */
+extern const struct mcp_transport_ops mcp_transport_real;
+
+/* ---- hub core (hub.c), on one loop ------------------------------------ */
+struct mcp_core;
+
+/* A core on loop for cfg (referenced); opens the upstreams with ops. */
+struct mcp_core *mcp_core_new(uv_loop_t *loop, struct config *cfg,
+                              const struct mcp_transport_ops *ops);
+/* Handles one request (takes ownership of m). */
+void mcp_core_handle(struct mcp_core *c, struct mcp_msg *m);
+void mcp_core_reload(struct mcp_core *c, struct config *cfg);
+void mcp_core_drain(struct mcp_core *c);
+/* Closes upstreams, sessions and timers; frees once the handles are closed
+ * (run the loop afterwards). */
+void mcp_core_close(struct mcp_core *c);
+/* Expires idle sessions and overdue requests as of now_ms (the sweep timer
+ * calls it; tests call it with a chosen time). */
+void mcp_core_sweep(struct mcp_core *c, uint64_t now_ms);
+size_t mcp_core_session_count(const struct mcp_core *c);
+
+/* ---- JSON-RPC (jsonrpc.c) ---------------------------------------------- */
+#define JSONRPC_PARSE_ERROR -32700
+#define JSONRPC_INVALID_REQUEST -32600
+#define JSONRPC_METHOD_NOT_FOUND -32601
+#define JSONRPC_INVALID_PARAMS -32602
+#define JSONRPC_INTERNAL_ERROR -32603
+
+enum mcp_kind { MCP_REQUEST = 1, MCP_NOTIFICATION, MCP_RESPONSE };
+
+/* One JSON-RPC message, parsed. root owns everything. */
+struct mcp_rpc {
+    json_t *root;
+    enum mcp_kind kind;
+    json_t *id;         /* request/response id (borrowed) or NULL */
+    const char *method; /* request/notification */
+    json_t *params;     /* object or NULL */
+};
+
+/* Parses one message. 0, or a JSON-RPC error code with a message in why
+ * (and *id set when the request's id could be read, for the error answer). */
+int mcp_rpc_parse(const char *s, size_t len, struct mcp_rpc *out, json_t **id, char *why,
+                  size_t whylen);
+void mcp_rpc_free(struct mcp_rpc *r);
+
+/* {"jsonrpc":"2.0","id":id,"error":{code,message[,data]}} as malloc'ed text.
+ * id NULL means null; data is borrowed. */
+char *mcp_rpc_error(const json_t *id, int code, const char *msg, const json_t *data);
+/* {"jsonrpc":"2.0","id":id,"result":result}; result is borrowed. */
+char *mcp_rpc_result(const json_t *id, const json_t *result);
+
+/* Protocol versions the gateway speaks, newest first. */
+extern const char *const mcp_versions[];
+extern const size_t mcp_nversions;
+int mcp_version_supported(const char *v);
+
+#endif
