@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: Apache-2.0
+// The hub core against two fake upstreams (an in-test transport): upstream
+// initialize and paginated list caching, tools/list merged with prefixes and
+// filtered by list_tool, tools/call routed with id and progressToken
+// rewriting, call_tool denials naming the tool and the permission, unknown
+// tools, upstreams going down (new and in-flight calls fail naming the
+// server), sessions bound to their principal.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+
+#include "config/config.h"
+#include "mcp/internal.h"
+
+/* ---- the fake transport -------------------------------------------------- */
+
+struct fake {
+    char name[32];
+    const struct mcp_upstream_events *ev;
+    void *ctx;
+    json_t *sent; /* array of the messages sent */
+    int closed;
+};
+
+static struct fake *fakes[4];
+static int nfakes;
+
+static struct mcp_upstream *f_open(uv_loop_t *loop, const struct mcp_upstream_spec *spec,
+                                   const struct mcp_upstream_events *ev, void *ctx)
+{
+    struct fake *f = calloc(1, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", spec->name);
+    f->ev = ev;
+    f->ctx = ctx;
+    f->sent = json_array();
+    fakes[nfakes++] = f;
+    return (struct mcp_upstream *)f;
+}
+
+static int f_send(struct mcp_upstream *u, const char *json, size_t len,
+                  const struct mcp_send_opts *o)
+{
+    struct fake *f = (struct fake *)u;
+    json_t *m = json_loadb(json, len, 0, NULL);
+    assert_non_null(m);
+    json_array_append_new(f->sent, m);
+    return 0;
+}
+
+static void f_initialized(struct mcp_upstream *u, const char *v)
+{
+}
+
+static void f_close(struct mcp_upstream *u)
+{
+    struct fake *f = (struct fake *)u;
+    json_decref(f->sent);
+    free(f);
+}
+
+static const struct mcp_transport_ops fake_ops = {f_open, f_send, f_initialized, f_close};
+
+static struct fake *fake_named(const char *name)
+{
+    for (int i = 0; i < nfakes; i++)
+        if (strcmp(fakes[i]->name, name) == 0)
+            return fakes[i];
+    fail_msg("no upstream %s", name);
+    return NULL;
+}
+
+/* The last message the upstream got. */
+static json_t *last_sent(struct fake *f)
+{
+    size_t n = json_array_size(f->sent);
+    assert_true(n > 0);
+    return json_array_get(f->sent, n - 1);
+}
+
+static void inject(struct fake *f, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    f->ev->on_message(f->ctx, buf, strlen(buf));
+}
+
+static json_int_t last_id(struct fake *f)
+{
+    return json_integer_value(json_object_get(last_sent(f), "id"));
+}
+
+static const char *last_method(struct fake *f)
+{
+    return json_string_value(json_object_get(last_sent(f), "method"));
+}
+
+/* ---- the client side ---------------------------------------------------- */
+
+static struct mcp_core *core;
+static struct config *cfg;
+static uv_loop_t loop;
+static char dir[64];
+
+static struct mcp_ticket *post(const char *session, const char *agent, const char *body)
+{
+    struct mcp_msg *m = calloc(1, sizeof *m);
+    m->method = MCP_POST;
+    m->t = mcp_ticket_new();
+    m->cfg = config_ref(cfg);
+    m->body = strdup(body);
+    m->len = strlen(body);
+    snprintf(m->session, sizeof m->session, "%s", session ? session : "");
+    m->accept_sse = 1;
+    m->agent = strdup(agent);
+    m->owner = strdup(agent);
+    struct mcp_ticket *t = m->t;
+    mcp_ticket_ref(t);
+    mcp_core_handle(core, m);
+    return t;
+}
+
+/* The JSON-RPC message of a whole answer, or of the last SSE event. */
+static json_t *answer(struct mcp_ticket *t)
+{
+    assert_true(t->status != 0);
+    const char *s = t->out.data;
+    assert_non_null(s);
+    const char *last = s, *p;
+    while ((p = strstr(last, "data: ")) != NULL && t->stream)
+        last = p + 6;
+    json_t *j = json_loadb(last, strlen(last), JSON_DISABLE_EOF_CHECK, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+static char session[80];
+
+static void start_upstreams(void)
+{
+    struct fake *a = fake_named("a"), *b = fake_named("b");
+    a->ev->on_state(a->ctx, MCP_UPSTREAM_READY, NULL);
+    b->ev->on_state(b->ctx, MCP_UPSTREAM_READY, NULL);
+    assert_string_equal(last_method(a), "initialize");
+    inject(a,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"protocolVersion\":\"2025-06-18\","
+           "\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"A\",\"version\":\"1\"}}}",
+           (long long)last_id(a));
+    assert_string_equal(last_method(a), "tools/list");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(a->sent, json_array_size(a->sent) - 2), "method")),
+                        "notifications/initialized");
+    inject(a,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[{\"name\":\"echo\","
+           "\"inputSchema\":{\"type\":\"object\"}},{\"name\":\"hidden\",\"inputSchema\":{}}]}}",
+           (long long)last_id(a));
+    inject(b,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"protocolVersion\":\"2025-06-18\","
+           "\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"B\",\"version\":\"1\"}}}",
+           (long long)last_id(b));
+    /* two pages */
+    inject(b,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[{\"name\":\"secret\","
+           "\"inputSchema\":{}}],\"nextCursor\":\"p2\"}}",
+           (long long)last_id(b));
+    assert_string_equal(last_method(b), "tools/list");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(last_sent(b), "params"), "cursor")),
+        "p2");
+    inject(b,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[{\"name\":\"add\","
+           "\"inputSchema\":{}}]}}",
+           (long long)last_id(b));
+}
+
+static int setup(void **state)
+{
+    strcpy(dir, "/tmp/pcl-mcp-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    char path[128], yaml[2048];
+    snprintf(path, sizeof path, "%s/p.cedar", dir);
+    FILE *f = fopen(path, "w");
+    fputs("permit (principal, action, resource);\n"
+          "@id(\"no-secret\") forbid (principal == Agent::\"anonymous\", action == "
+          "Action::\"call_tool\", resource == Tool::\"b/secret\");\n"
+          "@id(\"hide\") forbid (principal, action == Action::\"list_tool\", resource) when "
+          "{ resource.labels.contains(\"internal\") };\n",
+          f);
+    fclose(f);
+    snprintf(yaml, sizeof yaml,
+             "agents: [{id: alice}]\n"
+             "policy: {files: [p.cedar]}\n"
+             "mcp:\n"
+             "  servers:\n"
+             "    - {name: a, command: [x], tools: {hidden: [internal]}}\n"
+             "    - {name: b, url: http://127.0.0.1:1/mcp}\n");
+    snprintf(path, sizeof path, "%s/t.yaml", dir);
+    struct config_errors errs;
+    cfg = config_load_string(path, yaml, strlen(yaml), &errs);
+    if (cfg == NULL) {
+        config_errors_print(&errs, stderr);
+        return -1;
+    }
+    uv_loop_init(&loop);
+    nfakes = 0;
+    core = mcp_core_new(&loop, cfg, &fake_ops);
+    start_upstreams();
+    struct mcp_ticket *t =
+        post(NULL, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+             "\"protocolVersion\":\"1999-01-01\",\"capabilities\":{},\"clientInfo\":{\"name\":"
+             "\"t\",\"version\":\"1\"}}}");
+    json_t *j = answer(t);
+    assert_int_equal(t->status, 200);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(j, "result"), "protocolVersion")),
+        "2025-11-25");
+    assert_true(strlen(t->session_id) >= 32); /* 128+ random bits */
+    snprintf(session, sizeof session, "%s", t->session_id);
+    json_decref(j);
+    mcp_ticket_unref(t);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    mcp_core_close(core);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    config_unref(cfg);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void list_merges_prefixes_and_filters(void **state)
+{
+    struct mcp_ticket *t =
+        post(session, "anonymous", "{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"tools/list\"}");
+    json_t *j = answer(t);
+    json_t *tools = json_object_get(json_object_get(j, "result"), "tools");
+    assert_int_equal(json_array_size(tools), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 0), "name")),
+                        "a__echo");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 1), "name")),
+                        "b__secret");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(tools, 2), "name")),
+                        "b__add");
+    assert_string_equal(json_string_value(json_object_get(j, "id")), "x");
+    json_decref(j);
+    mcp_ticket_unref(t);
+}
+
+static void call_is_routed_with_ids_and_progress_rewritten(void **state)
+{
+    struct fake *b = fake_named("b");
+    struct mcp_ticket *t =
+        post(session, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":41,\"method\":\"tools/call\",\"params\":"
+             "{\"name\":\"b__add\",\"arguments\":{\"x\":1},\"_meta\":{"
+             "\"progressToken\":\"tok\"}}}");
+    assert_int_equal(t->status, 0); /* waiting for the upstream */
+    json_t *sent = last_sent(b);
+    json_t *params = json_object_get(sent, "params");
+    assert_string_equal(json_string_value(json_object_get(params, "name")), "add");
+    json_int_t uid = json_integer_value(json_object_get(sent, "id"));
+    assert_true(uid != 41);
+    const char *gt =
+        json_string_value(json_object_get(json_object_get(params, "_meta"), "progressToken"));
+    assert_non_null(gt);
+    assert_string_not_equal(gt, "tok");
+    char tok[64];
+    snprintf(tok, sizeof tok, "%s", gt);
+    inject(b,
+           "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{"
+           "\"progressToken\":\"%s\",\"progress\":1,\"total\":2}}",
+           tok);
+    assert_int_equal(t->stream, 1);
+    assert_non_null(strstr(t->out.data, "\"progressToken\":\"tok\""));
+    inject(b,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"content\":[{\"type\":\"text\","
+           "\"text\":\"2\"}]}}",
+           (long long)uid);
+    assert_true(t->end);
+    json_t *j = answer(t);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 41);
+    assert_non_null(json_object_get(j, "result"));
+    assert_string_equal(t->action, "call_tool");
+    assert_string_equal(t->resource, "b/add");
+    assert_string_equal(t->decision, "allow");
+    json_decref(j);
+    mcp_ticket_unref(t);
+}
+
+static void forbidden_and_unknown_tools_say_which(void **state)
+{
+    struct mcp_ticket *t =
+        post(session, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":"
+             "{\"name\":\"b__secret\",\"arguments\":{}}}");
+    json_t *j = answer(t);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    assert_non_null(strstr(msg, "b__secret"));
+    assert_non_null(strstr(msg, "Action::\"call_tool\""));
+    assert_non_null(strstr(msg, "no-secret"));
+    assert_string_equal(t->decision, "deny");
+    assert_string_equal(t->policy_ids, "no-secret");
+    json_decref(j);
+    mcp_ticket_unref(t);
+
+    t = post(session, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":"
+             "\"a__nope\"}}");
+    j = answer(t);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "error"), "code")),
+                     -32602);
+    assert_non_null(strstr(
+        json_string_value(json_object_get(json_object_get(j, "error"), "message")), "a__nope"));
+    json_decref(j);
+    mcp_ticket_unref(t);
+}
+
+static void down_upstream_fails_its_calls_only(void **state)
+{
+    struct fake *a = fake_named("a");
+    struct mcp_ticket *t =
+        post(session, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":"
+             "{\"name\":\"a__echo\"}}");
+    assert_int_equal(t->status, 0);
+    a->ev->on_state(a->ctx, MCP_UPSTREAM_DOWN, "process exited");
+    json_t *j = answer(t);
+    const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    assert_non_null(strstr(msg, "'a'"));
+    json_decref(j);
+    mcp_ticket_unref(t);
+    /* the next call fails at once; b still works */
+    t = post(session, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"tools/call\",\"params\":{\"name\":"
+             "\"a__echo\"}}");
+    j = answer(t);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "down"));
+    json_decref(j);
+    mcp_ticket_unref(t);
+    t = post(session, "anonymous", "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}");
+    j = answer(t);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(j, "result"), "tools")), 3);
+    json_decref(j);
+    mcp_ticket_unref(t);
+}
+
+static void sessions_belong_to_their_principal(void **state)
+{
+    struct mcp_ticket *t =
+        post(session, "alice", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    assert_int_equal(t->status, 404);
+    mcp_ticket_unref(t);
+    t = post(NULL, "anonymous", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    assert_int_equal(t->status, 400);
+    mcp_ticket_unref(t);
+    t = post(session, "anonymous", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    assert_int_equal(t->status, 200);
+    mcp_ticket_unref(t);
+    t = post(session, "anonymous", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"no/such\"}");
+    json_t *j = answer(t);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "error"), "code")),
+                     -32601);
+    json_decref(j);
+    mcp_ticket_unref(t);
+    t = post(session, "anonymous", "{\"jsonrpc\":\"2.0\",\"id\":1,");
+    assert_int_equal(t->status, 400);
+    j = answer(t);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "error"), "code")),
+                     -32700);
+    json_decref(j);
+    mcp_ticket_unref(t);
+    t = post(session, "anonymous", "{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"ping\"}");
+    j = answer(t);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "error"), "code")),
+                     -32600);
+    json_decref(j);
+    mcp_ticket_unref(t);
+    /* idle sessions expire */
+    mcp_core_sweep(core, uv_now(&loop) + cfg->mcp.session_idle_ms + 1000);
+    assert_int_equal(mcp_core_session_count(core), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(list_merges_prefixes_and_filters, setup, teardown),
+        cmocka_unit_test_setup_teardown(call_is_routed_with_ids_and_progress_rewritten, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(forbidden_and_unknown_tools_say_which, setup, teardown),
+        cmocka_unit_test_setup_teardown(down_upstream_fails_its_calls_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(sessions_belong_to_their_principal, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
