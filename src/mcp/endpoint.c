@@ -132,6 +132,17 @@ static int content_type_json(const struct http_header *h)
     return n == 16 && strncasecmp(h->value, "application/json", 16) == 0;
 }
 
+/* Whether the event stream comes before application/json in Accept (the
+ * client's order of preference; q-values are not weighed). */
+static int prefers_sse(const struct http_header *h)
+{
+    if (h == NULL)
+        return 0;
+    const char *sse = strcasestr(h->value, "text/event-stream");
+    const char *json = strcasestr(h->value, "application/json");
+    return sse != NULL && (json == NULL || sse < json);
+}
+
 /* ---- tickets on the worker side ---------------------------------------- */
 
 static void ticket_closed(uv_handle_t *h)
@@ -366,6 +377,7 @@ void mcp_endpoint(struct mcp_hub *hub, struct identity *id, struct http_exchange
     }
     t->async.data = t;
     t->has_async = 1;
+    t->prefer_sse = method == MCP_POST && prefers_sse(http_request_header(r, "accept"));
     t->ex = ex;
     http_exchange_ref(ex); /* dropped when the async handle is closed */
     ex->handler_data = t;

@@ -34,10 +34,11 @@ struct mcp_ticket {
     struct http_exchange *ex;
     int head_sent;
     /* under lock */
-    int closed; /* the worker takes nothing more */
-    int status; /* 0 until the hub answers */
-    int stream; /* text/event-stream, chunked */
-    int end;    /* out is the last of it */
+    int closed;     /* the worker takes nothing more */
+    int status;     /* 0 until the hub answers */
+    int stream;     /* text/event-stream, chunked */
+    int prefer_sse; /* Accept lists the event stream first: whole answers go out as one event */
+    int end;        /* out is the last of it */
     buf_t out;
     char session_id[80]; /* Mcp-Session-Id to send, "" for none */
     char *action, *resource, *decision, *reason, *policy_ids; /* audit, malloc'ed */

@@ -69,7 +69,12 @@ int mcp_ticket_respond(struct mcp_ticket *t, int status, const char *body, size_
     uv_mutex_lock(&t->lock);
     if (!t->closed && !t->end && t->status == 0) {
         t->status = status;
-        if (body != NULL && len > 0 && buf_append(&t->out, body, len) != 0)
+        if (t->prefer_sse && status == 200 && body != NULL && len > 0) {
+            t->stream = 1;
+            if (buf_append_lit(&t->out, "event: message\ndata: ") != 0 ||
+                buf_append(&t->out, body, len) != 0 || buf_append_lit(&t->out, "\n\n") != 0)
+                t->status = 500, t->stream = 0;
+        } else if (body != NULL && len > 0 && buf_append(&t->out, body, len) != 0)
             t->status = 500;
         t->end = 1;
         wake(t);
