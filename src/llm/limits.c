@@ -150,19 +150,22 @@ static void emit(struct http_exchange *ex, struct breaker *b, int ev, uint64_t n
 
 /* ---- admission -------------------------------------------------------------- */
 
-/* What the call may use in tokens: the prompt estimate plus the completion
- * limit asked for (or what the mock answers when it serves every target). */
+/* What the call may use in tokens: a token per 4 body bytes for the prompt
+ * plus the completion limit asked for (or what the mock answers when it
+ * serves every target). No DOM: a span lookup on the validated body. */
 static uint64_t token_estimate(struct llm_call *call)
 {
-    const json_t *body = llm_call_body(call);
-    uint64_t n = llm_estimate_prompt_tokens(body);
+    static const char *const keys[] = {"max_completion_tokens", "max_tokens"};
+    struct json_span v[2];
+    size_t dup;
+    uint64_t n = (call->ex->req->body.len + 3) / 4;
     if (call->api == LLM_EMBEDDINGS)
         return n;
-    const json_t *mt = json_object_get(body, "max_completion_tokens");
-    if (!json_is_integer(mt))
-        mt = json_object_get(body, "max_tokens");
-    if (json_is_integer(mt) && json_integer_value(mt) > 0)
-        return n + (uint64_t)json_integer_value(mt);
+    int64_t mt = 0;
+    if (json_lookup(&call->root, keys, 2, v, &dup) == 0 &&
+        ((v[0].kind != JS_NONE && json_int(&v[0], &mt) == 0 && mt > 0) ||
+         (v[1].kind != JS_NONE && json_int(&v[1], &mt) == 0 && mt > 0)))
+        return n + (uint64_t)mt;
     uint64_t mock = 0;
     for (int i = 0; i < call->ntargets; i++) {
         const struct config_provider *p = call->model->targets[call->order[i]].provider;
