@@ -250,7 +250,7 @@ static void reload(struct runtime *rt)
         mcp_hub_reload(rt->mcp, next);
     else if (next->mcp.present) {
         char err[256];
-        if (!(rt->mcp = mcp_hub_new(next, err, sizeof err)))
+        if (!(rt->mcp = mcp_hub_new(next, rt->identity, err, sizeof err)))
             log_msg(LOG_ERROR, NULL, "mcp: %s", err);
     }
     config_unref(rt->cfg);
@@ -370,7 +370,7 @@ int serve_main(const char *config_path)
             log_msg(LOG_ERROR, NULL, "audit: %s", err);
             return 1;
         }
-        if (rt.cfg->mcp.present && !(rt.mcp = mcp_hub_new(rt.cfg, err, sizeof(err)))) {
+        if (rt.cfg->mcp.present && !(rt.mcp = mcp_hub_new(rt.cfg, rt.identity, err, sizeof(err)))) {
             log_msg(LOG_ERROR, NULL, "mcp: %s", err);
             return 1;
         }

@@ -290,7 +290,7 @@ static void reject(struct http_exchange *ex, int status, const char *code, const
     buf_t b;
     buf_init(&b, 8192);
     int rc;
-    if (jsonrpc_route(ex->req)) {
+    if (jsonrpc_route(ex->req) || (ex->route && strcmp(ex->route, "mcp") == 0)) {
         rc = buf_append_lit(&b, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":");
         rc |= buf_appendf(&b, "%d", status == 401 ? -32001 : -32003);
         rc |= buf_append_lit(&b, ",\"message\":");

@@ -12,6 +12,7 @@
 #include "config/config.h"
 #include "core/log.h"
 #include "mcp/internal.h"
+#include "identity/identity.h"
 #include "policy/policy.h"
 
 #define PEND_BUCKETS 256
@@ -94,6 +95,7 @@ struct mcp_core {
     uv_loop_t *loop;
     struct config *cfg;
     const struct mcp_transport_ops *ops;
+    struct identity *identity;
     struct up *ups;
     size_t nups;
     struct session *sessions;
@@ -148,7 +150,15 @@ static const char *sep(const struct mcp_core *c)
     return c->cfg->mcp.separator ? c->cfg->mcp.separator : "__";
 }
 
-static int up_send(struct up *u, json_t *msg, uint64_t cookie, int expects)
+void mcp_core_set_identity(struct mcp_core *c, struct identity *id)
+{
+    c->identity = id;
+}
+
+/* Sends msg (consumed). With m, a client's request: servers configured with
+ * identity_header get a gateway-signed token for the caller in it. */
+static int up_send_as(struct up *u, json_t *msg, uint64_t cookie, int expects,
+                      const struct mcp_msg *m)
 {
     struct mcp_core *c = u->core;
     char *s = json_dumps(msg, JSON_COMPACT);
@@ -158,9 +168,42 @@ static int up_send(struct up *u, json_t *msg, uint64_t cookie, int expects)
         return -1;
     }
     struct mcp_send_opts o = {.cookie = cookie, .expects_response = expects};
+    struct mcp_header h;
+    char *token = NULL;
+    if (m != NULL && u->conf->identity_header != NULL && c->identity != NULL) {
+        const char *chain1[1] = {m->agent};
+        struct identity_principal p = {
+            .agent = m->agent,
+            .auth = m->auth,
+            .chain = m->chain_len ? (const char **)m->chain : chain1,
+            .chain_len = m->chain_len ? m->chain_len : 1,
+            .scope = m->scope,
+            .budget_usd = m->budget_usd,
+            .credential_id = m->credential_id,
+            .parent_request_id = m->parent_request_id,
+            .root_request_id = m->root_request_id,
+            .expires = m->expires,
+            .root_key_id = m->root_key_id,
+        };
+        int anon = m->auth == NULL;
+        token = identity_outbound_token(c->identity, m->cfg->identity.issuer, anon ? NULL : &p,
+                                        u->conf->name, m->request_id, 300);
+        if (token != NULL) {
+            h.name = u->conf->identity_header;
+            h.value = token;
+            o.headers = &h;
+            o.nheaders = 1;
+        }
+    }
     int rc = c->ops->send(u->conn, s, strlen(s), &o);
     free(s);
+    free(token);
     return rc;
+}
+
+static int up_send(struct up *u, json_t *msg, uint64_t cookie, int expects)
+{
+    return up_send_as(u, msg, cookie, expects, NULL);
 }
 
 static void up_error_msg(struct up *u, char *out, size_t len, const char *what)
@@ -1170,7 +1213,7 @@ static void forward(struct call *k, struct up *u)
         json_object_set_new(meta, "progressToken", json_string(gt));
     }
     json_object_set_new(k->rpc->root, "id", json_integer((json_int_t)p->id));
-    if (up_send(u, json_incref(k->rpc->root), p->id, 1) < 0) {
+    if (up_send_as(u, json_incref(k->rpc->root), p->id, 1, k->m) < 0) {
         up_error_msg(u, msg, sizeof msg, NULL);
         pending_fail(c, p, msg);
     }
@@ -1458,7 +1501,8 @@ static void handle_post(struct mcp_core *c, struct mcp_msg *m)
                    ? mcp_rpc_parse(m->body, m->len, &rpc, &id, why, sizeof why)
                    : (snprintf(why, sizeof why, "Parse error: empty body"), JSONRPC_PARSE_ERROR);
     if (code != 0) {
-        answer_json(m->t, 400, mcp_rpc_error(id, code, why, NULL));
+        answer_json(m->t, code == JSONRPC_INVALID_PARAMS ? 200 : 400,
+                    mcp_rpc_error(id, code, why, NULL));
         json_decref(id);
         mcp_msg_free(m);
         return;

@@ -296,6 +296,18 @@ static struct mcp_msg *msg_from(struct http_exchange *ex, enum mcp_http_method m
     m->owner = rc == 0 && o.data ? strdup(o.data) : NULL;
     buf_free(&o);
     snprintf(m->request_id, sizeof m->request_id, "%s", ex->request_id);
+    if (p != NULL) {
+#define DUP(f) m->f = p->f ? strdup(p->f) : NULL
+        DUP(auth);
+        DUP(scope);
+        DUP(credential_id);
+        DUP(parent_request_id);
+        DUP(root_request_id);
+        DUP(root_key_id);
+#undef DUP
+        m->budget_usd = p->budget_usd;
+        m->expires = p->expires;
+    }
     if (method == MCP_POST && r->body.len > 0) {
         m->body = malloc(r->body.len);
         if (m->body != NULL) {

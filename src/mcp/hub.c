@@ -11,12 +11,15 @@
 #include "mcp/internal.h"
 #include "mcp/mcp.h"
 
-/* The transports are linked in when src/mcp/transport*.c are built; until
- * then these resolve to NULL and the hub reports that it has none. */
+/* While src/mcp/transport*.c are not in the tree yet these resolve to NULL
+ * and the hub reports that it has no transports; once they are, the
+ * references are strong so the linker pulls them out of the library. */
+#if !__has_include("mcp/transport_stdio.c")
 #pragma weak mcp_upstream_open
 #pragma weak mcp_upstream_send
 #pragma weak mcp_upstream_initialized
 #pragma weak mcp_upstream_close
+#endif
 
 const struct mcp_transport_ops mcp_transport_real = {
     .open = mcp_upstream_open,
@@ -80,7 +83,7 @@ static void hub_thread(void *arg)
     uv_run(&h->loop, UV_RUN_DEFAULT);
 }
 
-struct mcp_hub *mcp_hub_new(struct config *cfg, char *err, size_t errlen)
+struct mcp_hub *mcp_hub_new(struct config *cfg, struct identity *id, char *err, size_t errlen)
 {
     struct mcp_hub *h = calloc(1, sizeof *h);
     if (h == NULL) {
@@ -95,6 +98,8 @@ struct mcp_hub *mcp_hub_new(struct config *cfg, char *err, size_t errlen)
     uv_async_init(&h->loop, &h->wake, on_wake);
     h->wake.data = h;
     h->core = mcp_core_new(&h->loop, cfg, &mcp_transport_real);
+    if (h->core)
+        mcp_core_set_identity(h->core, id);
     if (h->core == NULL || uv_thread_create(&h->thread, hub_thread, h) != 0) {
         snprintf(err, errlen, "cannot start the hub");
         if (h->core)

@@ -80,6 +80,10 @@ struct mcp_msg {
     char **chain;     /* delegation chain, root first */
     size_t chain_len;
     char *owner; /* what binds a session to its creator */
+    /* the rest of the principal, for identity tokens to upstreams */
+    char *auth, *scope, *credential_id, *parent_request_id, *root_request_id, *root_key_id;
+    double budget_usd;
+    int64_t expires;
     char request_id[64];
 };
 
@@ -110,6 +114,9 @@ struct mcp_core *mcp_core_new(uv_loop_t *loop, struct config *cfg,
                               const struct mcp_transport_ops *ops);
 /* Handles one request (takes ownership of m). */
 void mcp_core_handle(struct mcp_core *c, struct mcp_msg *m);
+/* The identity that signs tokens for servers with identity_header. */
+struct identity;
+void mcp_core_set_identity(struct mcp_core *c, struct identity *id);
 void mcp_core_reload(struct mcp_core *c, struct config *cfg);
 void mcp_core_drain(struct mcp_core *c);
 /* Closes upstreams, sessions and timers; frees once the handles are closed

@@ -67,8 +67,11 @@ int mcp_rpc_parse(const char *s, size_t len, struct mcp_rpc *out, json_t **id, c
             bad = "\"method\" must be a non-empty string";
         else if (jr != NULL || je != NULL)
             bad = "a request has no \"result\" or \"error\"";
-        else if (jp != NULL && !json_is_object(jp))
-            bad = "\"params\" must be an object";
+        else if (jp != NULL && !json_is_object(jp)) {
+            snprintf(why, whylen, "Invalid params: \"params\" must be an object");
+            json_decref(root);
+            return JSONRPC_INVALID_PARAMS;
+        }
     } else if (jr != NULL || je != NULL) {
         if (jid == NULL)
             bad = "a response needs an \"id\"";

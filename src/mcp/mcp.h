@@ -15,9 +15,10 @@ struct identity;
 struct mcp_hub;
 
 /* Starts the hub thread for cfg (which it references) and opens a connection
- * to every server of cfg->mcp.servers. NULL with a message in err. Caller
- * owns the result (mcp_hub_free). */
-struct mcp_hub *mcp_hub_new(struct config *cfg, char *err, size_t errlen)
+ * to every server of cfg->mcp.servers. id (may be NULL) signs the identity
+ * tokens sent to servers with identity_header. NULL with a message in err.
+ * Caller owns the result (mcp_hub_free). */
+struct mcp_hub *mcp_hub_new(struct config *cfg, struct identity *id, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /* A new snapshot (SIGHUP): servers whose definition changed are reopened,

@@ -161,6 +161,12 @@ void mcp_msg_free(struct mcp_msg *m)
         free(m->chain[i]);
     free(m->chain);
     free(m->owner);
+    free(m->auth);
+    free(m->scope);
+    free(m->credential_id);
+    free(m->parent_request_id);
+    free(m->root_request_id);
+    free(m->root_key_id);
     if (m->cfg)
         config_unref(m->cfg);
     free(m);

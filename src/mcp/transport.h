@@ -23,18 +23,18 @@ struct mcp_header {
 };
 
 struct mcp_upstream_spec {
-    const char *name;                 /* server name, for logs and errors */
+    const char *name; /* server name, for logs and errors */
     /* Streamable HTTP */
     const char *url;
     const struct mcp_header *headers; /* static headers sent on every request */
     size_t nheaders;
     /* stdio: argv[0] is looked up in PATH; NULL-terminated */
     const char *const *argv;
-    const char *const *env;           /* extra "K=V" entries, NULL-terminated, or NULL */
-    const char *cwd;                  /* NULL = the gateway's */
-    uint32_t request_timeout_ms;      /* HTTP: whole POST; 0 = none */
-    uint32_t restart_min_ms;          /* stdio: first restart delay (default 250) */
-    uint32_t restart_max_ms;          /* stdio: backoff ceiling (default 30000) */
+    const char *const *env;      /* extra "K=V" entries, NULL-terminated, or NULL */
+    const char *cwd;             /* NULL = the gateway's */
+    uint32_t request_timeout_ms; /* HTTP: whole POST; 0 = none */
+    uint32_t restart_min_ms;     /* stdio: first restart delay (default 250) */
+    uint32_t restart_max_ms;     /* stdio: backoff ceiling (default 30000) */
 };
 
 enum mcp_upstream_state {
