@@ -5,7 +5,7 @@
 It implements what the MCP conformance suite's server scenarios call (tools
 test_*, resources test://..., prompts test_*, completion, logging, sampling,
 elicitation, progress, SSE resumption) plus a few tools the integration tests
-and bench/mcp use: echo, add, sleep, pid, add_tool, headers.
+and bench/mcp use: echo, add, sleep, cancelled, pid, add_tool, headers.
 
     fixture_server.py --port 3001 [--name fixture]   # Streamable HTTP on 127.0.0.1:3001/mcp
     fixture_server.py --stdio [--name fixture]       # stdio
@@ -109,6 +109,7 @@ class Fixture:
         self.extra_tools: dict[str, types.Tool] = {}
         self.log_level: dict[int, str] = {}  # per session (id of the session object)
         self.subscriptions: set[str] = set()
+        self.cancelled: list[str] = []
 
     # ---- tools --------------------------------------------------------------
     def tools(self) -> list[types.Tool]:
@@ -154,7 +155,16 @@ class Fixture:
             ),
             tool("echo", "Returns '<server name>: <text>'", args(text="string")),
             tool("add", "Returns a + b", args(a="number", b="number")),
-            tool("sleep", "Sleeps for 'seconds', reporting progress every 0.1 s", args(seconds="number")),
+            tool(
+                "sleep",
+                "Sleeps for 'seconds', reporting progress every 0.1 s; 'tag' names it in 'cancelled'",
+                {
+                    "type": "object",
+                    "properties": {"seconds": {"type": "number"}, "tag": {"type": "string"}},
+                    "required": ["seconds"],
+                },
+            ),
+            tool("cancelled", "The 'tag' arguments of the sleep calls that were cancelled (JSON list)"),
             tool("pid", "Returns this server's process id"),
             tool("add_tool", "Adds a tool named 'name' and sends tools/list_changed", args(name="string")),
             tool("headers", "Returns the HTTP request headers this call arrived with (JSON)"),
@@ -315,11 +325,17 @@ class Fixture:
                 seconds = float(a.get("seconds", 1))
                 token = progress_token(ctx)
                 steps = max(1, int(seconds / 0.1))
-                for i in range(steps):
-                    await anyio.sleep(seconds / steps)
-                    if token is not None:
-                        await session.send_progress_notification(token, i + 1, steps, related_request_id=rid)
+                try:
+                    for i in range(steps):
+                        await anyio.sleep(seconds / steps)
+                        if token is not None:
+                            await session.send_progress_notification(token, i + 1, steps, related_request_id=rid)
+                except anyio.get_cancelled_exc_class():
+                    self.cancelled.append(str(a.get("tag", "")))
+                    raise
                 return result(f"{self.name}: slept {seconds:g}s")
+            case "cancelled":
+                return result(json.dumps(self.cancelled))
             case "pid":
                 return result(str(os.getpid()))
             case "add_tool":
@@ -517,11 +533,15 @@ async def serve_stdio(fx: Fixture) -> None:
         await server.run(read, write, server.create_initialization_options())
 
 
-def serve_http(fx: Fixture, port: int) -> None:
+def serve_http(fx: Fixture, port: int, json_response: bool = False) -> None:
     import uvicorn
 
     app = fx.server().streamable_http_app(
-        streamable_http_path="/mcp", event_store=MemoryEventStore(), retry_interval=500, host="127.0.0.1"
+        streamable_http_path="/mcp",
+        json_response=json_response,
+        event_store=None if json_response else MemoryEventStore(),
+        retry_interval=500,
+        host="127.0.0.1",
     )
     print(f"fixture {fx.name}: listening on http://127.0.0.1:{port}/mcp", file=sys.stderr, flush=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
@@ -533,12 +553,13 @@ def main() -> int:
     mode.add_argument("--port", type=int, help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
     mode.add_argument("--stdio", action="store_true", help="serve over stdin/stdout")
     ap.add_argument("--name", default="fixture", help="server name (echo answers '<name>: text')")
+    ap.add_argument("--json-response", action="store_true", help="HTTP: answer POSTs with JSON, not SSE streams")
     opts = ap.parse_args()
     fx = Fixture(opts.name)
     if opts.stdio:
         anyio.run(serve_stdio, fx)
     else:
-        serve_http(fx, opts.port)
+        serve_http(fx, opts.port, opts.json_response)
     return 0
 
 
