@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+// Internal to the hub core (core.c: sessions and client requests; upstream.c:
+// the connections to servers and their messages; decide.c: Cedar decisions):
+// the state they share, all on the hub's loop.
+#ifndef PORTCULLIS_MCP_CORE_H
+#define PORTCULLIS_MCP_CORE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "config/config.h"
+#include "mcp/internal.h"
+#include "policy/policy.h"
+
+#define PEND_BUCKETS 256
+#define PARK_MS 15000 /* longest a request waits for upstreams to start */
+#define MAX_LIST_PAGES 1000
+#define GATEWAY_VERSION "0.1.0"
+
+enum up_state { UP_CONNECTING, UP_INIT, UP_LISTING, UP_READY, UP_DOWN, UP_FAILED };
+enum list_kind { L_TOOLS, L_PROMPTS, L_RESOURCES, L_TEMPLATES, L_COUNT };
+
+extern const char *const hub_list_method[L_COUNT]; /* tools/list, ... */
+extern const char *const hub_list_key[L_COUNT];    /* the result member of each list */
+extern const char *const hub_list_cap[L_COUNT];    /* the capability announcing it */
+extern const char *const hub_list_note[L_COUNT];   /* its list_changed notification */
+
+struct up {
+    struct mcp_core *core;
+    size_t index;
+    const struct config_mcp_server *conf; /* in core->cfg */
+    struct mcp_upstream *conn;
+    enum up_state state;
+    char why[160];
+    json_t *caps, *info;
+    char *instructions;
+    json_t *lists[L_COUNT]; /* arrays; NULL until fetched */
+    int listing;            /* first fetches outstanding */
+    uint64_t opened_ms;
+};
+
+struct session {
+    struct session *next;
+    char id[80];
+    char *owner;
+    char version[32];
+    uint64_t last_ms;
+    struct mcp_ticket *get; /* the GET stream, or NULL */
+    json_t *client_caps;
+    json_t *subs; /* resource URIs subscribed to */
+};
+
+enum pkind { P_CLIENT, P_INIT, P_LIST, P_DISCARD };
+
+struct pending {
+    struct pending *next;
+    uint64_t id;
+    struct up *up;
+    enum pkind kind;
+    uint64_t deadline_ms;
+    /* P_CLIENT */
+    char session[80];
+    json_t *client_id;
+    struct mcp_ticket *t;
+    int accept_sse, sse;
+    json_t *progress_token;
+    /* P_LIST */
+    int list;
+    json_t *acc;
+    int pages;
+    int notify;
+};
+
+/* A request an upstream made of a client (sampling, elicitation, roots). */
+struct s2c {
+    struct s2c *next;
+    uint64_t n;
+    struct up *up;
+    json_t *up_id;
+    char session[80];
+};
+
+struct parked {
+    struct parked *next;
+    struct mcp_msg *m;
+};
+
+struct mcp_core {
+    uv_loop_t *loop;
+    struct config *cfg;
+    const struct mcp_transport_ops *ops;
+    struct identity *identity;
+    struct up *ups;
+    size_t nups;
+    struct session *sessions;
+    struct pending *pend[PEND_BUCKETS];
+    uint64_t next_id;
+    struct s2c *s2c;
+    uint64_t next_s2c;
+    struct parked *parked;
+    uv_timer_t sweep;
+    int draining;
+    uint64_t tools_gen;
+    policy_entities_t *ents;
+    const struct config *ents_cfg;
+    uint64_t ents_gen;
+};
+
+struct verdict {
+    int allow;     /* 1 allow, 0 deny, -1 evaluation failed */
+    char ids[512]; /* determining policies */
+};
+
+/* ---- shared inside the hub (core.c, upstream.c, decide.c) ---------------- */
+uint64_t hub_now(struct mcp_core *c);
+/* core.c: pending requests, sessions, delivery to clients, parking */
+struct pending *hub_pending_new(struct mcp_core *c, struct up *u, enum pkind kind);
+struct pending *hub_pending_find(struct mcp_core *c, uint64_t id);
+void hub_pending_free(struct mcp_core *c, struct pending *p);
+/* Answers a client's pending request with an error naming the server, and
+ * forgets it. */
+void hub_pending_fail(struct mcp_core *c, struct pending *p, const char *msg);
+/* The newest open client request in flight on u (where an upstream's log
+ * messages and requests most likely belong). */
+struct pending *hub_latest_call(struct mcp_core *c, struct up *u);
+/* A new session for owner (192 random bits as its id); NULL on failure. */
+struct session *hub_session_new(struct mcp_core *c, const char *owner, const char *version);
+struct session *hub_session_find(struct mcp_core *c, const char *id);
+/* On the stream of request p when the client takes one, else on the
+ * session's GET stream; -1 when neither is open. */
+int hub_to_client(struct mcp_core *c, const char *session, struct pending *p, json_t *msg);
+/* A notification to every session's GET stream (params borrowed). */
+void hub_broadcast(struct mcp_core *c, const char *method, json_t *params);
+/* Runs the parked requests once every upstream has started (or given up). */
+void hub_unpark(struct mcp_core *c);
+/* upstream.c: connections, lists, messages from servers */
+/* Sends msg (consumed); m: the client request it carries (identity token). */
+int hub_send_as(struct up *u, json_t *msg, uint64_t cookie, int expects, const struct mcp_msg *m);
+int hub_send(struct up *u, json_t *msg, uint64_t cookie, int expects);
+/* "MCP server 'x' is down (why)" */
+void hub_up_error(struct up *u, char *out, size_t len, const char *what);
+void hub_settle_listing(struct up *u);
+void hub_open_all(struct mcp_core *c);
+void hub_close_all(struct mcp_core *c);
+/* The number after prefix in a gateway-made id or token ("pcl-p-12"); 0 if none. */
+uint64_t hub_token_id(const json_t *tok, const char *prefix);
+/* core.c: answers (body malloc'ed and consumed; result consumed) */
+void hub_answer_json(struct mcp_ticket *t, int status, char *body);
+void hub_answer_error(struct mcp_ticket *t, int status, const json_t *id, int code,
+                      const char *msg);
+void hub_answer_result(struct mcp_ticket *t, const json_t *id, json_t *result);
+/* requests.c: one client message on a session (k->s is NULL for initialize) */
+struct call {
+    struct mcp_core *c;
+    struct mcp_msg *m;
+    struct session *s;
+    struct mcp_rpc *rpc;
+};
+void req_initialize(struct call *k);
+void req_request(struct call *k);
+void req_notification(struct call *k);
+void req_response(struct call *k);
+/* decide.c: Cedar on Tool:: entities */
+const struct config_mcp_tool *hub_tool_conf(const struct config_mcp_server *s, const char *t);
+void hub_decide(struct mcp_core *c, const struct mcp_msg *m, const char *action, struct up *u,
+                const char *tool, struct verdict *v);
+
+#endif
