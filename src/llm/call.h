@@ -29,6 +29,7 @@ struct llm_call {
     struct json_span root;          /* the client's body (validated), in ex->req->body */
     struct json_span jmodel;        /* "model" value */
     struct json_span jstream_options; /* "stream_options" value, kind JS_NONE if absent */
+    int64_t max_tokens;             /* max_completion_tokens, else max_tokens; -1 = none */
     struct json_span jinclude_usage;  /* stream_options.include_usage, if present */
     json_t *body;                   /* DOM of the body, only when a mock needs it */
     int stream;                     /* client asked for SSE */

@@ -672,12 +672,7 @@ static int64_t worst_case_cost(struct llm_call *call)
     const struct config_model *m = call->model;
     uint64_t in = (call->ex->req->body.len + 2) / 3, out = 0;
     if (call->api != LLM_EMBEDDINGS) {
-        const json_t *body = llm_call_body(call);
-        const json_t *mt = json_object_get(body, "max_completion_tokens");
-        if (!json_is_integer(mt))
-            mt = json_object_get(body, "max_tokens");
-        out = json_is_integer(mt) && json_integer_value(mt) > 0 ? (uint64_t)json_integer_value(mt)
-                                                                : BUDGET_DEFAULT_MAX_TOKENS;
+        out = call->max_tokens > 0 ? (uint64_t)call->max_tokens : BUDGET_DEFAULT_MAX_TOKENS;
         /* the model's limit: known when every target is the mock provider,
          * which answers its configured number of tokens whatever was asked */
         uint64_t limit = 0;
@@ -759,9 +754,19 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   "%s %s is not supported; use POST", req->method, req->path);
         return;
     }
-    enum { K_MODEL, K_STREAM, K_STREAM_OPTIONS, K_MESSAGES, K_INPUT, K_COUNT };
-    static const char *const keys[K_COUNT] = {"model", "stream", "stream_options", "messages",
-                                              "input"};
+    enum {
+        K_MODEL,
+        K_STREAM,
+        K_STREAM_OPTIONS,
+        K_MESSAGES,
+        K_INPUT,
+        K_MAX_COMPLETION_TOKENS,
+        K_MAX_TOKENS,
+        K_COUNT
+    };
+    static const char *const keys[K_COUNT] = {"model",    "stream", "stream_options",
+                                              "messages", "input",  "max_completion_tokens",
+                                              "max_tokens"};
     struct json_span v[K_COUNT];
     struct json_error jerr;
     struct json_span root;
@@ -825,6 +830,14 @@ static void begin(struct http_exchange *ex, enum llm_api api)
     call->root = root;
     call->jmodel = v[K_MODEL];
     call->jstream_options = v[K_STREAM_OPTIONS];
+    /* the completion limit the client asked for, read from the one pass
+     * above: budget reservations never parse the body again */
+    call->max_tokens = -1;
+    for (int k = K_MAX_COMPLETION_TOKENS; k <= K_MAX_TOKENS && call->max_tokens < 0; k++) {
+        int64_t n;
+        if (json_int(&v[k], &n) == 0 && n > 0)
+            call->max_tokens = n;
+    }
     if (api != LLM_EMBEDDINGS) {
         call->stream = v[K_STREAM].kind == JS_TRUE;
         if (v[K_STREAM_OPTIONS].kind == JS_OBJECT &&
