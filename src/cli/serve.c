@@ -56,8 +56,20 @@ static void metrics_endpoint(struct http_exchange *ex)
     ex->route = "metrics";
     buf_t b;
     buf_init(&b, 64 << 20);
-    if (metrics_render(ex->worker->metrics, &b) == 0 &&
-        breaker_set_render_metrics(ex->cfg->breakers, clock_mono_ns() / 1000000u, &b) == 0)
+    struct runtime *rt = ex->worker->runtime;
+    int rc = metrics_render(ex->worker->metrics, &b);
+    if (rc == 0)
+        rc = breaker_set_render_metrics(ex->cfg->breakers, clock_mono_ns() / 1000000u, &b);
+    if (rc == 0 && rt->audit)
+        rc = buf_appendf(&b,
+                         "# HELP portcullis_audit_records_total Audit records by outcome "
+                         "(dropped: the queue was full).\n"
+                         "# TYPE portcullis_audit_records_total counter\n"
+                         "portcullis_audit_records_total{outcome=\"written\"} %llu\n"
+                         "portcullis_audit_records_total{outcome=\"dropped\"} %llu\n",
+                         (unsigned long long)audit_written(rt->audit),
+                         (unsigned long long)audit_dropped(rt->audit));
+    if (rc == 0)
         http_respond(ex, 200, METRICS_CONTENT_TYPE, b.data ? b.data : "", b.len);
     else
         llm_error(ex, 500, "server_error", NULL, NULL, "could not render metrics");
@@ -412,7 +424,7 @@ int serve_main(const char *config_path)
     uv_signal_start(&rt.sighup, on_signal, SIGHUP);
     uv_timer_init(rt.loop, &rt.deadline);
     rt.deadline.data = &rt;
-    if ((rt.watch = config_watch_new(rt.loop, 250, on_files_changed, &rt)))
+    if ((rt.watch = config_watch_new(rt.loop, 1000, 200, on_files_changed, &rt)))
         config_watch_set(rt.watch, config_path, rt.cfg);
     for (unsigned i = 0; i < rt.nworkers; i++)
         uv_thread_create(&rt.workers[i].thread, worker_thread, &rt.workers[i]);

@@ -3,17 +3,17 @@
 
 #include <libgen.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
 #include "core/log.h"
 
-#define WATCH_MAX_DIRS 64
-#define WATCH_MAX_NAMES 256
+#define WATCH_MAX_PATHS 256
 
-struct watch_dir {
-    uv_fs_event_t ev;
+struct watch_path {
+    uv_fs_poll_t poll;
     struct config_watch *owner;
     char path[PATH_MAX];
 };
@@ -21,22 +21,14 @@ struct watch_dir {
 struct config_watch {
     uv_loop_t *loop;
     uv_timer_t debounce;
-    unsigned debounce_ms;
+    unsigned interval_ms, debounce_ms;
     void (*on_change)(void *ud);
     void *ud;
-    struct watch_dir *dirs[WATCH_MAX_DIRS];
-    size_t ndirs;
-    char *names[WATCH_MAX_NAMES]; /* basenames that matter, any watched dir */
-    size_t nnames;
-    int pending_closes; /* handles still closing; free when 0 and closed */
+    struct watch_path *paths[WATCH_MAX_PATHS];
+    size_t npaths;
+    int pending_closes; /* handles still closing; the struct goes when 0 and closed */
     int closed;
 };
-
-static void maybe_free(struct config_watch *w)
-{
-    if (w->closed && w->pending_closes == 0)
-        free(w);
-}
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -44,12 +36,12 @@ static void on_handle_closed(uv_handle_t *h)
     if (h->type == UV_TIMER) {
         w = h->data;
     } else {
-        struct watch_dir *d = h->data;
-        w = d->owner;
-        free(d);
+        struct watch_path *p = h->data;
+        w = p->owner;
+        free(p);
     }
-    w->pending_closes--;
-    maybe_free(w);
+    if (--w->pending_closes == 0 && w->closed)
+        free(w);
 }
 
 static void on_debounced(uv_timer_t *t)
@@ -59,37 +51,22 @@ static void on_debounced(uv_timer_t *t)
         w->on_change(w->ud);
 }
 
-static int name_matters(const struct config_watch *w, const char *name)
+static void on_poll(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr)
 {
-    size_t n = strlen(name);
-    if (n > 6 && strcmp(name + n - 6, ".cedar") == 0)
-        return 1;
-    for (size_t i = 0; i < w->nnames; i++)
-        if (strcmp(w->names[i], name) == 0)
-            return 1;
-    return 0;
+    (void)status, (void)prev, (void)curr; /* any change, appearing or vanishing included */
+    struct watch_path *p = h->data;
+    if (!p->owner->closed)
+        uv_timer_start(&p->owner->debounce, on_debounced, p->owner->debounce_ms, 0);
 }
 
-static void on_fs_event(uv_fs_event_t *ev, const char *filename, int events, int status)
-{
-    (void)events;
-    struct watch_dir *d = ev->data;
-    struct config_watch *w = d->owner;
-    if (status < 0 || w->closed)
-        return;
-    /* no filename: the platform could not say which; assume it mattered */
-    if (filename && !name_matters(w, filename))
-        return;
-    uv_timer_start(&w->debounce, on_debounced, w->debounce_ms, 0);
-}
-
-struct config_watch *config_watch_new(uv_loop_t *loop, unsigned debounce_ms,
+struct config_watch *config_watch_new(uv_loop_t *loop, unsigned interval_ms, unsigned debounce_ms,
                                       void (*on_change)(void *ud), void *ud)
 {
     struct config_watch *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
     w->loop = loop;
+    w->interval_ms = interval_ms;
     w->debounce_ms = debounce_ms;
     w->on_change = on_change;
     w->ud = ud;
@@ -100,52 +77,37 @@ struct config_watch *config_watch_new(uv_loop_t *loop, unsigned debounce_ms,
 
 static void drop_all(struct config_watch *w)
 {
-    for (size_t i = 0; i < w->ndirs; i++) {
-        uv_fs_event_stop(&w->dirs[i]->ev);
+    for (size_t i = 0; i < w->npaths; i++) {
+        uv_fs_poll_stop(&w->paths[i]->poll);
         w->pending_closes++;
-        uv_close((uv_handle_t *)&w->dirs[i]->ev, on_handle_closed);
+        uv_close((uv_handle_t *)&w->paths[i]->poll, on_handle_closed);
     }
-    w->ndirs = 0;
-    for (size_t i = 0; i < w->nnames; i++)
-        free(w->names[i]);
-    w->nnames = 0;
+    w->npaths = 0;
 }
 
 static void add_path(struct config_watch *w, const char *path)
 {
-    char a[PATH_MAX], b[PATH_MAX];
-    if (strlen(path) >= sizeof(a))
-        return;
-    strcpy(a, path);
-    strcpy(b, path);
-    const char *dir = dirname(a);
-    const char *base = basename(b);
-    if (w->nnames < WATCH_MAX_NAMES) {
-        char *s = strdup(base);
-        if (s)
-            w->names[w->nnames++] = s;
-    }
-    for (size_t i = 0; i < w->ndirs; i++)
-        if (strcmp(w->dirs[i]->path, dir) == 0)
+    for (size_t i = 0; i < w->npaths; i++)
+        if (strcmp(w->paths[i]->path, path) == 0)
             return;
-    if (w->ndirs >= WATCH_MAX_DIRS)
+    if (w->npaths >= WATCH_MAX_PATHS || strlen(path) >= PATH_MAX)
         return;
-    struct watch_dir *d = calloc(1, sizeof(*d));
-    if (!d)
+    struct watch_path *p = calloc(1, sizeof(*p));
+    if (!p)
         return;
-    d->owner = w;
-    snprintf(d->path, sizeof(d->path), "%s", dir);
-    uv_fs_event_init(w->loop, &d->ev);
-    d->ev.data = d;
-    int rc = uv_fs_event_start(&d->ev, on_fs_event, d->path, 0);
+    p->owner = w;
+    snprintf(p->path, sizeof(p->path), "%s", path);
+    uv_fs_poll_init(w->loop, &p->poll);
+    p->poll.data = p;
+    int rc = uv_fs_poll_start(&p->poll, on_poll, p->path, w->interval_ms);
     if (rc < 0) {
         log_msg(LOG_WARN, NULL, "config watch: cannot watch %s: %s (SIGHUP still reloads)",
-                d->path, uv_strerror(rc));
+                p->path, uv_strerror(rc));
         w->pending_closes++;
-        uv_close((uv_handle_t *)&d->ev, on_handle_closed);
+        uv_close((uv_handle_t *)&p->poll, on_handle_closed);
         return;
     }
-    w->dirs[w->ndirs++] = d;
+    w->paths[w->npaths++] = p;
 }
 
 void config_watch_set(struct config_watch *w, const char *config_path, const struct config *cfg)
@@ -154,8 +116,16 @@ void config_watch_set(struct config_watch *w, const char *config_path, const str
         return;
     drop_all(w);
     add_path(w, config_path);
-    for (size_t i = 0; cfg && i < cfg->policy.nfiles; i++)
+    for (size_t i = 0; cfg && i < cfg->policy.nfiles; i++) {
+        char dir[PATH_MAX];
         add_path(w, cfg->policy.files[i]);
+        /* the directory's mtime moves when a file is added, removed or
+         * renamed into place (a glob may match something new) */
+        if (strlen(cfg->policy.files[i]) < sizeof dir) {
+            strcpy(dir, cfg->policy.files[i]);
+            add_path(w, dirname(dir));
+        }
+    }
 }
 
 void config_watch_close(struct config_watch *w)

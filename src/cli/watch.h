@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// Reload on file change: watches the directories holding the config file and
-// its policy files (editors replace files by rename, so watching the file
-// itself would go blind after the first save) and calls back, debounced, when
-// one of those files or any *.cedar file there changes. SIGHUP still works;
-// this only saves the operator the signal.
+// Reload on file change: polls (stat, once a second) the config file, its
+// policy files and the directories holding them, and calls back, debounced,
+// when one of them changes — an edit in place, an editor's save-by-rename, a
+// new or removed *.cedar file. Polling rather than inotify on purpose: the
+// state store and audit log usually live in the config's directory, and a
+// directory watch would wake the main loop on every one of their writes.
+// SIGHUP still works; this only saves the operator the signal.
 #ifndef PORTCULLIS_CLI_WATCH_H
 #define PORTCULLIS_CLI_WATCH_H
 
@@ -12,8 +14,9 @@
 struct config;
 struct config_watch;
 
-/* on_change runs on `loop` at most once per debounce_ms burst of events. */
-struct config_watch *config_watch_new(uv_loop_t *loop, unsigned debounce_ms,
+/* on_change runs on `loop` once per burst of changes (debounce_ms after the
+ * last one seen); interval_ms is the stat period. */
+struct config_watch *config_watch_new(uv_loop_t *loop, unsigned interval_ms, unsigned debounce_ms,
                                       void (*on_change)(void *ud), void *ud);
 /* Watches what snapshot `cfg` (loaded from config_path) reads; call again
  * after each reload so new policy files and directories are covered. */
