@@ -36,6 +36,8 @@ struct audit {
     pthread_cond_t wake, idle;
     struct record **ring;
     size_t cap, head, count;
+    struct state_audit_row *rows; /* the writer's batch, AUDIT_BATCH_MAX each */
+    struct record **batch;
     int stop;
     int busy; /* the writer holds a batch */
     pthread_t thread;
@@ -240,7 +242,7 @@ static int jsonl_line(buf_t *b, const struct state_audit_row *r)
 
 static void write_batch(struct audit *a, struct record **batch, size_t n)
 {
-    struct state_audit_row rows[AUDIT_BATCH_MAX];
+    struct state_audit_row *rows = a->rows;
     for (size_t i = 0; i < n; i++)
         rows[i] = batch[i]->row;
     int tries = 0;
@@ -281,7 +283,9 @@ static void write_batch(struct audit *a, struct record **batch, size_t n)
 static void *writer(void *arg)
 {
     struct audit *a = arg;
-    struct record *batch[AUDIT_BATCH_MAX];
+    struct record **batch = a->batch;
+    uint64_t dropped_seen = 0;
+    int64_t last_drop_log = 0;
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (a->count == 0 && !a->stop) {
@@ -300,6 +304,17 @@ static void *writer(void *arg)
         a->busy = 1;
         pthread_mutex_unlock(&a->mu);
         write_batch(a, batch, n);
+        /* drops are a lost audit trail: say so, at most once a second */
+        uint64_t dropped = atomic_load(&a->dropped);
+        int64_t now = (int64_t)(clock_mono_ns() / 1000000000u);
+        if (dropped != dropped_seen && now != last_drop_log) {
+            log_msg(LOG_ERROR, NULL,
+                    "audit: %llu records dropped so far (queue of %zu full: the store cannot "
+                    "keep up; raise audit.buffer or move the state to faster storage)",
+                    (unsigned long long)dropped, a->cap);
+            dropped_seen = dropped;
+            last_drop_log = now;
+        }
         pthread_mutex_lock(&a->mu);
     }
     a->busy = 0;
@@ -321,7 +336,9 @@ struct audit *audit_new(const struct config *cfg, char *err, size_t errlen)
     pthread_cond_init(&a->idle, NULL);
     a->cap = cfg->audit.buffer ? cfg->audit.buffer : 4096;
     a->ring = calloc(a->cap, sizeof *a->ring);
-    if (a->ring == NULL) {
+    a->rows = calloc(AUDIT_BATCH_MAX, sizeof *a->rows);
+    a->batch = calloc(AUDIT_BATCH_MAX, sizeof *a->batch);
+    if (a->ring == NULL || a->rows == NULL || a->batch == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -368,6 +385,8 @@ void audit_free(struct audit *a)
     for (size_t i = 0; i < a->count; i++)
         free(a->ring[(a->head + i) % a->cap]);
     free(a->ring);
+    free(a->rows);
+    free(a->batch);
     state_close(a->st);
     if (a->jsonl_fd >= 0)
         close(a->jsonl_fd);

@@ -17,7 +17,7 @@ struct http_exchange;
  * queue bound (audit.buffer, default 4096) this is the whole of what a
  * kill -9 can lose: records still queued or in the batch being written. A
  * committed batch survives the process (WAL, synchronous=NORMAL). */
-#define AUDIT_BATCH_MAX 256
+#define AUDIT_BATCH_MAX 1024
 
 struct audit;
 

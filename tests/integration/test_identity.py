@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -367,6 +368,12 @@ def test_audit_records_survive_kill_9(start_gateway):
             assert r.status_code == 200
             ids.append(r.headers["x-request-id"])
     time.sleep(0.5)  # the writer commits within milliseconds; the buffer is then empty
+    with g.http() as h:
+        m = h.get("/metrics").text
+    written = re.search(r'portcullis_audit_records_total\{outcome="written"\} (\d+)', m)
+    dropped = re.search(r'portcullis_audit_records_total\{outcome="dropped"\} (\d+)', m)
+    assert written and int(written.group(1)) >= 50, m
+    assert dropped and int(dropped.group(1)) == 0, m
     g.signal(signal.SIGKILL)
     g.wait_exit(5)
     rows = audit_rows(g)
