@@ -152,20 +152,15 @@ static void emit(struct http_exchange *ex, struct breaker *b, int ev, uint64_t n
 
 /* What the call may use in tokens: a token per 4 body bytes for the prompt
  * plus the completion limit asked for (or what the mock answers when it
- * serves every target). No DOM: a span lookup on the validated body. */
+ * serves every target). No DOM, no second walk: the limit was read in the
+ * body's validating pass (call->max_tokens). */
 static uint64_t token_estimate(struct llm_call *call)
 {
-    static const char *const keys[] = {"max_completion_tokens", "max_tokens"};
-    struct json_span v[2];
-    size_t dup;
     uint64_t n = (call->ex->req->body.len + 3) / 4;
     if (call->api == LLM_EMBEDDINGS)
         return n;
-    int64_t mt = 0;
-    if (json_lookup(&call->root, keys, 2, v, &dup) == 0 &&
-        ((v[0].kind != JS_NONE && json_int(&v[0], &mt) == 0 && mt > 0) ||
-         (v[1].kind != JS_NONE && json_int(&v[1], &mt) == 0 && mt > 0)))
-        return n + (uint64_t)mt;
+    if (call->max_tokens > 0)
+        return n + (uint64_t)call->max_tokens;
     uint64_t mock = 0;
     for (int i = 0; i < call->ntargets; i++) {
         const struct config_provider *p = call->model->targets[call->order[i]].provider;
