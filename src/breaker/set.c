@@ -181,14 +181,17 @@ void breaker_set_adopt(struct breaker_set *s, struct breaker_set *prev)
         if (j < 0)
             continue;
         struct rl_node *o = &prev->nodes[j];
-        if (n->rl && o->rl) {
-            /* keep the old counters, apply the new limits */
-            uint64_t rq = n->rl->req.limit, tk = n->rl->tok.limit;
+        if (n->rl && o->rl && n->rl->req.limit == o->rl->req.limit &&
+            n->rl->tok.limit == o->rl->tok.limit) {
+            /* same limits: share the buckets, calls under PREV included */
             rl_state_unref(n->rl);
             n->rl = o->rl;
             atomic_fetch_add(&n->rl->refs, 1);
-            n->rl->req.limit = rq;
-            n->rl->tok.limit = tk;
+        } else if (n->rl && o->rl) {
+            /* new limits: fresh buckets that start where the old ones were in
+             * time (never shared: PREV's workers read their limits unlocked) */
+            atomic_store(&n->rl->req.tat_ns, atomic_load(&o->rl->req.tat_ns));
+            atomic_store(&n->rl->tok.tat_ns, atomic_load(&o->rl->tok.tat_ns));
         }
         if (n->br && o->br && params_same(breaker_params(n->br), breaker_params(o->br))) {
             breaker_unref(n->br);

@@ -194,6 +194,44 @@ static void refusal_takes_nothing_and_usage_corrects(void **state)
     breaker_set_free(s);
 }
 
+static int take_all(struct breaker_set *s, const char *id)
+{
+    struct breaker_chain c;
+    const char *ids[] = {id};
+    struct rl_admission adm;
+    struct rl_refusal why;
+    assert_int_equal(breaker_chain_resolve(s, ids, 1, &c), 0);
+    int n = 0;
+    while (n < 1000 && breaker_rl_admit(s, &c, 0, T0, &adm, &why) == 0)
+        n++;
+    return n;
+}
+
+static void a_reload_keeps_what_was_used(void **state)
+{
+    (void)state;
+    struct rl_limits ten = {10, 0}, twenty = {20, 0};
+    struct breaker_set *old = breaker_set_new();
+    assert_non_null(old);
+    assert_int_equal(breaker_set_add_agent(old, "same", NULL, &ten, NULL), 0);
+    assert_int_equal(breaker_set_add_agent(old, "raised", NULL, &ten, NULL), 0);
+    assert_int_equal(take_all(old, "same"), 10);
+    assert_int_equal(take_all(old, "raised"), 10);
+    struct breaker_set *next = breaker_set_new();
+    assert_non_null(next);
+    assert_int_equal(breaker_set_add_agent(next, "same", NULL, &ten, NULL), 0);
+    assert_int_equal(breaker_set_add_agent(next, "raised", NULL, &twenty, NULL), 0);
+    assert_int_equal(breaker_set_add_agent(next, "new", NULL, &ten, NULL), 0);
+    breaker_set_adopt(next, old);
+    breaker_set_free(old);
+    /* unchanged: still used up; raised to 20: a minute's worth of bucket time
+     * was used, which is all of 20 too; a new node starts full */
+    assert_int_equal(take_all(next, "same"), 0);
+    assert_int_equal(take_all(next, "raised"), 0);
+    assert_int_equal(take_all(next, "new"), 10);
+    breaker_set_free(next);
+}
+
 static void durations_read_like_openai(void **state)
 {
     (void)state;
@@ -221,6 +259,7 @@ int main(void)
         cmocka_unit_test(threads_share_one_exact_total),
         cmocka_unit_test(chain_charges_every_ancestor),
         cmocka_unit_test(refusal_takes_nothing_and_usage_corrects),
+        cmocka_unit_test(a_reload_keeps_what_was_used),
         cmocka_unit_test(durations_read_like_openai),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
