@@ -333,16 +333,21 @@ void llm_limits_no_target(struct llm_call *call)
     http_add_header(ex, "Retry-After",
                     arena_printf(&ex->arena, "%llu",
                                  (unsigned long long)secs_up(why->retry_after_ms * 1000000u)));
+    /* an earlier target that was tried and failed is named too */
+    const char *tried = ex->attempts > 0 && ex->provider
+                            ? arena_printf(&ex->arena, "; provider '%s' was tried and failed",
+                                           ex->provider)
+                            : NULL;
     if (why->reason == BREAKER_REFUSED_BACKOFF)
         llm_error(ex, 503, "upstream_error", "circuit_breaker_backoff", "model",
                   "circuit breaker '%s' is backing off on latency (at most %u calls at once) "
-                  "and no fallback target is left for '%s'",
-                  id, why->concurrency, call->model->name);
+                  "and no fallback target is left for '%s'%s",
+                  id, why->concurrency, call->model->name, tried ? tried : "");
     else
         llm_error(ex, 503, "upstream_error", "circuit_breaker_open", "model",
-                  "circuit breaker '%s' is %s and no fallback target is left for '%s'", id,
+                  "circuit breaker '%s' is %s and no fallback target is left for '%s'%s", id,
                   why->reason == BREAKER_REFUSED_OPEN ? "open" : "half-open (probing)",
-                  call->model->name);
+                  call->model->name, tried ? tried : "");
     llm_call_release(call);
 }
 

@@ -328,3 +328,22 @@ def test_admin_lists_breakers_and_reset_closes_one(start_gateway, fake):
     assert len(fake.requests) == n + 1
     assert admin.get("/admin/breakers").json()["breakers"][0]["state"] == "closed"
     admin.close()
+
+
+def test_no_target_left_names_the_breaker_and_the_target_that_failed(start_gateway, fake, fake2):
+    cfg = base_config(
+        free_port(),
+        providers=[openai_provider("a", fake.base_url),
+                   openai_provider("b", fake2.base_url,
+                                   breaker={"consecutive_errors": 1, "pause": "1m"})],
+        models=[model("only-b", target("b")), model("a-then-b", target("a"), target("b"))],
+    )
+    gw = start_gateway(cfg)
+    fake2.set(status=502)
+    assert chat(gw, None, "only-b").status_code == 502  # b's breaker opens
+    fake.set(status=500)
+    r = chat(gw, None, "a-then-b")
+    err = assert_openai_error(r, 503)
+    assert err["code"] == "circuit_breaker_open" and err["param"] == "model", err
+    assert "'provider:b'" in err["message"] and "provider 'a' was tried" in err["message"], err
+    assert len(fake.requests) == 1 and len(fake2.requests) == 1
