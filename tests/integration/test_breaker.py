@@ -347,3 +347,34 @@ def test_no_target_left_names_the_breaker_and_the_target_that_failed(start_gatew
     assert err["code"] == "circuit_breaker_open" and err["param"] == "model", err
     assert "'provider:b'" in err["message"] and "provider 'a' was tried" in err["message"], err
     assert len(fake.requests) == 1 and len(fake2.requests) == 1
+
+
+def test_twenty_parallel_calls_at_half_open_send_exactly_one_probe(start_gateway, fake):
+    # two workers share the breaker: of 20 calls racing in when the pause ends, one
+    # reaches the upstream and every other is refused
+    gw = start_gateway(provider_config(fake, {"consecutive_errors": 1, "pause": "700ms"}))
+    fake.set(status=500)
+    assert chat(gw).status_code == 500
+    time.sleep(0.8)
+    fake.set(latency_ms=1000)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda _: chat(gw), range(20)))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200] + [503] * 19, statuses
+    assert len(fake.requests) == 2
+
+
+def test_a_stream_cut_by_the_upstream_counts_as_an_error(start_gateway, fake):
+    gw = start_gateway(provider_config(fake, {"consecutive_errors": 2, "pause": "1m"}))
+    client = gw.client()
+    fake.set(close_after=2)
+    for _ in range(2):
+        with pytest.raises(openai.APIError):
+            for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSGS,
+                                                    stream=True):
+                pass
+    assert metric(gw, "portcullis_breaker_state", 'breaker="provider:up"') == 1
+    fake.set()
+    r = chat(gw)
+    assert assert_openai_error(r, 503)["code"] == "circuit_breaker_open"
+    assert len(fake.requests) == 2

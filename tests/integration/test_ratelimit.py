@@ -176,3 +176,16 @@ def test_example_breakers_config_as_the_readme_walks_through_it(start_gateway):
     assert 'portcullis_breaker_state{breaker="provider:flaky"} 1' in text
     assert 'portcullis_breaker_refused_total{breaker="provider:flaky"} 2' in text
     assert 'portcullis_rate_limited_total{agent="bot"} 1' in text
+
+
+def test_a_reload_keeps_what_was_used(start_gateway):
+    cfg = rl_config([{"id": "bot", "rate_limit": {"requests_per_minute": 3}}])
+    gw = start_gateway(cfg)
+    key = create_key(gw, "bot")
+    assert [chat(gw, key).status_code for _ in range(3)] == [200] * 3
+    cfg["agents"].append({"id": "other"})
+    gw.reload(cfg)
+    gw.wait_for_log(lambda r: "config reloaded" in r.get("msg", ""))
+    r = chat(gw, key)
+    assert assert_openai_error(r, 429)["code"] == "rate_limit_exceeded"
+    assert r.headers["x-ratelimit-remaining-requests"] == "0"
