@@ -567,6 +567,13 @@ static void dispatch(struct http_conn *c)
     srv->handler(ex);
 }
 
+void http_exchange_redispatch(struct http_exchange *ex)
+{
+    if (ex->aborted || ex->ended || ex->head_sent || ex->conn == NULL)
+        return;
+    ex->conn->srv->handler(ex);
+}
+
 /* Answers on a connection that has no exchange (a request that could not be
  * read, or a connection over the limit), then closes it politely. */
 static void conn_fail(struct http_conn *c, int status, const char *code, const char *reason,

@@ -77,6 +77,8 @@ struct http_exchange {
      * gone), after metrics and the access log; must not block. */
     void (*on_finish)(struct http_exchange *ex);
 
+    int stage_waits;             /* times a stage parked this exchange (see redispatch) */
+
     /* handler hooks */
     void *handler_data;
     void (*on_abort)(struct http_exchange *ex);  /* client went away mid-exchange */
@@ -115,6 +117,11 @@ void http_stream_end(struct http_exchange *ex);
 /* Ends a streamed response that broke: no terminating chunk, and the
  * connection is closed, so the client cannot take it for a whole answer. */
 void http_stream_abort(struct http_exchange *ex);
+
+/* Runs the server's handler again for an exchange a pipeline stage parked
+ * before anything was answered (e.g. identity waiting for a JWKS refetch).
+ * On the exchange's own loop; does nothing once the client is gone. */
+void http_exchange_redispatch(struct http_exchange *ex);
 
 void http_exchange_ref(struct http_exchange *ex);
 void http_exchange_unref(struct http_exchange *ex);

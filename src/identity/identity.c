@@ -165,14 +165,17 @@ void identity_keys_wake(struct identity *id)
     pthread_mutex_unlock(&id->mu);
 }
 
-void identity_jwks_refetch(struct identity *id)
+int identity_jwks_refetch(struct identity *id)
 {
     if (id->jwks_url == NULL)
-        return;
+        return 0;
+    int64_t last = atomic_load(&id->last_fetch_ms);
+    int due = now_ms() - last >= (int64_t)id->jwks_min_refetch_ms;
     pthread_mutex_lock(&id->mu);
     id->refetch_wanted = 1;
     pthread_cond_signal(&id->wake);
     pthread_mutex_unlock(&id->mu);
+    return due;
 }
 
 /* ---- the refresher thread ---------------------------------------------- */
@@ -209,6 +212,7 @@ static void maybe_fetch_jwks(struct identity *id, int wanted)
     struct jwk_set *s = jwk_set_fetch_url(id->jwks_url, JWKS_FETCH_TIMEOUT_MS, why, sizeof why);
     if (s == NULL) {
         log_msg(LOG_WARN, NULL, "identity: JWKS %s: %s", id->jwks_url, why);
+        atomic_fetch_add(&id->jwks_fetches, 1);
         return;
     }
     pthread_mutex_lock(&id->mu);
@@ -216,6 +220,7 @@ static void maybe_fetch_jwks(struct identity *id, int wanted)
     id->jwks = s;
     pthread_mutex_unlock(&id->mu);
     jwk_set_unref(old);
+    atomic_fetch_add(&id->jwks_fetches, 1);
     log_msg(LOG_INFO, NULL, "identity: JWKS fetched from %s (%zu keys)", id->jwks_url,
             jwk_set_size(s));
 }

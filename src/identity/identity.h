@@ -44,8 +44,11 @@ struct identity *identity_new(const struct config *cfg, char *err, size_t errlen
 void identity_free(struct identity *id);
 
 /* The stage. Returns 0 when the request may go on (ex->principal set, or
- * NULL for an anonymous request when identity.required is false), or -1
- * when it has already answered (401 no/invalid credential, 403 scope). */
+ * NULL for an anonymous request when identity.required is false), -1 when it
+ * has already answered (401 no/invalid credential, 403 scope), or 1 when the
+ * request waits for a JWKS refetch (a token names a key id the cached set
+ * lacks): the caller returns, and the exchange is dispatched again through
+ * the server's handler once the fetch has finished. */
 int identity_authenticate(struct identity *id, struct http_exchange *ex);
 
 /* POST /oauth/token (RFC 8693 token exchange). Always answers. */

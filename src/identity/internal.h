@@ -175,7 +175,8 @@ struct identity {
     int refetch_wanted;
     char *jwks_url;
     uint32_t jwks_refresh_ms, jwks_min_refetch_ms;
-    int64_t last_fetch_ms;
+    _Atomic int64_t last_fetch_ms;
+    atomic_uint jwks_fetches; /* fetch attempts finished (success or not) */
     int64_t generation;
 };
 
@@ -189,8 +190,10 @@ void identity_keys_put(struct identity_keys *k);
 struct jwk_set *identity_jwks_get(struct identity *id);
 /* Wakes the refresher to look for new keys now (after an unknown key). */
 void identity_keys_wake(struct identity *id);
-/* Asks the refresher to refetch the JWKS URL (rate-limited). */
-void identity_jwks_refetch(struct identity *id);
+/* Asks the refresher to refetch the JWKS URL (rate-limited). Returns 1 when
+ * the rate limit lets a fetch start now, 0 when it is skipped (or there is
+ * no URL). */
+int identity_jwks_refetch(struct identity *id);
 
 /* Resolves a raw credential (API key or JWT) to a principal allocated in
  * ex's arena. 0, or -1 with a client-safe reason in why and *code set to a

@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/json.h"
+#include "core/worker.h"
 #include "http/server.h"
 #include "identity/internal.h"
 
@@ -160,7 +161,8 @@ static int resolve_jwt(struct identity *id, struct http_exchange *ex, const char
         rules.nalgs = ic->jwt.nalgorithms;
         rules.leeway_s = ic->jwt.leeway_ms / 1000;
         r = jwt_verify(cred, len, ks, &rules, &claims, why, whylen);
-        if (r == JWT_UNKNOWN_KID || r == JWT_NO_KEY)
+        /* an unknown kid: identity_authenticate refetches and waits for it */
+        if (r == JWT_NO_KEY)
             identity_jwks_refetch(id); /* rate-limited by the refresher */
     } else {
         /* Verify against nothing: the token's own faults (malformed, alg
@@ -380,6 +382,65 @@ static int model_route(const struct http_request *r)
     return 0;
 }
 
+/* ---- waiting for a JWKS refetch ------------------------------------------- */
+
+/* A token signed with a key the cached JWKS does not have yet (the IdP
+ * rotated): rather than refuse it, the request waits on its loop until the
+ * refetch it triggered has finished, then runs the pipeline again. Only when
+ * the refetch rate limit lets a fetch start, once per request, and never
+ * longer than the fetch timeout: a stream of made-up kids costs a timer each,
+ * not a fetch each. */
+#define KID_WAIT_POLL_MS 10
+#define KID_WAIT_MAX_MS 6000
+
+struct kid_wait {
+    uv_timer_t timer;
+    struct http_exchange *ex;
+    struct identity *id;
+    unsigned fetches; /* id->jwks_fetches when the request parked */
+    uint64_t waited_ms;
+};
+
+static void kid_wait_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void kid_wait_tick(uv_timer_t *t)
+{
+    struct kid_wait *w = t->data;
+    w->waited_ms += KID_WAIT_POLL_MS;
+    if (!w->ex->aborted && atomic_load(&w->id->jwks_fetches) == w->fetches &&
+        w->waited_ms < KID_WAIT_MAX_MS)
+        return;
+    uv_timer_stop(t);
+    struct http_exchange *ex = w->ex;
+    uv_close((uv_handle_t *)t, kid_wait_closed);
+    http_exchange_redispatch(ex); /* authenticates again: stage_waits stops a second wait */
+    http_exchange_unref(ex);
+}
+
+static int kid_wait_start(struct identity *id, struct http_exchange *ex)
+{
+    if (ex->stage_waits > 0 || ex->worker == NULL)
+        return -1;
+    unsigned before = atomic_load(&id->jwks_fetches);
+    if (!identity_jwks_refetch(id))
+        return -1; /* rate-limited: no fetch is coming, answer now */
+    struct kid_wait *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -1;
+    w->ex = ex;
+    w->id = id;
+    w->fetches = before;
+    uv_timer_init(&ex->worker->loop, &w->timer);
+    w->timer.data = w;
+    ex->stage_waits++;
+    http_exchange_ref(ex);
+    uv_timer_start(&w->timer, kid_wait_tick, KID_WAIT_POLL_MS, KID_WAIT_POLL_MS);
+    return 0;
+}
+
 int identity_authenticate(struct identity *id, struct http_exchange *ex)
 {
     const struct config_identity *ic = &ex->cfg->identity;
@@ -411,6 +472,8 @@ int identity_authenticate(struct identity *id, struct http_exchange *ex)
         return -1;
     }
     if (identity_resolve(id, ex, cred, len, &p, &code, why, sizeof why) < 0) {
+        if (strcmp(code, "unknown_key_id") == 0 && kid_wait_start(id, ex) == 0)
+            return 1;
         reject(ex, 401, code, why);
         return -1;
     }
