@@ -133,8 +133,9 @@ static void *srv_main(void *arg)
             p[i + 2] = (struct pollfd){.fd = fds[i], .events = POLLIN};
         if (poll(p, (nfds_t)nfds + 2, 2 * WATCHDOG_MS) <= 0)
             break;
-        if (p[1].revents)
-            break;
+        /* stop is acted on after this round's connections: a peer close that
+         * arrived together with it is still counted (was a flake under load) */
+        int stopping = p[1].revents != 0;
         if ((p[0].revents & POLLIN) && nfds < MAX_FDS) {
             int fd = accept(s->lfd, NULL, NULL);
             if (fd >= 0) {
@@ -161,11 +162,14 @@ static void *srv_main(void *arg)
                 i--;
             }
         }
+        if (stopping)
+            break;
     }
     for (int i = 0; i < nfds; i++)
         close(fds[i]);
     return NULL;
 }
+
 
 /* Listens on the loopback address of family af (AF_INET or AF_INET6). */
 static void srv_start_af(struct srv *s, answer_fn answer, const char *resp, int af)
