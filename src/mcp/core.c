@@ -134,8 +134,10 @@ static void session_free(struct mcp_core *c, struct session *s)
     struct session **pp = &c->sessions;
     while (*pp && *pp != s)
         pp = &(*pp)->next;
-    if (*pp)
+    if (*pp) {
         *pp = s->next;
+        c->nsessions--;
+    }
     if (s->get) {
         mcp_ticket_finish(s->get);
         mcp_ticket_unref(s->get);
@@ -159,6 +161,8 @@ static void session_free(struct mcp_core *c, struct session *s)
 struct session *hub_session_new(struct mcp_core *c, const char *owner, const char *version)
 {
     unsigned char rnd[24];
+    if (c->nsessions >= MAX_SESSIONS)
+        return NULL;
     struct session *s = calloc(1, sizeof *s);
     if (s == NULL || getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
         free(s);
@@ -178,6 +182,7 @@ struct session *hub_session_new(struct mcp_core *c, const char *owner, const cha
     }
     s->next = c->sessions;
     c->sessions = s;
+    c->nsessions++;
     return s;
 }
 

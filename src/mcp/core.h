@@ -16,6 +16,7 @@
 #define PARK_MS 15000 /* longest a request waits for upstreams to start */
 #define MAX_LIST_PAGES 1000
 #define GATEWAY_VERSION "0.1.0"
+#define MAX_SESSIONS 100000 /* initialize past this is refused (503) */
 
 enum up_state { UP_CONNECTING, UP_INIT, UP_LISTING, UP_READY, UP_DOWN, UP_FAILED };
 enum list_kind { L_TOOLS, L_PROMPTS, L_RESOURCES, L_TEMPLATES, L_COUNT };
@@ -93,6 +94,7 @@ struct mcp_core {
     struct up *ups;
     size_t nups;
     struct session *sessions;
+    size_t nsessions;
     struct pending *pend[PEND_BUCKETS];
     uint64_t next_id;
     struct s2c *s2c;
@@ -123,7 +125,8 @@ void hub_pending_fail(struct mcp_core *c, struct pending *p, const char *msg);
 /* The newest open client request in flight on u (where an upstream's log
  * messages and requests most likely belong). */
 struct pending *hub_latest_call(struct mcp_core *c, struct up *u);
-/* A new session for owner (192 random bits as its id); NULL on failure. */
+/* A new session for owner (192 random bits as its id); NULL on failure or
+ * when MAX_SESSIONS are open. */
 struct session *hub_session_new(struct mcp_core *c, const char *owner, const char *version);
 struct session *hub_session_find(struct mcp_core *c, const char *id);
 /* On the stream of request p when the client takes one, else on the

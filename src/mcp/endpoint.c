@@ -215,8 +215,15 @@ static void on_ticket(uv_async_t *a)
             ex->decision_reason = adup(ex, t->reason);
         if (t->policy_ids)
             ex->policy_ids = adup(ex, t->policy_ids);
-        if (t->method)
-            ex->model = adup(ex, t->method); /* the access log's "what" column */
+        if (t->method) {
+            /* metrics and the access log label requests by method (their
+             * "model" column); the audit record names the method as action */
+            ex->model = adup(ex, t->method);
+            if (ex->action == NULL)
+                ex->action = ex->model;
+            if (ex->resource == NULL)
+                ex->resource = "mcp";
+        }
     }
     uv_mutex_unlock(&t->lock);
 

@@ -61,7 +61,9 @@ void req_initialize(struct call *k)
     const char *ver = mcp_version_supported(want) ? want : mcp_versions[0];
     struct session *s = hub_session_new(c, k->m->owner, ver);
     if (s == NULL) {
-        hub_answer_error(k->m->t, 500, k->rpc->id, JSONRPC_INTERNAL_ERROR, "out of memory");
+        hub_answer_error(k->m->t, 503, k->rpc->id, JSONRPC_INTERNAL_ERROR,
+                         c->nsessions >= MAX_SESSIONS ? "too many open sessions, try later"
+                                                      : "out of memory");
         return;
     }
     json_t *cc = json_object_get(params, "capabilities");

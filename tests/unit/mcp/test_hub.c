@@ -219,7 +219,8 @@ static int setup(void **state)
     struct mcp_ticket *t =
         post(NULL, "anonymous",
              "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
-             "\"protocolVersion\":\"1999-01-01\",\"capabilities\":{},\"clientInfo\":{\"name\":"
+             "\"protocolVersion\":\"1999-01-01\",\"capabilities\":{\"sampling\":{}},\"clientInfo\":"
+             "{\"name\":"
              "\"t\",\"version\":\"1\"}}}");
     json_t *j = answer(t);
     assert_int_equal(t->status, 200);
@@ -397,6 +398,104 @@ static void sessions_belong_to_their_principal(void **state)
     assert_int_equal(mcp_core_session_count(core), 0);
 }
 
+static struct mcp_ticket *get_stream(const char *sess)
+{
+    struct mcp_msg *m = calloc(1, sizeof *m);
+    m->method = MCP_GET;
+    m->t = mcp_ticket_new();
+    m->cfg = config_ref(cfg);
+    snprintf(m->session, sizeof m->session, "%s", sess);
+    m->accept_sse = 1;
+    m->agent = strdup("anonymous");
+    m->owner = strdup("anonymous");
+    struct mcp_ticket *t = m->t;
+    mcp_ticket_ref(t);
+    mcp_core_handle(core, m);
+    return t;
+}
+
+static void server_requests_reach_the_calling_client_and_back(void **state)
+{
+    struct fake *a = fake_named("a");
+    struct mcp_ticket *call = post(session, "anonymous",
+                                   "{\"jsonrpc\":\"2.0\",\"id\":50,\"method\":\"tools/call\","
+                                   "\"params\":{\"name\":\"a__echo\"}}");
+    json_int_t uid = last_id(a);
+    inject(a, "{\"jsonrpc\":\"2.0\",\"id\":\"up-1\",\"method\":\"sampling/createMessage\","
+              "\"params\":{\"messages\":[],\"maxTokens\":5}}");
+    /* on the call's own stream, under a gateway id */
+    assert_int_equal(call->stream, 1);
+    json_t *req = answer(call);
+    assert_string_equal(json_string_value(json_object_get(req, "method")),
+                        "sampling/createMessage");
+    const char *gid = json_string_value(json_object_get(req, "id"));
+    assert_non_null(gid);
+    char body[256];
+    snprintf(body, sizeof body,
+             "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"result\":{\"role\":\"assistant\","
+             "\"content\":{\"type\":\"text\",\"text\":\"hi\"}}}",
+             gid);
+    json_decref(req);
+    struct mcp_ticket *t = post(session, "anonymous", body);
+    assert_int_equal(t->status, 202);
+    mcp_ticket_unref(t);
+    /* the upstream gets the answer under its own id */
+    assert_string_equal(json_string_value(json_object_get(last_sent(a), "id")), "up-1");
+    assert_non_null(json_object_get(last_sent(a), "result"));
+    /* the client cancels its call: the upstream hears of it under its id */
+    t = post(session, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{"
+             "\"requestId\":50,\"reason\":\"bored\"}}");
+    assert_int_equal(t->status, 202);
+    mcp_ticket_unref(t);
+    json_t *n = last_sent(a);
+    assert_string_equal(json_string_value(json_object_get(n, "method")), "notifications/cancelled");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(n, "params"), "requestId")),
+                     uid);
+    assert_true(call->end);
+    mcp_ticket_unref(call);
+}
+
+static void list_changed_refetches_and_reaches_get_streams(void **state)
+{
+    struct fake *b = fake_named("b");
+    struct mcp_ticket *g = get_stream(session);
+    assert_int_equal(g->status, 200);
+    assert_int_equal(g->stream, 1);
+    struct mcp_ticket *g2 = get_stream(session);
+    assert_int_equal(g2->status, 409); /* one GET stream per session */
+    mcp_ticket_unref(g2);
+    inject(b, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}");
+    assert_string_equal(last_method(b), "tools/list");
+    inject(b,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[{\"name\":\"new\","
+           "\"inputSchema\":{}}]}}",
+           (long long)last_id(b));
+    assert_non_null(g->out.data);
+    assert_non_null(strstr(g->out.data, "notifications/tools/list_changed"));
+    struct mcp_ticket *t =
+        post(session, "anonymous", "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    assert_non_null(strstr(t->out.data, "b__new"));
+    assert_null(strstr(t->out.data, "b__add"));
+    mcp_ticket_unref(t);
+    /* DELETE ends the session and its stream */
+    struct mcp_msg *m = calloc(1, sizeof *m);
+    m->method = MCP_DELETE;
+    m->t = mcp_ticket_new();
+    m->cfg = config_ref(cfg);
+    snprintf(m->session, sizeof m->session, "%s", session);
+    m->agent = strdup("anonymous");
+    m->owner = strdup("anonymous");
+    t = m->t;
+    mcp_ticket_ref(t);
+    mcp_core_handle(core, m);
+    assert_int_equal(t->status, 200);
+    mcp_ticket_unref(t);
+    assert_true(g->end);
+    assert_int_equal(mcp_core_session_count(core), 0);
+    mcp_ticket_unref(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +505,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(forbidden_and_unknown_tools_say_which, setup, teardown),
         cmocka_unit_test_setup_teardown(down_upstream_fails_its_calls_only, setup, teardown),
         cmocka_unit_test_setup_teardown(sessions_belong_to_their_principal, setup, teardown),
+        cmocka_unit_test_setup_teardown(server_requests_reach_the_calling_client_and_back, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(list_changed_refetches_and_reaches_get_streams, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
