@@ -11,16 +11,6 @@
 #include "mcp/internal.h"
 #include "mcp/mcp.h"
 
-/* While src/mcp/transport*.c are not in the tree yet these resolve to NULL
- * and the hub reports that it has no transports; once they are, the
- * references are strong so the linker pulls them out of the library. */
-#if !__has_include("mcp/transport_stdio.c")
-#pragma weak mcp_upstream_open
-#pragma weak mcp_upstream_send
-#pragma weak mcp_upstream_initialized
-#pragma weak mcp_upstream_close
-#endif
-
 const struct mcp_transport_ops mcp_transport_real = {
     .open = mcp_upstream_open,
     .send = mcp_upstream_send,

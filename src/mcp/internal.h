@@ -103,7 +103,7 @@ struct mcp_transport_ops {
     void (*close)(struct mcp_upstream *u);
 };
 
-/* The transports of transport.h; NULL members when they are not built. */
+/* The transports of transport.h. */
 extern const struct mcp_transport_ops mcp_transport_real;
 
 /* ---- hub core (hub.c), on one loop ------------------------------------ */
