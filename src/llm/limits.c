@@ -69,7 +69,8 @@ static void hook_done(void *ud, enum upstream_result res, const char *msg)
     free(h);
 }
 
-static const struct upstream_callbacks hook_cb = {hook_headers, hook_data, hook_done};
+static const struct upstream_callbacks hook_cb = {
+    .on_headers = hook_headers, .on_data = hook_data, .on_done = hook_done};
 
 static void post_webhook(struct worker *w, struct breaker *b, const struct breaker_status *st)
 {

@@ -163,6 +163,7 @@ unsigned h1_idle_connections(const struct h1 *h)
 static void req_free(struct h1_req *r)
 {
     free(r->pending);
+    free(r->hdr);
     free(r);
 }
 

@@ -105,6 +105,12 @@ struct h1_req {
     char ctype[H1_CTYPE_MAX];
     size_t ctype_len;
     int has_ctype;
+    /* every header, for cb.on_header: name then value, the pair handed
+     * over when the next name (or the end of the head) comes */
+    char *hdr;
+    size_t hdr_len, hdr_cap;
+    size_t hdr_name_len; /* 0 while the name is still being read */
+    int hdr_pending;     /* a pair is being collected */
     /* body bytes that came after on_data paused (within the same read) */
     char *pending;
     size_t pending_len;

@@ -21,6 +21,54 @@ static int p_message_begin(http_parser *p)
     r->field_is_ctype = 0;
     r->has_ctype = 0;
     r->ctype_len = 0;
+    r->hdr_len = 0;
+    r->hdr_name_len = 0;
+    r->hdr_pending = 0;
+    return 0;
+}
+
+/* cb.on_header only: collects a header's name and value pieces. */
+static int hdr_append(struct h1_req *r, const char *at, size_t n)
+{
+    if (r->hdr_len + n > r->hdr_cap) {
+        size_t cap = r->hdr_cap ? r->hdr_cap : 256;
+        while (cap < r->hdr_len + n)
+            cap *= 2;
+        char *p = realloc(r->hdr, cap);
+        if (!p) {
+            r->fail_res = UPSTREAM_EIO;
+            r->fail_msg = "out of memory";
+            return -1;
+        }
+        r->hdr = p;
+        r->hdr_cap = cap;
+    }
+    memcpy(r->hdr + r->hdr_len, at, n);
+    r->hdr_len += n;
+    return 0;
+}
+
+/* Hands the collected header to cb.on_header; -1 when the transfer must stop. */
+static int hdr_flush(struct h1_conn *c)
+{
+    struct h1_req *r = c->req;
+    if (!r->hdr_pending)
+        return 0;
+    r->hdr_pending = 0;
+    size_t nl = r->hdr_name_len ? r->hdr_name_len : r->hdr_len;
+    const char *v = r->hdr + nl;
+    size_t vl = r->hdr_len - nl;
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        vl--;
+    int rc = r->cb.on_header(r->ud, r->hdr, nl, v, vl);
+    if (c->state == H1_CLOSING)
+        return -1; /* cancelled (r is gone) or h1_free ran inside the callback */
+    if (rc != 0) {
+        r->aborted = 1;
+        return -1;
+    }
     return 0;
 }
 
@@ -46,6 +94,17 @@ static int p_header_field(http_parser *p, const char *at, size_t n)
 {
     struct h1_req *r = req_of(p);
     size_t counted = n;
+    if (r->cb.on_header && p->status_code >= 200) {
+        if (r->last_was_value) {
+            if (hdr_flush(p->data) < 0)
+                return -1;
+            r->hdr_len = 0;
+            r->hdr_name_len = 0;
+            r->hdr_pending = 1;
+        }
+        if (hdr_append(r, at, n) < 0)
+            return -1;
+    }
     if (r->last_was_value) { /* a new header; a name may come in pieces */
         r->last_was_value = 0;
         r->field_len = 0;
@@ -66,6 +125,12 @@ static int p_header_field(http_parser *p, const char *at, size_t n)
 static int p_header_value(http_parser *p, const char *at, size_t n)
 {
     struct h1_req *r = req_of(p);
+    if (r->hdr_pending) {
+        if (!r->last_was_value)
+            r->hdr_name_len = r->hdr_len;
+        if (hdr_append(r, at, n) < 0)
+            return -1;
+    }
     if (!r->last_was_value) {
         r->last_was_value = 1;
         r->field_is_ctype = r->field_len == 12 && strncasecmp(r->field, "content-type", 12) == 0;
@@ -105,6 +170,8 @@ static int p_headers_complete(http_parser *p)
         e--;
     memmove(r->ctype, r->ctype + s, e - s);
     r->ctype[e - s] = '\0';
+    if (r->hdr_pending && hdr_flush(c) < 0)
+        return -1;
     r->headers_done = 1;
     int rc = r->cb.on_headers
                  ? r->cb.on_headers(r->ud, (long)p->status_code, r->has_ctype ? r->ctype : NULL)

@@ -190,6 +190,28 @@ static int call_headers(struct upstream_req *r)
     return 0;
 }
 
+/* One "Name: value" line to on_header; non-zero when the transfer must stop. */
+static int call_header(struct upstream_req *r, const char *buf, size_t len)
+{
+    const char *colon = memchr(buf, ':', len);
+    if (!colon)
+        return 0;
+    const char *v = colon + 1;
+    size_t vl = len - (size_t)(v - buf);
+    while (vl && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        vl--;
+    r->in_cb++;
+    int rc = r->cb.on_header(r->ud, buf, (size_t)(colon - buf), v, vl);
+    r->in_cb--;
+    if (rc != 0 || r->cancelled) {
+        r->aborted = 1;
+        return -1;
+    }
+    return 0;
+}
+
 static size_t header_cb(char *buf, size_t size, size_t n, void *userp)
 {
     struct upstream_req *r = userp;
@@ -205,6 +227,8 @@ static size_t header_cb(char *buf, size_t size, size_t n, void *userp)
             r->status = strtol(sp + 1, NULL, 10);
         return len;
     }
+    if (r->cb.on_header && r->status >= 200 && !r->headers_done && call_header(r, buf, len) != 0)
+        return 0;
     if (len >= 13 && strncasecmp(buf, "content-type:", 13) == 0) {
         const char *v = buf + 13;
         size_t vl = len - 13;

@@ -32,6 +32,12 @@ struct upstream_callbacks {
     /* Exactly once unless upstream_cancel was called first. errmsg is a short
      * static description, safe to show (never contains credentials). */
     void (*on_done)(void *ud, enum upstream_result result, const char *errmsg);
+    /* Optional (NULL costs nothing): each header of the final answer, in
+     * order, before on_headers. Neither string is NUL-terminated; the value
+     * comes without surrounding blanks. Return 0 to go on, non-zero to abort
+     * the transfer (on_done then reports UPSTREAM_ECANCELED). */
+    int (*on_header)(void *ud, const char *name, size_t name_len, const char *value,
+                     size_t value_len);
 };
 
 struct upstream_header {

@@ -347,7 +347,8 @@ static void cb_done(void *ud, enum upstream_result res, const char *msg)
         x->on_finish(x);
 }
 
-static const struct upstream_callbacks cbs = {cb_headers, cb_data, cb_done};
+static const struct upstream_callbacks cbs = {
+    .on_headers = cb_headers, .on_data = cb_data, .on_done = cb_done};
 
 static void on_watchdog(uv_timer_t *t)
 {

@@ -791,6 +791,77 @@ static void test_interim_1xx_then_200_gives_one_on_headers(void **state)
     xfer_free(&x);
 }
 
+/* on_header: every header of the final answer as "name=value|", before
+ * on_headers; a set abort_on header name stops the transfer. */
+struct hdr_xfer {
+    struct xfer x; /* first */
+    char seen[1024];
+    int after_on_headers;
+    const char *abort_on;
+};
+
+static int on_header(void *ud, const char *name, size_t nl, const char *value, size_t vl)
+{
+    struct hdr_xfer *h = ud;
+    if (h->x.headers_calls)
+        h->after_on_headers++;
+    size_t at = strlen(h->seen);
+    snprintf(h->seen + at, sizeof(h->seen) - at, "%.*s=%.*s|", (int)nl, name, (int)vl, value);
+    return h->abort_on && strlen(h->abort_on) == nl && strncasecmp(h->abort_on, name, nl) == 0;
+}
+
+static const struct upstream_callbacks header_callbacks = {
+    .on_headers = on_headers,
+    .on_data = on_data,
+    .on_done = on_done,
+    .on_header = on_header,
+};
+
+static void test_on_header_sees_each_final_header_before_on_headers(void **state)
+{
+    struct fixture *f = *state;
+    static const char resp[] = "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+                               "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n"
+                               "Mcp-Session-Id:  abc-123 \t\r\nX-Empty:\r\n"
+                               "Content-Type: application/json\r\n\r\ndone";
+    srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
+    struct upstream_opts o = {.method = "POST", .url = url(f, "/"), .body = "{}", .body_len = 2};
+    struct hdr_xfer h = {0};
+    xfer_init(&h.x, f);
+    h.x.req = upstream_start(f->u, &o, &header_callbacks, &h);
+    assert_non_null(h.x.req);
+    run_until(f, &h.x.done_calls);
+    srv_join(&f->srv);
+    assert_int_equal(h.x.result, UPSTREAM_OK);
+    assert_string_equal(h.seen, "Content-Length=4|Mcp-Session-Id=abc-123|X-Empty=|"
+                                "Content-Type=application/json|");
+    assert_int_equal(h.after_on_headers, 0);
+    assert_string_equal(h.x.ctype, "application/json");
+    assert_string_equal(h.x.data.data, "done");
+    xfer_free(&h.x);
+}
+
+static void test_on_header_nonzero_cancels(void **state)
+{
+    struct fixture *f = *state;
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 4\r\nX-Stop: 1\r\n"
+                               "X-After: 2\r\n\r\ndone";
+    srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
+    struct upstream_opts o = {.method = "GET", .url = url(f, "/")};
+    struct hdr_xfer h = {.abort_on = "x-stop"};
+    xfer_init(&h.x, f);
+    h.abort_on = "x-stop";
+    h.x.req = upstream_start(f->u, &o, &header_callbacks, &h);
+    assert_non_null(h.x.req);
+    run_until(f, &h.x.done_calls);
+    srv_join(&f->srv);
+    assert_int_equal(h.x.result, UPSTREAM_ECANCELED);
+    assert_string_equal(h.seen, "Content-Length=4|X-Stop=1|");
+    assert_int_equal(h.x.headers_calls, 0);
+    assert_int_equal(h.x.data_calls, 0);
+    xfer_free(&h.x);
+}
+
 /* ---- keep-alive and handle reuse ------------------------------------------ */
 
 struct two {
@@ -1299,6 +1370,8 @@ int main(void)
         T(test_chunked_answer_is_dechunked),
         T(test_no_expect_100_continue_for_64k_body),
         T(test_interim_1xx_then_200_gives_one_on_headers),
+        T(test_on_header_sees_each_final_header_before_on_headers),
+        T(test_on_header_nonzero_cancels),
         T(test_sequential_requests_reuse_one_connection),
         T(test_recycled_handle_forgets_previous_method_headers_and_body),
         T(test_connection_refused_is_econnect),
