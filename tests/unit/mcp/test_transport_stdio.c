@@ -157,8 +157,8 @@ static int teardown(void **state)
     dup2(F.saved_fd, STDERR_FILENO);
     close(F.saved_fd);
     char *log = log_text();
-    if (getenv("MCP_TEST_SHOW_LOG"))
-        fputs(log, stderr);
+    if (getenv("MCP_TEST_SHOW_LOG") || strstr(log, "ERROR: "))
+        fputs(log, stderr); /* cmocka's failure messages went to the log file too */
     free(log);
     unlink(F.logpath);
     unlink(F.script);
