@@ -230,26 +230,32 @@ void hub_broadcast(struct mcp_core *c, const char *method, json_t *params)
 
 /* ---- parking: requests that need every upstream's lists -------------------- */
 
-static int settled(struct mcp_core *c)
+static int busy(struct mcp_core *c, const struct up *u)
 {
-    uint64_t now = hub_now(c);
-    for (size_t i = 0; i < c->nups; i++) {
-        struct up *u = &c->ups[i];
-        int busy = u->state == UP_CONNECTING || u->state == UP_INIT || u->state == UP_LISTING;
-        if (busy && now < u->opened_ms + PARK_MS)
-            return 0;
-    }
-    return 1;
+    int starting = u->state == UP_CONNECTING || u->state == UP_INIT || u->state == UP_LISTING;
+    return starting && hub_now(c) < u->opened_ms + PARK_MS;
 }
 
-static int park(struct mcp_core *c, struct mcp_msg *m)
+/* Whether a request for upstream `up` (-1: for all of them) must wait. */
+static int must_wait(struct mcp_core *c, long up)
 {
-    if (settled(c))
+    if (up >= 0 && (size_t)up < c->nups)
+        return busy(c, &c->ups[up]);
+    for (size_t i = 0; i < c->nups; i++)
+        if (busy(c, &c->ups[i]))
+            return 1;
+    return 0;
+}
+
+static int park(struct mcp_core *c, struct mcp_msg *m, long up)
+{
+    if (!must_wait(c, up))
         return 0;
     struct parked *k = calloc(1, sizeof *k);
     if (k == NULL)
         return 0;
     k->m = m;
+    k->up = up;
     struct parked **pp = &c->parked;
     while (*pp)
         pp = &(*pp)->next;
@@ -259,13 +265,23 @@ static int park(struct mcp_core *c, struct mcp_msg *m)
 
 void hub_unpark(struct mcp_core *c)
 {
-    if (c->parked == NULL || !settled(c))
-        return;
-    struct parked *list = c->parked;
-    c->parked = NULL;
-    while (list) {
-        struct parked *k = list;
-        list = k->next;
+    /* take out those whose upstreams are ready, then run them: running one
+     * may park or unpark others */
+    struct parked *ready = NULL, **rt = &ready;
+    for (struct parked **pp = &c->parked; *pp;) {
+        struct parked *k = *pp;
+        if (must_wait(c, k->up)) {
+            pp = &k->next;
+            continue;
+        }
+        *pp = k->next;
+        k->next = NULL;
+        *rt = k;
+        rt = &k->next;
+    }
+    while (ready) {
+        struct parked *k = ready;
+        ready = k->next;
         mcp_core_handle(c, k->m);
         free(k);
     }
@@ -313,11 +329,16 @@ static void handle_post(struct mcp_core *c, struct mcp_msg *m)
     }
     struct call k = {.c = c, .m = m, .s = s, .rpc = &rpc};
     if (rpc.kind == MCP_REQUEST) {
-        int needs_lists =
-            is_init || strstr(rpc.method, "/list") || strcmp(rpc.method, "tools/call") == 0;
-        if (needs_lists && park(c, m)) {
+        /* lists and routing need the servers' lists: wait while the server
+         * concerned (or, without one, any server) is starting */
+        const char *meth = rpc.method;
+        int needs_lists = is_init || strstr(meth, "/list") || strcmp(meth, "tools/call") == 0 ||
+                          strcmp(meth, "prompts/get") == 0 ||
+                          strncmp(meth, "resources/", 10) == 0 ||
+                          strcmp(meth, "completion/complete") == 0;
+        if (needs_lists && park(c, m, req_target(c, &rpc))) {
             mcp_rpc_free(&rpc);
-            return; /* handled again once the upstreams have started */
+            return; /* handled again once the servers have started */
         }
         if (is_init)
             req_initialize(&k);
@@ -519,6 +540,8 @@ void mcp_core_reload(struct mcp_core *c, struct config *cfg)
         hub_close_all(c);
         c->cfg = config_ref(cfg);
         hub_open_all(c);
+        for (struct parked *k = c->parked; k; k = k->next)
+            k->up = -1; /* indexes of the old list */
         hub_broadcast(c, "notifications/tools/list_changed", NULL);
     }
     if (c->ents_cfg == old) {

@@ -84,6 +84,7 @@ struct s2c {
 struct parked {
     struct parked *next;
     struct mcp_msg *m;
+    long up; /* the upstream it waits for, -1 for all */
 };
 
 struct mcp_core {
@@ -159,6 +160,8 @@ struct call {
     struct session *s;
     struct mcp_rpc *rpc;
 };
+/* The upstream a tools/call or prompts/get names (its index), else -1. */
+long req_target(struct mcp_core *c, const struct mcp_rpc *rpc);
 void req_initialize(struct call *k);
 void req_request(struct call *k);
 void req_notification(struct call *k);

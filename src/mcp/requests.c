@@ -113,6 +113,16 @@ static struct up *route_name(struct mcp_core *c, const char *name, const char **
     return NULL;
 }
 
+long req_target(struct mcp_core *c, const struct mcp_rpc *rpc)
+{
+    const char *inner;
+    if (strcmp(rpc->method, "tools/call") != 0 && strcmp(rpc->method, "prompts/get") != 0)
+        return -1;
+    const char *name = json_string_value(json_object_get(rpc->params, "name"));
+    struct up *u = name ? route_name(c, name, &inner) : NULL;
+    return u ? (long)u->index : -1;
+}
+
 static int list_has(const json_t *list, const char *key, const char *v)
 {
     size_t i;

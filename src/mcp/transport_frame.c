@@ -264,8 +264,8 @@ static const char *scan_string(const char *p, const char *end)
 
 static int scalar_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '+' ||
-           c == '.' || c == 'E';
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' ||
+           c == 'E';
 }
 
 /* One value starting at p (no leading whitespace); returns past it, or NULL.
@@ -301,8 +301,8 @@ static const char *scan_value(const char *p, const char *end)
                 return NULL;
             if (--depth == 0)
                 return p + 1;
-        } else if (!scalar_char(c) && c != ',' && c != ':' && c != ' ' && c != '\t' &&
-                   c != '\n' && c != '\r') {
+        } else if (!scalar_char(c) && c != ',' && c != ':' && c != ' ' && c != '\t' && c != '\n' &&
+                   c != '\r') {
             return NULL;
         }
         p++;

@@ -40,25 +40,25 @@ void mcp_lines_free(struct mcp_lines *l);
 /* ---- Server-Sent Events -------------------------------------------------- */
 
 struct mcp_sse_event {
-    const char *type;  /* "message" when the event named none; NUL-terminated */
-    const char *data;  /* the data lines joined with \n; NUL-terminated */
+    const char *type; /* "message" when the event named none; NUL-terminated */
+    const char *data; /* the data lines joined with \n; NUL-terminated */
     size_t data_len;
-    const char *id;    /* the last event id seen on the stream (may be "") */
+    const char *id; /* the last event id seen on the stream (may be "") */
 };
 
 /* Returns 0 to go on; anything else stops the feed, which returns it. */
 typedef int (*mcp_sse_fn)(void *ctx, const struct mcp_sse_event *ev);
 
 struct mcp_sse {
-    buf_t line;     /* the line being read */
-    buf_t data;     /* data of the event being read */
-    buf_t type;     /* its event type */
-    char id[256];   /* last event id (longer ids are ignored) */
+    buf_t line;       /* the line being read */
+    buf_t data;       /* data of the event being read */
+    buf_t type;       /* its event type */
+    char id[256];     /* last event id (longer ids are ignored) */
     int64_t retry_ms; /* the last "retry:" value, -1 if none */
-    size_t max;     /* bound on one line and on one event's data */
-    int after_cr;   /* the previous byte ended a line with \r */
-    int started;    /* past a leading BOM */
-    int failed;     /* a previous feed returned an error */
+    size_t max;       /* bound on one line and on one event's data */
+    int after_cr;     /* the previous byte ended a line with \r */
+    int started;      /* past a leading BOM */
+    int failed;       /* a previous feed returned an error */
 };
 
 void mcp_sse_init(struct mcp_sse *s, size_t max);
@@ -85,11 +85,11 @@ int mcp_json_split(const char *json, size_t len, mcp_line_fn fn, void *ctx)
 
 /* What the transports need to know about one message, from its top level. */
 struct mcp_json_info {
-    const char *id;     /* the raw "id" value (a number or a quoted string), or NULL */
+    const char *id; /* the raw "id" value (a number or a quoted string), or NULL */
     size_t id_len;
     const char *method; /* the raw "method" value, quotes included, or NULL */
     size_t method_len;
-    int has_result;     /* "result" or "error" present */
+    int has_result; /* "result" or "error" present */
 };
 
 /* 0 and fills *info when json is an object; -EINVAL otherwise. */

@@ -12,14 +12,15 @@
 
 #include "core/log.h"
 
-#define STDERR_LINE_MAX (16u * 1024)  /* longer stderr lines are logged in pieces */
-#define STDIN_QUEUE_MAX (64u << 20)   /* bytes waiting for the child to read */
+#define STDERR_LINE_MAX (16u * 1024) /* longer stderr lines are logged in pieces */
+#define STDIN_QUEUE_MAX (64u << 20)  /* bytes waiting for the child to read */
 #define READ_CHUNK (64u * 1024)
 #define TERM_GRACE_MS 2000 /* stdin closed: time to exit before SIGTERM */
 #define KILL_GRACE_MS 2000 /* SIGTERM sent: time to exit before SIGKILL */
-#define EXIT_DRAIN_MS 500  /* exited: time for the rest of its stdout to arrive, or
-                              stdout ended: time for the exit to be seen */
-#define STABLE_MS 10000    /* up this long: the restart backoff starts over */
+#define EXIT_DRAIN_MS                                                                              \
+    500                 /* exited: time for the rest of its stdout to arrive, or                   \
+                           stdout ended: time for the exit to be seen */
+#define STABLE_MS 10000 /* up this long: the restart backoff starts over */
 #define RESTART_MIN_DEFAULT 250
 #define RESTART_MAX_DEFAULT 30000
 
@@ -39,7 +40,7 @@ struct child {
     int pid;
     int exited;
     int out_eof;
-    int kill_stage; /* 0: stdin closed, 1: SIGTERM sent, 2: SIGKILL sent */
+    int kill_stage;  /* 0: stdin closed, 1: SIGTERM sent, 2: SIGKILL sent */
     const char *why; /* a failure waiting for the timer */
     uint64_t started_ms;
     struct mcp_lines out_lines, err_lines;
@@ -56,8 +57,8 @@ struct stdio_up {
     struct mcp_upstream_events ev;
     void *ctx;
     uint32_t min_ms, max_ms;
-    uint32_t delay_ms;  /* the next restart's delay */
-    uv_timer_t timer;   /* READY after open; restart delay */
+    uint32_t delay_ms;   /* the next restart's delay */
+    uv_timer_t timer;    /* READY after open; restart delay */
     struct child *child; /* running (attached) child, or NULL while down */
     int ready_pending;   /* open's READY not reported yet */
     int closing;
@@ -216,8 +217,9 @@ static void on_child_timer(uv_timer_t *t)
     int sig = c->kill_stage == 0 ? SIGTERM : SIGKILL;
     if (c->kill_stage >= 2)
         return;
-    log_server(LOG_WARN, sig == SIGTERM ? "mcp server did not exit, sending SIGTERM"
-                                        : "mcp server did not exit, sending SIGKILL",
+    log_server(LOG_WARN,
+               sig == SIGTERM ? "mcp server did not exit, sending SIGTERM"
+                              : "mcp server did not exit, sending SIGKILL",
                c->name, c->pid, NULL, NULL);
     uv_process_kill(&c->proc, sig);
     c->kill_stage++;

@@ -164,6 +164,7 @@ static void send_initialize(struct up *u)
                             "listChanged", 1, "sampling", "elicitation", "clientInfo", "name",
                             "portcullis", "version", GATEWAY_VERSION);
     u->state = UP_INIT;
+    u->opened_ms = hub_now(c); /* requests park while it initializes */
     if (hub_send(u, msg, p->id, 1) < 0) {
         hub_pending_free(c, p);
         u->state = UP_FAILED;
