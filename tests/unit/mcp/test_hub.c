@@ -496,6 +496,41 @@ static void list_changed_refetches_and_reaches_get_streams(void **state)
     mcp_ticket_unref(g);
 }
 
+static void restarted_server_is_initialized_again_and_calls_wait_for_it(void **state)
+{
+    struct fake *a = fake_named("a"), *b = fake_named("b");
+    a->ev->on_state(a->ctx, MCP_UPSTREAM_DOWN, "process exited");
+    a->ev->on_state(a->ctx, MCP_UPSTREAM_READY, NULL);
+    assert_string_equal(last_method(a), "initialize");
+    struct mcp_ticket *t = post(session, "anonymous",
+                                "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tools/call\","
+                                "\"params\":{\"name\":\"a__echo\"}}");
+    assert_int_equal(t->status, 0); /* parked */
+    /* calls to the other server do not wait */
+    struct mcp_ticket *tb = post(session, "anonymous",
+                                 "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tools/call\","
+                                 "\"params\":{\"name\":\"b__add\"}}");
+    assert_string_equal(last_method(b), "tools/call");
+    inject(a,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"protocolVersion\":\"2025-06-18\","
+           "\"capabilities\":{\"tools\":{}}}}",
+           (long long)last_id(a));
+    assert_string_equal(last_method(a), "tools/list");
+    inject(a,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[{\"name\":\"echo\","
+           "\"inputSchema\":{}}]}}",
+           (long long)last_id(a));
+    assert_string_equal(last_method(a), "tools/call");
+    inject(a, "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"content\":[]}}",
+           (long long)last_id(a));
+    json_t *j = answer(t);
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 8);
+    assert_non_null(json_object_get(j, "result"));
+    json_decref(j);
+    mcp_ticket_unref(t);
+    mcp_ticket_unref(tb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -509,6 +544,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(list_changed_refetches_and_reaches_get_streams, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(restarted_server_is_initialized_again_and_calls_wait_for_it,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
