@@ -82,7 +82,10 @@ int mcp_upstream_send(struct mcp_upstream *u, const char *json, size_t len,
  * server-initiated messages (a 405 answer just means the server has none).
  * The HTTP transport keeps the Mcp-Session-Id the server returned to
  * initialize and sends it on every later request; on a 404 for a request
- * carrying it, it reports DOWN then READY so the hub initializes again. */
+ * carrying it, it reports DOWN then READY so the hub initializes again.
+ * When an initialize got no answer (on_send_error: unreachable, timeout,
+ * HTTP error), the HTTP transport reports READY again after a backoff
+ * (0.5 s doubling to 30 s) so the hub can retry a server that was not up. */
 void mcp_upstream_initialized(struct mcp_upstream *u, const char *protocol_version);
 
 /* Process id of a stdio server (0 when not running or HTTP). */

@@ -20,6 +20,8 @@
 #define DELETE_TIMEOUT_MS 2000
 #define GET_RETRY_MIN_MS 500
 #define GET_RETRY_MAX_MS 30000
+#define INIT_RETRY_MIN_MS 500
+#define INIT_RETRY_MAX_MS 30000
 #define XFER_HEADERS_MAX 64
 
 enum xfer_kind { X_POST, X_GET, X_DELETE };
@@ -75,6 +77,7 @@ struct http_up {
     struct xfer *get;        /* the GET stream, or NULL */
     char last_event_id[256]; /* of the GET stream */
     uint32_t get_delay_ms;
+    uint32_t init_delay_ms; /* READY again after an initialize got no answer */
     int get_none;     /* 405: the server offers no GET stream */
     int want_get;     /* start the GET stream at the next kick */
     int lost_pending; /* the session was lost: report DOWN, READY at the kick */
@@ -385,6 +388,15 @@ static int x_on_data(void *ud, const char *data, size_t len)
     return rc < 0 || x->dead ? -1 : 0;
 }
 
+/* An initialize failed a while ago: invite the hub to try again. */
+static void on_init_retry(uv_timer_t *t)
+{
+    struct http_up *h = t->data;
+    if (h->closing || h->initialized)
+        return;
+    h->ev.on_state(h->ctx, MCP_UPSTREAM_READY, "retrying initialize");
+}
+
 static void on_get_timer(uv_timer_t *t)
 {
     struct http_up *h = t->data;
@@ -405,9 +417,17 @@ static void x_on_done(void *ud, enum upstream_result res, const char *errmsg)
     if (!x->dead && res != UPSTREAM_OK && !x->fail)
         x->fail = errmsg;
     if (!x->dead && x->kind == X_POST) {
+        if (x->is_init && x->answered)
+            h->init_delay_ms = INIT_RETRY_MIN_MS;
         if (x->expects && !x->answered) {
             const char *why = x->fail ? x->fail : "the MCP server's answer ended without a response";
             log_up(LOG_WARN, "mcp request got no answer", h, "reason", why, x->status);
+            if (x->is_init) {
+                uint32_t delay = h->init_delay_ms;
+                h->init_delay_ms =
+                    delay >= INIT_RETRY_MAX_MS / 2 ? INIT_RETRY_MAX_MS : delay * 2;
+                uv_timer_start(&h->timer, on_init_retry, delay, 0);
+            }
             if (h->ev.on_send_error)
                 h->ev.on_send_error(h->ctx, x->cookie, why);
         } else if (!x->expects && x->fail) {
@@ -598,6 +618,7 @@ struct mcp_upstream *mcp_http_open(uv_loop_t *loop, const struct mcp_upstream_sp
     h->ctx = ctx;
     h->timeout_ms = spec->request_timeout_ms;
     h->get_delay_ms = GET_RETRY_MIN_MS;
+    h->init_delay_ms = INIT_RETRY_MIN_MS;
     h->name = strdup(name);
     h->url = strdup(spec->url);
     h->headers = calloc(spec->nheaders + 1, sizeof(*h->headers));

@@ -135,13 +135,13 @@ static int teardown(void **state)
     return 0;
 }
 
-static void start_server(const char *flag)
+static void start_server_on(const char *flag, const char *flag2)
 {
     F.server = fork();
     assert_true(F.server >= 0);
     if (F.server == 0) {
         execlp("python3", "python3", TEST_DATA_DIR "/http_server.py", F.portfile, F.srvlog, flag,
-               (char *)NULL);
+               flag2, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
@@ -154,6 +154,11 @@ static void start_server(const char *flag)
     }
     assert_true(F.port > 0);
     snprintf(F.url, sizeof(F.url), "http://127.0.0.1:%d/mcp", F.port);
+}
+
+static void start_server(const char *flag)
+{
+    start_server_on(flag, NULL);
 }
 
 static void free_handle(uv_handle_t *h)
@@ -390,9 +395,9 @@ static void test_failed_requests_are_reported_with_their_cookie(void **state)
     assert_int_equal(F.nerrors, 3);
 }
 
-static void test_unreachable_server_fails_each_request(void **state)
+/* A port nothing listens on: bind one, note it, close it. */
+static int free_port(void)
 {
-    /* a port nothing listens on: bind one, note it, close it */
     uv_tcp_t probe;
     struct sockaddr_in a;
     uv_ip4_addr("127.0.0.1", 0, &a);
@@ -402,14 +407,53 @@ static void test_unreachable_server_fails_each_request(void **state)
     uv_tcp_getsockname(&probe, (struct sockaddr *)&a, &len);
     uv_close((uv_handle_t *)&probe, NULL);
     uv_run(&F.loop, UV_RUN_NOWAIT);
+    return ntohs(a.sin_port);
+}
+
+static void test_unreachable_server_fails_each_request(void **state)
+{
     char url[64];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/mcp", ntohs(a.sin_port));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/mcp", free_port());
     open_http(url, 0);
     send_msg("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}", 77, 1);
     run_until(have_errors, (void *)1, "the connect failure");
     assert_int_equal(F.err_cookie[0], 77);
     assert_string_equal(F.err_why[0], "connection refused or unreachable");
     assert_string_equal(F.states, "R");
+}
+
+/* The fake hub's part: initialize whenever the transport says READY. */
+static void init_on_ready(void *ctx, enum mcp_upstream_state st, const char *why)
+{
+    ev_state(ctx, st, why);
+    if (st != MCP_UPSTREAM_READY)
+        return;
+    const char *init = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\"}";
+    struct mcp_send_opts o = {.cookie = 1, .expects_response = 1};
+    assert_int_equal(mcp_upstream_send(F.u, init, strlen(init), &o), 0);
+}
+
+static void test_failed_initialize_is_retried_until_the_server_is_up(void **state)
+{
+    int port = free_port();
+    snprintf(F.url, sizeof(F.url), "http://127.0.0.1:%d/mcp", port);
+    struct mcp_upstream_events ev = events;
+    ev.on_state = init_on_ready;
+    struct mcp_upstream_spec spec = {.name = "late", .url = F.url};
+    F.u = mcp_upstream_open(&F.loop, &spec, &ev, &F);
+    assert_non_null(F.u);
+    run_until(have_errors, (void *)2, "two failed initialize attempts");
+    assert_string_equal(F.states, "RR");
+    assert_string_equal(F.err_why[0], "connection refused or unreachable");
+    char flag[32];
+    snprintf(flag, sizeof(flag), "--port=%d", port);
+    start_server_on("--no-get", flag);
+    run_until(have_messages, (void *)1, "the initialize answer");
+    assert_int_equal(json_integer_value(json_object_get(message(0), "id")), 1);
+    int errors = F.nerrors;
+    run_ms(1200); /* no more retries once it answered */
+    assert_int_equal(F.nerrors, errors);
+    assert_int_equal(F.nstates, errors + 1);
 }
 
 static void test_get_stream_delivers_and_resumes_with_last_event_id(void **state)
@@ -517,6 +561,7 @@ int main(void)
         T(test_sse_batch_and_requests_before_the_response),
         T(test_failed_requests_are_reported_with_their_cookie),
         T(test_unreachable_server_fails_each_request),
+        T(test_failed_initialize_is_retried_until_the_server_is_up),
         T(test_get_stream_delivers_and_resumes_with_last_event_id),
         T(test_no_get_stream_means_no_retry),
         T(test_lost_session_is_down_then_ready_and_a_new_session_works),

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # A scripted Streamable HTTP MCP server for test_transport_http.c (standard
-# library only). Usage: http_server.py PORTFILE LOGFILE [--no-get]. Listens on
-# 127.0.0.1 (ephemeral port, written to PORTFILE) and appends one JSON line per
+# library only). Usage: http_server.py PORTFILE LOGFILE [--no-get] [--port=N].
+# Listens on 127.0.0.1 (N, or an ephemeral port; written to PORTFILE) and appends one JSON line per
 # request it sees to LOGFILE. The JSON-RPC method picks the behaviour.
 import json
 import sys
@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PORTFILE, LOGFILE = sys.argv[1], sys.argv[2]
 NO_GET = "--no-get" in sys.argv
+PORT = int(next((a[7:] for a in sys.argv if a.startswith("--port=")), "0"))
 sessions = set()
 counter = [0]
 gets = [0]
@@ -158,7 +159,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_empty(200)
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+ThreadingHTTPServer.allow_reuse_address = True
+server = ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
 server.daemon_threads = True
 with open(PORTFILE + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
