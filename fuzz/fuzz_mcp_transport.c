@@ -93,8 +93,8 @@ static uint64_t next(uint64_t *s)
 }
 
 /* seed 0: one feed; else pieces of 0..2*avg bytes (avg 0: one byte each). */
-static struct out run(int sse, int truncate, size_t max, const uint8_t *in, size_t n,
-                      uint64_t seed, unsigned avg)
+static struct out run(int sse, int truncate, size_t max, const uint8_t *in, size_t n, uint64_t seed,
+                      unsigned avg)
 {
     struct out o = {.max = max};
     buf_init(&o.items, 48 * n + 8192);

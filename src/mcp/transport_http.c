@@ -78,15 +78,15 @@ struct http_up {
     char last_event_id[256]; /* of the GET stream */
     uint32_t get_delay_ms;
     uint32_t init_delay_ms; /* READY again after an initialize got no answer */
-    int get_none;     /* 405: the server offers no GET stream */
-    int want_get;     /* start the GET stream at the next kick */
-    int lost_pending; /* the session was lost: report DOWN, READY at the kick */
+    int get_none;           /* 405: the server offers no GET stream */
+    int want_get;           /* start the GET stream at the next kick */
+    int lost_pending;       /* the session was lost: report DOWN, READY at the kick */
     int ready_pending;
     int cb_depth; /* inside upstream callbacks: transfers start at the kick */
     int closing;
-    int deleting; /* the DELETE was started */
-    int handles;  /* timer + kick, until teardown closes them */
-    int torn;     /* teardown closed them */
+    int deleting;     /* the DELETE was started */
+    int handles;      /* timer + kick, until teardown closes them */
+    int torn;         /* teardown closed them */
     uv_timer_t timer; /* READY after open; GET reconnect */
     uv_timer_t kick;  /* work that must not run inside upstream callbacks */
 };
@@ -96,8 +96,8 @@ static void start_xfer(struct http_up *h, struct xfer *x);
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static void log_up(enum log_level level, const char *msg, const struct http_up *h,
-                   const char *key, const char *val, long status)
+static void log_up(enum log_level level, const char *msg, const struct http_up *h, const char *key,
+                   const char *val, long status)
 {
     if (!log_enabled(level))
         return;
@@ -420,12 +420,12 @@ static void x_on_done(void *ud, enum upstream_result res, const char *errmsg)
         if (x->is_init && x->answered)
             h->init_delay_ms = INIT_RETRY_MIN_MS;
         if (x->expects && !x->answered) {
-            const char *why = x->fail ? x->fail : "the MCP server's answer ended without a response";
+            const char *why =
+                x->fail ? x->fail : "the MCP server's answer ended without a response";
             log_up(LOG_WARN, "mcp request got no answer", h, "reason", why, x->status);
             if (x->is_init) {
                 uint32_t delay = h->init_delay_ms;
-                h->init_delay_ms =
-                    delay >= INIT_RETRY_MAX_MS / 2 ? INIT_RETRY_MAX_MS : delay * 2;
+                h->init_delay_ms = delay >= INIT_RETRY_MAX_MS / 2 ? INIT_RETRY_MAX_MS : delay * 2;
                 uv_timer_start(&h->timer, on_init_retry, delay, 0);
             }
             if (h->ev.on_send_error)
@@ -437,8 +437,8 @@ static void x_on_done(void *ud, enum upstream_result res, const char *errmsg)
     int reconnect = x->kind == X_GET && !x->dead && !h->closing && h->initialized && !h->get_none;
     if (reconnect) {
         if (x->fail || res != UPSTREAM_OK)
-            log_up(LOG_INFO, "mcp server GET stream ended", h, "reason",
-                   x->fail ? x->fail : errmsg, x->status);
+            log_up(LOG_INFO, "mcp server GET stream ended", h, "reason", x->fail ? x->fail : errmsg,
+                   x->status);
         uint32_t delay = x->delivered ? GET_RETRY_MIN_MS : h->get_delay_ms;
         h->get_delay_ms = delay >= GET_RETRY_MAX_MS / 2 ? GET_RETRY_MAX_MS : delay * 2;
         uv_timer_start(&h->timer, on_get_timer, delay, 0);
@@ -661,8 +661,8 @@ int mcp_http_send(struct mcp_upstream *u, const char *json, size_t len,
     x->expects = opts->expects_response;
     struct mcp_json_info info;
     if (mcp_json_info(json, len, &info) == 0) {
-        x->is_init = info.method && info.method_len == 12 &&
-                     memcmp(info.method, "\"initialize\"", 12) == 0;
+        x->is_init =
+            info.method && info.method_len == 12 && memcmp(info.method, "\"initialize\"", 12) == 0;
         if (info.id && x->expects) {
             x->id = malloc(info.id_len);
             if (!x->id)

@@ -138,8 +138,9 @@ static void test_json_split_batches_and_single_messages(void **state)
     assert_int_equal(split("[{\"a\":[1,2]} , {\"b\":\"x\"},3,\"s\",null]"), 0);
     assert_string_equal(got, "{\"a\":[1,2]}|{\"b\":\"x\"}|3|\"s\"|null");
     /* broken text delivers nothing */
-    const char *bad[] = {"", "   ", "[]", "[{}", "[{} {}]", "[{},]", "{\"a\":1}}", "{\"a\":[}]",
-                         "\"open", "{} {}", "[1,,2]", "{\"a\":\"\x01\"}", "@"};
+    const char *bad[] = {
+        "",           "   ",    "[]",    "[{}",    "[{} {}]",          "[{},]", "{\"a\":1}}",
+        "{\"a\":[}]", "\"open", "{} {}", "[1,,2]", "{\"a\":\"\x01\"}", "@"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(split(bad[i]), -EINVAL);
         assert_string_equal(got, "");
@@ -154,7 +155,8 @@ static void test_json_split_batches_and_single_messages(void **state)
 static void test_json_info_finds_id_method_and_result(void **state)
 {
     struct mcp_json_info i;
-    const char *req = "{\"jsonrpc\":\"2.0\",\"method\":\"initialize\",\"params\":{\"id\":9},\"id\":\"a-1\"}";
+    const char *req =
+        "{\"jsonrpc\":\"2.0\",\"method\":\"initialize\",\"params\":{\"id\":9},\"id\":\"a-1\"}";
     assert_int_equal(mcp_json_info(req, strlen(req), &i), 0);
     assert_int_equal(i.id_len, 5);
     assert_memory_equal(i.id, "\"a-1\"", 5);

@@ -388,9 +388,9 @@ static void test_failed_requests_are_reported_with_their_cookie(void **state)
     size_t before = json_array_size(F.messages);
     send_msg("{\"jsonrpc\":\"2.0\",\"id\":13,\"method\":\"jsonerror\"}", 13, 1);
     run_until(have_messages, (void *)(intptr_t)(before + 1), "the JSON-RPC error");
-    assert_int_equal(json_integer_value(
-                         json_object_get(json_object_get(message(before), "error"), "code")),
-                     -32602);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(message(before), "error"), "code")),
+        -32602);
     run_ms(50);
     assert_int_equal(F.nerrors, 3);
 }

@@ -43,7 +43,8 @@ static const char fixture_py[] =
     "        out([{'jsonrpc': '2.0', 'method': 'notifications/hello'},\n"
     "             {'jsonrpc': '2.0', 'id': i, 'result': {}}])\n"
     "    elif meth == 'noise':\n"
-    "        sys.stdout.write('this is not json\\n'); out({'jsonrpc': '2.0', 'id': i, 'result': {}})\n"
+    "        sys.stdout.write('this is not json\\n'); out({'jsonrpc': '2.0', 'id': i, 'result': "
+    "{}})\n"
     "    elif meth == 'env':\n"
     "        out({'jsonrpc': '2.0', 'id': i, 'result': {'v': os.environ.get('MCP_TEST_VAR'),\n"
     "             'cwd': os.getcwd(), 'home': os.environ.get('HOME')}})\n"
@@ -69,7 +70,7 @@ struct fixture {
     /* what the transport reported */
     struct mcp_upstream *u; /* open, closed by teardown if a test failed */
     uint32_t restart_min_ms;
-    json_t *messages;       /* array of parsed messages */
+    json_t *messages; /* array of parsed messages */
     char states[64];  /* 'R' / 'D' per on_state */
     char why[64][80];
     int nstates;
@@ -287,7 +288,8 @@ static void test_echo_round_trip_and_started_log_line(void **state)
     assert_true(pid > 0);
 
     /* pretty-printed input still goes out as one line */
-    send_str(u, "{\"jsonrpc\":\"2.0\",\n \"id\":7,\"method\":\"echo\",\"params\":{\"a\":\"b\\nc\"}}");
+    send_str(u,
+             "{\"jsonrpc\":\"2.0\",\n \"id\":7,\"method\":\"echo\",\"params\":{\"a\":\"b\\nc\"}}");
     run_until(have_messages, (void *)1, "the echo");
     json_t *m = message(0);
     assert_int_equal(json_integer_value(json_object_get(m, "id")), 7);
@@ -538,8 +540,7 @@ static void test_close_from_inside_on_message(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_echo_round_trip_and_started_log_line, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_echo_round_trip_and_started_log_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_batch_and_split_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_reports_down_then_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_server_restarts, setup, teardown),
