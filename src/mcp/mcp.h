@@ -21,8 +21,10 @@ struct mcp_hub;
 struct mcp_hub *mcp_hub_new(struct config *cfg, struct identity *id, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
-/* A new snapshot (SIGHUP): servers whose definition changed are reopened,
- * removed ones closed, new ones opened; sessions stay. Thread-safe. */
+/* A new snapshot (SIGHUP): when mcp.servers changed (added, removed, or a
+ * command, URL, header or timeout edited) every connection is reopened and
+ * calls in flight fail; otherwise labels, trust and policies just take
+ * effect. Sessions stay either way. Thread-safe. */
 void mcp_hub_reload(struct mcp_hub *hub, struct config *cfg);
 
 /* Graceful stop (SIGTERM): ends every open GET stream so the workers can
