@@ -23,8 +23,12 @@
 #define INIT_RETRY_MIN_MS 500
 #define INIT_RETRY_MAX_MS 30000
 #define XFER_HEADERS_MAX 64
+#define RESUME_MAX 10 /* resumptions of one request's stream */
+#define RESUME_DELAY_MAX_MS 10000
 
-enum xfer_kind { X_POST, X_GET, X_DELETE };
+/* X_RESUME: a GET with Last-Event-ID that picks up a POST's answer stream
+ * the server closed before the response (the same xfer, same request). */
+enum xfer_kind { X_POST, X_GET, X_DELETE, X_RESUME };
 enum answer_mode { A_NONE, A_JSON, A_SSE, A_IGNORE };
 
 struct http_up;
@@ -54,6 +58,9 @@ struct xfer {
     struct mcp_sse sse;
     int answered;
     int delivered; /* GET: messages came on this stream */
+    int resumes;
+    uint64_t start_at; /* X_RESUME: uv_now() before which it must not start */
+    char resume_id[256];
     char session[SESSION_ID_MAX + 1];
     const char *fail; /* what went wrong, safe to show */
     char failbuf[96];
@@ -168,6 +175,9 @@ static int xfer_headers(struct xfer *x, const struct mcp_send_opts *o, int with_
         names[n] = "Accept", values[n++] = "text/event-stream";
         if (h->last_event_id[0])
             names[n] = "Last-Event-ID", values[n++] = h->last_event_id;
+    } else if (x->kind == X_RESUME) {
+        names[n] = "Accept", values[n++] = "text/event-stream";
+        names[n] = "Last-Event-ID", values[n++] = x->resume_id;
     }
     for (size_t i = 0; i < h->nheaders && n < XFER_HEADERS_MAX - 2; i++)
         names[n] = h->headers[i].name, values[n++] = h->headers[i].value;
@@ -314,6 +324,16 @@ static int handle_headers(struct xfer *x, long status, const char *ctype)
         x->mode = A_IGNORE;
         return 0;
     }
+    if (x->kind == X_RESUME) {
+        if (status < 200 || status >= 300 || !ctype_is(ctype, "text/event-stream")) {
+            snprintf(x->failbuf, sizeof(x->failbuf),
+                     "the MCP server's answer stream broke and resuming it got HTTP %ld", status);
+            x->fail = x->failbuf;
+            return 1;
+        }
+        x->mode = A_SSE;
+        return 0;
+    }
     if (x->kind == X_GET) {
         if (status == 405) {
             h->get_none = 1;
@@ -406,6 +426,46 @@ static void on_get_timer(uv_timer_t *t)
     kick(h);
 }
 
+/* A request's SSE answer ended before its response but carried event ids:
+ * turn x into a GET with Last-Event-ID that the kick starts after the
+ * server's retry delay. 0, or -1 when it cannot be resumed. */
+static int resume_later(struct xfer *x, enum upstream_result res)
+{
+    struct http_up *h = x->h;
+    if (x->dead || h->closing || !x->expects || x->answered || x->mode != A_SSE || !x->sse.id[0] ||
+        x->resumes >= RESUME_MAX || x->status >= 300 || (res != UPSTREAM_OK && res != UPSTREAM_EIO))
+        return -1;
+    char id[sizeof(x->resume_id)];
+    memcpy(id, x->sse.id, sizeof(id));
+    int64_t retry = x->sse.retry_ms;
+    free(x->hdrs);
+    x->hdrs = NULL;
+    free(x->body);
+    x->body = NULL;
+    x->body_len = 0;
+    mcp_sse_free(&x->sse);
+    mcp_sse_init(&x->sse, MCP_MESSAGE_MAX);
+    memcpy(x->sse.id, id, sizeof(id)); /* a stream without new ids resumes from here */
+    memcpy(x->resume_id, id, sizeof(id));
+    x->kind = X_RESUME;
+    x->mode = A_NONE;
+    x->status = 0;
+    x->fail = NULL;
+    x->started = 0;
+    x->had_session = 0;
+    x->resumes++;
+    if (xfer_headers(x, NULL, 1) < 0)
+        return -1;
+    if (retry < 0)
+        retry = GET_RETRY_MIN_MS;
+    x->start_at =
+        uv_now(h->loop) + (uint64_t)(retry < RESUME_DELAY_MAX_MS ? retry : RESUME_DELAY_MAX_MS);
+    log_up(LOG_INFO, "mcp server closed an answer stream early, resuming it", h, "last_event_id",
+           id, 0);
+    kick(h);
+    return 0;
+}
+
 static void x_on_done(void *ud, enum upstream_result res, const char *errmsg)
 {
     struct xfer *x = ud;
@@ -414,9 +474,13 @@ static void x_on_done(void *ud, enum upstream_result res, const char *errmsg)
     h->cb_depth++;
     if (!x->dead && res == UPSTREAM_OK && x->mode == A_JSON && x->json.len)
         deliver_text(x, x->json.data, x->json.len);
+    if ((x->kind == X_POST || x->kind == X_RESUME) && resume_later(x, res) == 0) {
+        h->cb_depth--;
+        return; /* x lives on as the resuming GET */
+    }
     if (!x->dead && res != UPSTREAM_OK && !x->fail)
         x->fail = errmsg;
-    if (!x->dead && x->kind == X_POST) {
+    if (!x->dead && (x->kind == X_POST || x->kind == X_RESUME)) {
         if (x->is_init && x->answered)
             h->init_delay_ms = INIT_RETRY_MIN_MS;
         if (x->expects && !x->answered) {
@@ -462,7 +526,7 @@ static const struct upstream_callbacks xfer_callbacks = {
  * was sent, the failure reported. */
 static void start_xfer(struct http_up *h, struct xfer *x)
 {
-    const char *method = x->kind == X_POST ? "POST" : x->kind == X_GET ? "GET" : "DELETE";
+    const char *method = x->kind == X_POST ? "POST" : x->kind == X_DELETE ? "DELETE" : "GET";
     struct upstream_opts o = {
         .method = method,
         .url = h->url,
@@ -470,16 +534,17 @@ static void start_xfer(struct http_up *h, struct xfer *x)
         .nheaders = x->nhdrs,
         .body = x->body,
         .body_len = x->body_len,
-        .timeout_ms = x->kind == X_POST     ? h->timeout_ms
-                      : x->kind == X_DELETE ? DELETE_TIMEOUT_MS
-                                            : 0,
+        .timeout_ms = x->kind == X_POST || x->kind == X_RESUME ? h->timeout_ms
+                      : x->kind == X_DELETE                    ? DELETE_TIMEOUT_MS
+                                                               : 0,
         .connect_timeout_ms = CONNECT_TIMEOUT_MS,
     };
     x->started = 1;
     x->req = upstream_start(h->ups, &o, &xfer_callbacks, x);
     if (x->req)
         return;
-    if (x->kind == X_POST && x->expects && !h->closing && h->ev.on_send_error)
+    if ((x->kind == X_POST || x->kind == X_RESUME) && x->expects && !h->closing &&
+        h->ev.on_send_error)
         h->ev.on_send_error(h->ctx, x->cookie, "could not start the request to the MCP server");
     xfer_free(x);
 }
@@ -564,14 +629,23 @@ static void on_kick(uv_timer_t *t)
         if (h->closing)
             return;
     }
-    /* messages sent from inside callbacks */
+    /* messages sent from inside callbacks, and streams to resume when due */
+    uint64_t now = uv_now(h->loop), wake = 0;
     for (struct xfer *x = h->xfers, *next; x; x = next) {
         next = x->next;
-        if (!x->started && x->kind == X_POST)
-            start_xfer(h, x);
+        if (x->started || (x->kind != X_POST && x->kind != X_RESUME))
+            continue;
+        if (x->kind == X_RESUME && x->start_at > now) {
+            if (!wake || x->start_at - now < wake)
+                wake = x->start_at - now;
+            continue;
+        }
+        start_xfer(h, x);
         if (h->closing)
             return;
     }
+    if (wake)
+        uv_timer_start(&h->kick, on_kick, wake, 0);
     if (h->want_get)
         start_get(h);
 }

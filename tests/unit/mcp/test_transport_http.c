@@ -456,6 +456,55 @@ static void test_failed_initialize_is_retried_until_the_server_is_up(void **stat
     assert_int_equal(F.nstates, errors + 1);
 }
 
+static int have_id(void *arg)
+{
+    for (size_t i = 0; i < json_array_size(F.messages); i++)
+        if (json_integer_value(json_object_get(json_array_get(F.messages, i), "id")) ==
+            (intptr_t)arg)
+            return 1;
+    return 0;
+}
+
+static void test_answer_stream_closed_early_is_resumed_with_last_event_id(void **state)
+{
+    start_server(NULL);
+    open_http(F.url, 0);
+    size_t n = 0;
+    handshake(&n);
+    send_msg("{\"jsonrpc\":\"2.0\",\"id\":30,\"method\":\"reconnect\"}", 30, 1);
+    run_until(have_id, (void *)30, "the resumed answer");
+    for (size_t i = 0; i < json_array_size(F.messages); i++) {
+        json_t *m = json_array_get(F.messages, i);
+        if (json_integer_value(json_object_get(m, "id")) == 30)
+            assert_true(json_is_true(json_object_get(json_object_get(m, "result"), "resumed")));
+    }
+    assert_int_equal(F.nerrors, 0);
+    json_t *gets = server_saw("GET");
+    int resumed = 0;
+    for (size_t i = 0; i < json_array_size(gets); i++) {
+        const char *last = mstr(json_array_get(gets, i), "last-event-id", NULL);
+        if (last && strcmp(last, "r1") == 0) {
+            resumed++;
+            assert_string_equal(mstr(json_array_get(gets, i), "mcp-session-id", NULL), "sess-1");
+        }
+    }
+    json_decref(gets);
+    assert_int_equal(resumed, 1);
+}
+
+static void test_answer_stream_that_cannot_be_resumed_fails_the_request(void **state)
+{
+    start_server("--no-get");
+    open_http(F.url, 0);
+    size_t n = 0;
+    handshake(&n);
+    send_msg("{\"jsonrpc\":\"2.0\",\"id\":31,\"method\":\"reconnect\"}", 31, 1);
+    run_until(have_errors, (void *)1, "the failed resumption");
+    assert_int_equal(F.err_cookie[0], 31);
+    assert_string_equal(F.err_why[0],
+                        "the MCP server's answer stream broke and resuming it got HTTP 405");
+}
+
 static void test_get_stream_delivers_and_resumes_with_last_event_id(void **state)
 {
     start_server(NULL);
@@ -563,6 +612,8 @@ int main(void)
         T(test_unreachable_server_fails_each_request),
         T(test_failed_initialize_is_retried_until_the_server_is_up),
         T(test_get_stream_delivers_and_resumes_with_last_event_id),
+        T(test_answer_stream_closed_early_is_resumed_with_last_event_id),
+        T(test_answer_stream_that_cannot_be_resumed_fails_the_request),
         T(test_no_get_stream_means_no_retry),
         T(test_lost_session_is_down_then_ready_and_a_new_session_works),
         T(test_close_from_inside_on_message),

@@ -15,6 +15,7 @@ PORT = int(next((a[7:] for a in sys.argv if a.startswith("--port=")), "0"))
 sessions = set()
 counter = [0]
 gets = [0]
+resumable = {}  # last event id -> the response a resuming GET gets
 lock = threading.Lock()
 
 
@@ -111,6 +112,11 @@ class Handler(BaseHTTPRequestHandler):
             self.start_sse()
             self.event("data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\n\n")
             return
+        if m == "reconnect":  # closes its stream before the response
+            resumable["r1"] = resp(i, {"resumed": True})
+            self.start_sse()
+            self.event("id: r1\nretry: 50\ndata:\n\n")
+            return
         if m == "http500":
             body = b"internal trouble"
             self.send_response(500)
@@ -137,6 +143,11 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_empty(405)
         if not self.session_ok():
             return self.send_empty(404 if self.hdr("Mcp-Session-Id") else 400)
+        if self.hdr("Last-Event-ID") in resumable:
+            self.start_sse()
+            answer = resumable.pop(self.hdr("Last-Event-ID"))
+            self.event("id: r2\ndata: " + json.dumps(answer) + "\n\n")
+            return
         with lock:
             gets[0] += 1
             n = gets[0]
