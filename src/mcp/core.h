@@ -49,6 +49,7 @@ struct session {
     struct mcp_ticket *get; /* the GET stream, or NULL */
     json_t *client_caps;
     json_t *subs; /* resource URIs subscribed to */
+    int logging;  /* sent logging/setLevel: takes log messages no call claims */
 };
 
 enum pkind { P_CLIENT, P_INIT, P_LIST, P_DISCARD };

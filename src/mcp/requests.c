@@ -391,6 +391,7 @@ static void do_set_level(struct call *k)
                          "Invalid params: logging/setLevel needs params.level");
         return;
     }
+    k->s->logging = 1;
     for (size_t i = 0; i < c->nups; i++) {
         struct up *u = &c->ups[i];
         if (u->state != UP_READY || !json_object_get(u->caps, "logging"))

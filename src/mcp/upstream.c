@@ -410,8 +410,9 @@ static void up_notification(struct mcp_core *c, struct up *u, json_t *root, cons
         struct pending *p = hub_latest_call(c, u);
         if (p == NULL || hub_to_client(c, p->session, p, root) < 0) {
             char *s = json_dumps(root, JSON_COMPACT);
+            /* not tied to a call: only to sessions that asked for logs */
             for (struct session *ss = c->sessions; s && ss; ss = ss->next)
-                if (ss->get)
+                if (ss->get && ss->logging)
                     mcp_ticket_event(ss->get, s, strlen(s));
             free(s);
         }
