@@ -186,6 +186,11 @@ struct session *hub_session_new(struct mcp_core *c, const char *owner, const cha
     return s;
 }
 
+void mcp_core_set_page_size(struct mcp_core *c, size_t n)
+{
+    c->page_size = n ? n : MCP_PAGE_SIZE;
+}
+
 size_t mcp_core_session_count(const struct mcp_core *c)
 {
     size_t n = 0;
@@ -491,6 +496,7 @@ struct mcp_core *mcp_core_new(uv_loop_t *loop, struct config *cfg,
     c->loop = loop;
     c->cfg = config_ref(cfg);
     c->ops = ops;
+    c->page_size = MCP_PAGE_SIZE;
     uv_timer_init(loop, &c->sweep);
     c->sweep.data = c;
     uv_timer_start(&c->sweep, on_sweep, 1000, 1000);

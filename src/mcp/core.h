@@ -97,6 +97,7 @@ struct mcp_core {
     size_t nups;
     struct session *sessions;
     size_t nsessions;
+    size_t page_size; /* items per page of a list answer */
     struct pending *pend[PEND_BUCKETS];
     uint64_t next_id;
     struct s2c *s2c;

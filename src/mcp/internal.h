@@ -126,6 +126,9 @@ void mcp_core_close(struct mcp_core *c);
  * calls it; tests call it with a chosen time). */
 void mcp_core_sweep(struct mcp_core *c, uint64_t now_ms);
 size_t mcp_core_session_count(const struct mcp_core *c);
+/* Items per page of tools/list and the other lists (default MCP_PAGE_SIZE). */
+#define MCP_PAGE_SIZE 1000
+void mcp_core_set_page_size(struct mcp_core *c, size_t n);
 
 /* ---- JSON-RPC (jsonrpc.c) ---------------------------------------------- */
 #define JSONRPC_PARSE_ERROR -32700

@@ -136,23 +136,37 @@ static int list_has(const json_t *list, const char *key, const char *v)
     return 0;
 }
 
+/* Lists are served from the servers' cached lists, merged in server order,
+ * page_size visible items a page. The cursor says where the next page starts:
+ * "pcl1.<list>.<server index>.<position in that server's list>". */
 static void do_list(struct call *k, int kind)
 {
     struct mcp_core *c = k->c;
     json_t *cursor = json_object_get(k->rpc->params, "cursor");
+    size_t up0 = 0, pos0 = 0;
     if (cursor != NULL && !json_is_null(cursor)) {
-        /* the gateway serves every item in one page: no cursor of ours exists */
-        hub_answer_error(k->m->t, 200, k->rpc->id, JSONRPC_INVALID_PARAMS,
-                         "Invalid params: unknown cursor");
-        return;
+        const char *cs = json_string_value(cursor);
+        int ck = -1, n = 0;
+        if (cs == NULL || sscanf(cs, "pcl1.%d.%zu.%zu%n", &ck, &up0, &pos0, &n) != 3 ||
+            cs[n] != '\0' || ck != kind || up0 >= c->nups ||
+            pos0 > json_array_size(c->ups[up0].lists[kind])) {
+            hub_answer_error(k->m->t, 200, k->rpc->id, JSONRPC_INVALID_PARAMS,
+                             "Invalid params: unknown cursor");
+            return;
+        }
     }
     json_t *items = json_array();
-    for (size_t i = 0; i < c->nups; i++) {
+    size_t count = 0;
+    char next[64] = "";
+    for (size_t i = up0; i < c->nups && !next[0]; i++) {
         struct up *u = &c->ups[i];
-        size_t j;
-        json_t *it;
-        json_array_foreach(u->lists[kind], j, it)
-        {
+        size_t n = json_array_size(u->lists[kind]);
+        for (size_t j = i == up0 ? pos0 : 0; j < n; j++) {
+            if (count == c->page_size) {
+                snprintf(next, sizeof next, "pcl1.%d.%zu.%zu", kind, i, j);
+                break;
+            }
+            json_t *it = json_array_get(u->lists[kind], j);
             const char *name = json_string_value(json_object_get(it, "name"));
             if (kind == L_TOOLS || kind == L_PROMPTS) {
                 if (name == NULL)
@@ -171,9 +185,13 @@ static void do_list(struct call *k, int kind)
             } else {
                 json_array_append(items, it);
             }
+            count++;
         }
     }
-    hub_answer_result(k->m->t, k->rpc->id, json_pack("{s:o}", hub_list_key[kind], items));
+    json_t *res = json_pack("{s:o}", hub_list_key[kind], items);
+    if (next[0])
+        json_object_set_new(res, "nextCursor", json_string(next));
+    hub_answer_result(k->m->t, k->rpc->id, res);
 }
 
 /* Sends the client's request on to u under a fresh id (and progress token). */

@@ -398,6 +398,57 @@ static void sessions_belong_to_their_principal(void **state)
     assert_int_equal(mcp_core_session_count(core), 0);
 }
 
+/* tools/list with a cursor (NULL for the first page): the names, and the
+ * next cursor copied into next ("" when none). */
+static void page(const char *cursor, char *names, size_t len, char *next, size_t nlen)
+{
+    char body[256];
+    if (cursor)
+        snprintf(body, sizeof body,
+                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{"
+                 "\"cursor\":\"%s\"}}",
+                 cursor);
+    else
+        snprintf(body, sizeof body, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    struct mcp_ticket *t = post(session, "anonymous", body);
+    json_t *j = answer(t);
+    json_t *res = json_object_get(j, "result");
+    assert_non_null(res);
+    names[0] = '\0';
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(res, "tools"), i, it)
+    {
+        strncat(names, json_string_value(json_object_get(it, "name")), len - strlen(names) - 2);
+        strcat(names, " ");
+    }
+    const char *nc = json_string_value(json_object_get(res, "nextCursor"));
+    snprintf(next, nlen, "%s", nc ? nc : "");
+    json_decref(j);
+    mcp_ticket_unref(t);
+}
+
+static void lists_page_across_servers(void **state)
+{
+    char names[512], next[64], again[64];
+    mcp_core_set_page_size(core, 2);
+    page(NULL, names, sizeof names, next, sizeof next);
+    assert_string_equal(names, "a__echo b__secret "); /* a__hidden is filtered, not counted */
+    assert_true(next[0]);
+    page(next, names, sizeof names, again, sizeof again);
+    assert_string_equal(names, "b__add ");
+    assert_string_equal(again, "");
+    struct mcp_ticket *t =
+        post(session, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\",\"params\":{\"cursor\":"
+             "\"pcl1.0.9.0\"}}");
+    json_t *j = answer(t);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "error"), "code")),
+                     -32602);
+    json_decref(j);
+    mcp_ticket_unref(t);
+}
+
 static struct mcp_ticket *get_stream(const char *sess)
 {
     struct mcp_msg *m = calloc(1, sizeof *m);
@@ -546,6 +597,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(restarted_server_is_initialized_again_and_calls_wait_for_it,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(lists_page_across_servers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
