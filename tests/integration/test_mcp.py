@@ -3,8 +3,10 @@
 # (mcp.client.streamable_http) against portcullis' /mcp endpoint, with real
 # upstreams behind it: @modelcontextprotocol/server-everything spawned over
 # stdio and tests/mcp/fixture_server.py (Python SDK) over Streamable HTTP or
-# stdio. Here: the endpoint itself (JSON-RPC errors, Host/Origin checks, 401
-# for a missing credential, a session bound to the identity that opened it).
+# stdio. Federation (prefixed names, resources, prompts), progress,
+# cancellation, list_changed, Cedar policy per identity with audit, session
+# binding, Host/Origin checks, JSON-RPC errors, a stdio server killed
+# mid-call and an HTTP upstream that goes down.
 from __future__ import annotations
 
 import json
@@ -105,6 +107,23 @@ def http_fixture(request, tmp_path):
     yield start
     for fx in started:
         fx.stop()
+
+
+# How the federation tests reach the Python fixture: "http" (its Streamable
+# HTTP port) or "stdio" (a child of the gateway).
+FIXTURE_OVER = "stdio"
+
+
+@pytest.fixture
+def upstream(http_fixture):
+    """upstream(name) -> the mcp.servers entry of a fixture server named name."""
+
+    def make(name: str) -> dict:
+        if FIXTURE_OVER == "http":
+            return {"name": name, "url": http_fixture(name).url}
+        return stdio_fixture(name)
+
+    return make
 
 
 # ---- the SDK client --------------------------------------------------------
@@ -283,8 +302,200 @@ forbid (principal, action == Action::"call_tool", resource)
 
 
 # =============================================================================
-# errors on the wire
+# federation: server-everything over stdio + the Python fixture over HTTP
 # =============================================================================
+
+
+@pytest.fixture
+def fed(start_gateway, upstream):
+    return start_gateway(mcp_config(free_port(), [everything_server(), upstream("fixture")]))
+
+
+def test_initialize_and_prefixed_tools_from_both_upstreams(fed):
+    async def body():
+        async with connect(fed) as s:
+            names = await wait_tools(s, "everything__echo", "everything__get-sum", "fixture__echo", "fixture__add")
+            # every tool carries its server's prefix, nothing unprefixed leaks through
+            assert all(n.startswith(("everything__", "fixture__")) for n in names), sorted(names)
+            assert "echo" not in names
+
+            r = await s.call_tool("everything__echo", {"message": "hello from stdio"})
+            assert not r.is_error and texts(r) == "Echo: hello from stdio"
+            r = await s.call_tool("fixture__echo", {"text": "hello over http"})
+            assert not r.is_error and texts(r) == "fixture: hello over http"
+            r = await s.call_tool("everything__get-sum", {"a": 2, "b": 40})
+            assert "42" in texts(r)
+            r = await s.call_tool("fixture__add", {"a": 2.5, "b": 4})
+            assert texts(r) == "6.5"
+            # a tool the server does not have: an error naming it
+            with pytest.raises(MCPError) as unknown:
+                await s.call_tool("fixture__nope", {})
+            assert "fixture__nope" in str(unknown.value), str(unknown.value)
+
+    run(body)
+
+
+def test_tool_content_types_pass_through(fed):
+    async def body():
+        async with connect(fed) as s:
+            await wait_tools(s, "fixture__test_image_content")
+            r = await s.call_tool("fixture__test_image_content", {})
+            img = r.content[0]
+            assert isinstance(img, types.ImageContent) and img.mime_type == "image/png" and img.data
+            r = await s.call_tool("fixture__test_error_handling", {})
+            assert r.is_error and "intentionally returns an error" in texts(r)
+            r = await s.call_tool("fixture__test_embedded_resource", {})
+            res = r.content[0]
+            assert isinstance(res, types.EmbeddedResource)
+            assert res.resource.text == "This is an embedded resource content."
+
+    run(body)
+
+
+def test_resources_list_read_and_templates_from_both_upstreams(fed):
+    async def body():
+        async with connect(fed) as s:
+            await wait_tools(s, "everything__echo", "fixture__echo")
+            listed = (await s.list_resources()).resources
+            uris = [str(r.uri) for r in listed]
+            fx_text = [u for u in uris if "static-text" in u]
+            ev_docs = [u for u in uris if "demo://resource/static/document" in u or "architecture.md" in u]
+            assert fx_text and ev_docs, uris
+
+            got = await s.read_resource(fx_text[0])
+            assert got.contents[0].text == "This is the content of the static text resource."
+            got = await s.read_resource(ev_docs[0])
+            assert got.contents and getattr(got.contents[0], "text", None), got
+
+            templates = [t.uri_template for t in (await s.list_resource_templates()).resource_templates]
+            fx_tpl = [t for t in templates if "template/{id}/data" in t]
+            ev_tpl = [t for t in templates if "dynamic/text/{resourceId}" in t]
+            assert fx_tpl and ev_tpl, templates
+            got = await s.read_resource(fx_tpl[0].replace("{id}", "123"))
+            assert json.loads(got.contents[0].text) == {"id": "123", "templateTest": True, "data": "Data for ID: 123"}
+
+    run(body)
+
+
+def test_prompts_list_and_get_from_both_upstreams(fed):
+    async def body():
+        async with connect(fed) as s:
+            await wait_tools(s, "everything__echo", "fixture__echo")
+            names = [p.name for p in (await s.list_prompts()).prompts]
+            fx = [n for n in names if n.endswith("test_prompt_with_arguments")]
+            ev = [n for n in names if n.endswith("simple-prompt")]
+            assert fx and ev, names
+            assert fx[0] != "test_prompt_with_arguments", "prompts are prefixed like tools with two upstreams"
+            got = await s.get_prompt(fx[0], {"arg1": "hello", "arg2": "world"})
+            assert got.messages[0].content.text == "Prompt with arguments: arg1='hello', arg2='world'"
+            got = await s.get_prompt(ev[0], {})
+            assert got.messages and got.messages[0].role == "user"
+
+    run(body)
+
+
+def test_progress_notifications_reach_the_client(fed):
+    async def body():
+        async with connect(fed) as s:
+            await wait_tools(s, "fixture__sleep", "everything__trigger-long-running-operation")
+            seen: list[tuple[float, float | None]] = []
+
+            async def on_progress(progress, total, message):
+                seen.append((progress, total))
+
+            r = await s.call_tool("fixture__sleep", {"seconds": 0.5}, progress_callback=on_progress)
+            assert texts(r) == "fixture: slept 0.5s"
+            assert len(seen) >= 3 and seen[-1] == (5, 5), seen
+            assert [p for p, _ in seen] == sorted(p for p, _ in seen), seen
+
+            seen.clear()
+            r = await s.call_tool(
+                "everything__trigger-long-running-operation",
+                {"duration": 1, "steps": 4},
+                progress_callback=on_progress,
+            )
+            assert not r.is_error, r
+            assert len(seen) == 4 and seen[-1][0] == 4, seen
+
+    run(body)
+
+
+def test_cancellation_reaches_the_upstream(fed):
+    async def body():
+        async with connect(fed) as s:
+            await wait_tools(s, "fixture__sleep", "fixture__cancelled")
+            started = anyio.Event()
+
+            async def on_progress(progress, total, message):
+                started.set()
+
+            call = anyio.CancelScope()
+
+            async def long_call():
+                with call:
+                    await s.call_tool("fixture__sleep", {"seconds": 30, "tag": "cancel-me"}, progress_callback=on_progress)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(long_call)
+                with anyio.fail_after(WAIT):
+                    await started.wait()
+                call.cancel()  # the SDK abandons the call and sends notifications/cancelled
+
+            # the upstream saw the cancellation: its handler was interrupted
+            deadline = time.monotonic() + WAIT
+            while True:
+                r = await s.call_tool("fixture__cancelled", {})
+                if "cancel-me" in json.loads(texts(r)) or time.monotonic() > deadline:
+                    break
+                await anyio.sleep(0.1)
+            assert json.loads(texts(r)) == ["cancel-me"], texts(r)
+            # and the session still works
+            r = await s.call_tool("fixture__echo", {"text": "after cancel"})
+            assert texts(r) == "fixture: after cancel"
+
+    run(body)
+
+
+def test_tools_list_changed_reaches_the_client(fed):
+    async def body():
+        changed = anyio.Event()
+
+        async def on_message(msg):
+            if isinstance(msg, types.ToolListChangedNotification):
+                changed.set()
+
+        async with connect(fed, message_handler=on_message) as s:
+            names = await wait_tools(s, "fixture__add_tool")
+            assert "fixture__brand_new" not in names
+            r = await s.call_tool("fixture__add_tool", {"name": "brand_new"})
+            assert texts(r) == "added brand_new"
+            with anyio.fail_after(WAIT):
+                await changed.wait()
+            assert "fixture__brand_new" in await tool_names(s)
+            r = await s.call_tool("fixture__brand_new", {})
+            assert texts(r) == "fixture: brand_new called"
+
+    run(body)
+
+
+# =============================================================================
+# single upstream, names, errors on the wire
+# =============================================================================
+
+
+def test_single_upstream_names_are_not_prefixed(start_gateway, upstream):
+    gw = start_gateway(mcp_config(free_port(), [upstream("solo")]))
+
+    async def body():
+        async with connect(gw) as s:
+            names = await wait_tools(s, "echo", "test_simple_text")
+            assert not any("__" in n for n in names), sorted(names)
+            r = await s.call_tool("echo", {"text": "plain"})
+            assert texts(r) == "solo: plain"
+            prompts = [p.name for p in (await s.list_prompts()).prompts]
+            assert "test_simple_prompt" in prompts, prompts
+
+    run(body)
 
 
 def test_jsonrpc_errors_for_bad_input(start_gateway, http_fixture):
@@ -348,13 +559,12 @@ def test_host_and_origin_not_allowed_are_refused(start_gateway, http_fixture):
 
 
 @pytest.fixture
-def idgw(start_gateway, http_fixture):
-    fx = http_fixture("fixture")
+def idgw(start_gateway, upstream):
     cfg = mcp_config(
         free_port(),
         [
             everything_server(),
-            {"name": "fixture", "url": fx.url, "tools": {"sleep": ["exfiltration"]}},
+            {**upstream("fixture"), "tools": {"sleep": ["exfiltration"]}},
         ],
         identity={"required": True},
         agents=[{"id": "alice"}, {"id": "bob"}],
@@ -365,6 +575,40 @@ def idgw(start_gateway, http_fixture):
     (gw.dir / "policies" / "tools.cedar").write_text(TOOL_POLICIES)
     gw.keys = {a: keys_create(gw, a) for a in ("alice", "bob")}
     return gw.start()
+
+
+def test_two_identities_see_different_tools_and_the_forbidden_call_is_refused_and_audited(idgw):
+    alice, bob = idgw.keys["alice"], idgw.keys["bob"]
+
+    async def body():
+        async with connect(idgw, alice) as a:
+            alice_tools = await wait_tools(a, "everything__echo", "fixture__echo")
+            assert "fixture__sleep" in alice_tools  # listed: only call_tool is forbidden by label
+            r = await a.call_tool("everything__echo", {"message": "alice"})
+            assert texts(r) == "Echo: alice"
+            with pytest.raises(MCPError) as labelled:
+                await a.call_tool("fixture__sleep", {"seconds": 0.1})
+            assert "fixture__sleep" in str(labelled.value), str(labelled.value)
+
+        async with connect(idgw, bob) as b:
+            bob_tools = await wait_tools(b, "fixture__echo")
+            assert not any(n.startswith("everything__") for n in bob_tools), sorted(bob_tools)
+            assert bob_tools < alice_tools
+            r = await b.call_tool("fixture__echo", {"text": "bob"})
+            assert texts(r) == "fixture: bob"
+            with pytest.raises(MCPError) as denied:
+                await b.call_tool("everything__echo", {"message": "bob"})
+            assert "everything__echo" in str(denied.value), str(denied.value)
+
+    run(body)
+
+    denied = wait_audit(idgw, action="call_tool", decision="deny", agent="bob")
+    assert [r["resource"] for r in denied] == ["everything/echo"], denied
+    allowed = audit_rows(idgw, action="call_tool", decision="allow")
+    assert {(r["agent"], r["resource"]) for r in allowed} >= {("alice", "everything/echo"), ("bob", "fixture/echo")}
+    labelled = audit_rows(idgw, action="call_tool", decision="deny", agent="alice")
+    assert [r["resource"] for r in labelled] == ["fixture/sleep"], labelled
+    assert "no-exfiltration" in (labelled[0].get("reason") or ""), labelled
 
 
 def test_mcp_without_credentials_is_a_jsonrpc_401(idgw):
@@ -414,3 +658,95 @@ def test_session_id_of_another_identity_is_refused(idgw):
     finally:
         alice.close()
         bob.close()
+
+
+# =============================================================================
+# upstream failures
+# =============================================================================
+
+
+def started_pids(gw, server: str) -> list[int]:
+    return [
+        int(r["pid"])
+        for r in gw.log_records()
+        if r.get("msg") == "mcp server started" and r.get("server") == server and "pid" in r
+    ]
+
+
+def test_stdio_server_killed_mid_call_is_restarted(start_gateway, upstream):
+    gw = start_gateway(mcp_config(free_port(), [stdio_fixture("local"), upstream("remote")]))
+
+    async def body():
+        async with connect(gw) as s:
+            await wait_tools(s, "local__sleep", "local__pid", "remote__echo")
+            pids = started_pids(gw, "local")
+            assert len(pids) == 1, gw.log_text()
+            r = await s.call_tool("local__pid", {})
+            assert int(texts(r)) == pids[0]
+
+            started = anyio.Event()
+            outcome: dict = {}
+
+            async def on_progress(progress, total, message):
+                started.set()
+
+            async def in_flight():
+                try:
+                    outcome["result"] = await s.call_tool(
+                        "local__sleep", {"seconds": 30}, progress_callback=on_progress
+                    )
+                except MCPError as e:
+                    outcome["error"] = e
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(in_flight)
+                with anyio.fail_after(WAIT):
+                    await started.wait()
+                os.kill(pids[0], signal.SIGKILL)
+
+            # the in-flight call got an error (or an error result), not a hang or a success
+            if "result" in outcome:
+                assert outcome["result"].is_error, outcome
+                msg = texts(outcome["result"])
+            else:
+                msg = str(outcome["error"])
+            assert "local" in msg, msg
+
+            # the other upstream did not notice
+            r = await s.call_tool("remote__echo", {"text": "still here"})
+            assert texts(r) == "remote: still here"
+
+            # restarted: a new process, and the next call succeeds on it
+            deadline = time.monotonic() + WAIT
+            while len(started_pids(gw, "local")) < 2:
+                assert time.monotonic() < deadline, gw.log_text()
+                await anyio.sleep(0.1)
+            new_pid = started_pids(gw, "local")[-1]
+            assert new_pid != pids[0]
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    r = await s.call_tool("local__pid", {})
+                    if not r.is_error:
+                        break
+                except MCPError:
+                    pass
+                assert time.monotonic() < deadline, "local never answered after the restart"
+                await anyio.sleep(0.2)
+            assert int(texts(r)) == new_pid
+            r = await s.call_tool("local__echo", {"text": "back"})
+            assert texts(r) == "local: back"
+
+    run(body)
+
+
+def test_stdio_server_stderr_lands_in_the_gateway_log(start_gateway):
+    gw = start_gateway(mcp_config(free_port(), [everything_server("ev")]))
+
+    async def body():
+        async with connect(gw) as s:
+            await wait_tools(s, "echo")
+
+    run(body)
+    # server-everything prints "Starting default (STDIO) server..." on stderr
+    gw.wait_for_log(lambda r: r.get("server") == "ev" and "Starting" in json.dumps(r), timeout=WAIT)
