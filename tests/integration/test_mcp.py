@@ -110,8 +110,9 @@ def http_fixture(request, tmp_path):
 
 
 # How the federation tests reach the Python fixture: "http" (its Streamable
-# HTTP port) or "stdio" (a child of the gateway).
-FIXTURE_OVER = "stdio"
+# HTTP port, so server-everything over stdio and the fixture over HTTP share
+# the endpoint) or "stdio" (a child of the gateway, to run them on stdio alone).
+FIXTURE_OVER = "http"
 
 
 @pytest.fixture
@@ -750,3 +751,100 @@ def test_stdio_server_stderr_lands_in_the_gateway_log(start_gateway):
     run(body)
     # server-everything prints "Starting default (STDIO) server..." on stderr
     gw.wait_for_log(lambda r: r.get("server") == "ev" and "Starting" in json.dumps(r), timeout=WAIT)
+
+
+def test_http_upstream_down_fails_its_tools_and_the_other_keeps_working(start_gateway, http_fixture):
+    alpha, beta = http_fixture("alpha"), http_fixture("beta")
+    gw = start_gateway(
+        mcp_config(free_port(), [{"name": "alpha", "url": alpha.url}, {"name": "beta", "url": beta.url}])
+    )
+
+    async def body():
+        async with connect(gw) as s:
+            await wait_tools(s, "alpha__echo", "beta__echo")
+            r = await s.call_tool("beta__echo", {"text": "up"})
+            assert texts(r) == "beta: up"
+
+            beta.stop()
+
+            try:
+                r = await s.call_tool("beta__echo", {"text": "down"})
+                assert r.is_error, r
+                msg = texts(r)
+            except MCPError as e:
+                msg = str(e)
+            assert "beta" in msg and msg != "beta: down", msg
+
+            r = await s.call_tool("alpha__echo", {"text": "fine"})
+            assert texts(r) == "alpha: fine"
+            names = await tool_names(s)
+            assert "alpha__echo" in names, sorted(names)
+
+    run(body)
+
+
+def test_http_upstream_never_up_does_not_block_the_others(start_gateway, http_fixture):
+    alpha = http_fixture("alpha")
+    gw = start_gateway(
+        mcp_config(
+            free_port(),
+            [{"name": "alpha", "url": alpha.url}, {"name": "ghost", "url": f"http://127.0.0.1:{dead_port()}/mcp"}],
+        )
+    )
+
+    async def body():
+        async with connect(gw) as s:
+            await wait_tools(s, "alpha__echo")
+            r = await s.call_tool("alpha__echo", {"text": "hi"})
+            assert texts(r) == "alpha: hi"
+            try:
+                r = await s.call_tool("ghost__echo", {"text": "boo"})
+                assert r.is_error, r
+                msg = texts(r)
+            except MCPError as e:
+                msg = str(e)
+            assert "ghost" in msg, msg
+
+    run(body)
+
+
+def test_http_upstream_gets_its_headers_and_a_signed_identity_token_not_the_client_key(start_gateway, http_fixture):
+    import jwt  # PyJWT (pinned, with cryptography): verifies the gateway's ES256 token
+
+    fx = http_fixture("fixture")
+    cfg = mcp_config(
+        free_port(),
+        [
+            {
+                "name": "fixture",
+                "url": fx.url,
+                "headers": {"X-Api-Key": "fixture-secret"},
+                "identity_header": "X-Portcullis-Identity",
+            }
+        ],
+        identity={"required": True},
+        agents=[{"id": "alice"}],
+    )
+    gw = start_gateway(cfg, start=False)
+    key = keys_create(gw, "alice")
+    gw.start()
+
+    async def body():
+        async with connect(gw, key) as s:
+            await wait_tools(s, "headers")
+            r = await s.call_tool("headers", {})
+            return json.loads(texts(r))
+
+    seen = run(body)
+    assert seen.get("x-api-key") == "fixture-secret", seen
+    assert key not in json.dumps(seen), "the client's API key must not reach the upstream"
+    token = seen.get("x-portcullis-identity")
+    assert token, seen
+    with gw.http() as h:
+        jwks = h.get("/.well-known/jwks.json").json()
+    kid = jwt.get_unverified_header(token).get("kid")
+    jwk = next(k for k in jwks["keys"] if kid is None or k.get("kid") == kid)
+    claims = jwt.decode(
+        token, key=jwt.PyJWK(jwk).key, algorithms=["ES256"], options={"verify_aud": False}
+    )
+    assert claims["sub"] == "alice", claims
