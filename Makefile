@@ -35,7 +35,7 @@ asan: bootstrap
 integration: build
 	PORTCULLIS_BIN=$(CURDIR)/$(BUILD)/portcullis .venv/bin/python -m pytest -q tests/integration
 
-test: unit asan integration cedar-diff-short
+test: unit asan integration cedar-diff-short conformance
 
 # Differential test of the Cedar engine against cedarpy (the Rust reference).
 CEDAR_DIFF_CASES ?= 100000
