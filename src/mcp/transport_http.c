@@ -505,6 +505,9 @@ static void x_on_done(void *ud, enum upstream_result res, const char *errmsg)
                    x->status);
         uint32_t delay = x->delivered ? GET_RETRY_MIN_MS : h->get_delay_ms;
         h->get_delay_ms = delay >= GET_RETRY_MAX_MS / 2 ? GET_RETRY_MAX_MS : delay * 2;
+        if (x->sse.retry_ms >= 0 && x->mode == A_SSE) /* the server said when to come back */
+            delay =
+                x->sse.retry_ms < GET_RETRY_MAX_MS ? (uint32_t)x->sse.retry_ms : GET_RETRY_MAX_MS;
         uv_timer_start(&h->timer, on_get_timer, delay, 0);
     }
     h->cb_depth--;
