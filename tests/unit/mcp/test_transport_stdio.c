@@ -350,6 +350,62 @@ static void test_large_batch_and_split_messages(void **state)
     close_up(u);
 }
 
+static void test_large_messages_to_the_server_arrive_whole(void **state)
+{
+    struct mcp_upstream *u = open_python();
+    /* several megabytes queued at once: more than a pipe holds */
+    size_t big = 3u << 20;
+    char *msg = malloc(big + 100);
+    assert_non_null(msg);
+    for (int id = 1; id <= 3; id++) {
+        int n =
+            snprintf(msg, 100,
+                     "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"echo\",\"params\":{\"s\":\"", id);
+        memset(msg + n, 'a' + id, big);
+        memcpy(msg + n + big, "\"}}", 4);
+        send_str(u, msg);
+    }
+    free(msg);
+    run_until(have_messages, (void *)3, "three echoes");
+    for (size_t i = 0; i < 3; i++) {
+        json_t *m = message(i);
+        assert_int_equal(json_integer_value(json_object_get(m, "id")), (json_int_t)i + 1);
+        const char *s = json_string_value(json_object_get(json_object_get(m, "result"), "s"));
+        assert_non_null(s);
+        assert_int_equal(strlen(s), big);
+        assert_int_equal(s[0], 'a' + (int)i + 1);
+        assert_int_equal(s[big - 1], 'a' + (int)i + 1);
+    }
+    close_up(u);
+}
+
+static void test_server_not_reading_stdin_is_restarted(void **state)
+{
+    const char *argv[] = {"sh", "-c", "exec sleep 60", NULL};
+    struct mcp_upstream *u = open_fixture(argv, NULL, NULL);
+    assert_non_null(u);
+    run_until(have_states, (void *)1, "READY");
+    size_t len = 4u << 20;
+    char *msg = malloc(len + 1);
+    assert_non_null(msg);
+    memset(msg, ' ', len);
+    msg[0] = '{';
+    msg[len - 1] = '}';
+    msg[len] = '\0';
+    struct mcp_send_opts o = {0};
+    int sent = 0;
+    while (sent < 40 && mcp_upstream_send(u, msg, len, &o) == 0)
+        sent++;
+    free(msg);
+    /* 64 MiB queued is the limit: the send past it fails, nothing is reported inside it */
+    assert_true(sent >= 15 && sent < 17);
+    assert_string_equal(F.states, "R");
+    run_until(have_states, (void *)3, "DOWN and READY");
+    assert_string_equal(F.states, "RDR");
+    assert_string_equal(F.why[1], "server is not reading its stdin");
+    close_up(u);
+}
+
 static void test_crash_reports_down_then_restarts(void **state)
 {
     struct mcp_upstream *u = open_python();
@@ -542,6 +598,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_echo_round_trip_and_started_log_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_batch_and_split_messages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_messages_to_the_server_arrive_whole, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_server_not_reading_stdin_is_restarted, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_crash_reports_down_then_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_killed_server_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_stdout_is_down_and_the_process_is_stopped,
