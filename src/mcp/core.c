@@ -152,6 +152,7 @@ static void session_free(struct mcp_core *c, struct session *s)
             q = &e->next;
         }
     }
+    mcp_msg_free(s->who);
     json_decref(s->client_caps);
     json_decref(s->subs);
     free(s->owner);

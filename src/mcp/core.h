@@ -48,8 +48,9 @@ struct session {
     uint64_t last_ms;
     struct mcp_ticket *get; /* the GET stream, or NULL */
     json_t *client_caps;
-    json_t *subs; /* resource URIs subscribed to */
-    int logging;  /* sent logging/setLevel: takes log messages no call claims */
+    json_t *subs;        /* resource URIs subscribed to */
+    int logging;         /* sent logging/setLevel: takes log messages no call claims */
+    struct mcp_msg *who; /* the principal (agent, chain) for decisions about it */
 };
 
 enum pkind { P_CLIENT, P_INIT, P_LIST, P_DISCARD };

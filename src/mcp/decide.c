@@ -91,7 +91,8 @@ static const policy_entities_t *entities(struct mcp_core *c, const struct config
 void hub_decide(struct mcp_core *c, const struct mcp_msg *m, const char *action, struct up *u,
                 const char *tool, struct verdict *v)
 {
-    const struct config_policy *pol = &m->cfg->policy;
+    const struct config *cfg = m->cfg ? m->cfg : c->cfg;
+    const struct config_policy *pol = &cfg->policy;
     v->allow = 1;
     v->ids[0] = '\0';
     if (pol->set == NULL)
@@ -111,7 +112,7 @@ void hub_decide(struct mcp_core *c, const struct mcp_msg *m, const char *action,
         .context = ctx,
     };
     struct policy_decision d;
-    int rc = ctx ? policy_decide(pol->set, entities(c, m->cfg), &req, &d) : -1;
+    int rc = ctx ? policy_decide(pol->set, entities(c, cfg), &req, &d) : -1;
     json_decref(ctx);
     if (rc < 0) {
         if (ctx)

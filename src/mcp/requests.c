@@ -66,6 +66,14 @@ void req_initialize(struct call *k)
                                                       : "out of memory");
         return;
     }
+    /* who the session belongs to, for decisions made without a request */
+    s->who = calloc(1, sizeof *s->who);
+    if (s->who != NULL) {
+        s->who->agent = strdup(k->m->agent);
+        s->who->chain = k->m->chain_len ? calloc(k->m->chain_len, sizeof *s->who->chain) : NULL;
+        for (size_t i = 0; s->who->chain && i < k->m->chain_len; i++, s->who->chain_len++)
+            s->who->chain[i] = strdup(k->m->chain[i]);
+    }
     json_t *cc = json_object_get(params, "capabilities");
     s->client_caps = json_is_object(cc) ? json_incref(cc) : json_object();
     json_t *res = json_pack("{s:s, s:o, s:{s:s, s:s}}", "protocolVersion", ver, "capabilities",

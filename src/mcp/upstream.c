@@ -114,6 +114,36 @@ void hub_settle_listing(struct up *u)
     }
 }
 
+/* Whether the session may see any tool of list (list_tool). */
+static int sees_any(struct mcp_core *c, struct session *s, struct up *u, const json_t *list)
+{
+    size_t i;
+    json_t *it;
+    if (s->who == NULL || s->who->agent == NULL)
+        return 1; /* unknown (out of memory): tell rather than hide */
+    json_array_foreach(list, i, it)
+    {
+        const char *name = json_string_value(json_object_get(it, "name"));
+        struct verdict v;
+        if (name == NULL)
+            continue;
+        hub_decide(c, s->who, "list_tool", u, name, &v);
+        if (v.allow == 1)
+            return 1;
+    }
+    return 0;
+}
+
+/* notifications/tools/list_changed to the sessions that could see one of
+ * u's tools before or can now: a change elsewhere is none of their business. */
+static void notify_tools_changed(struct mcp_core *c, struct up *u, const json_t *old)
+{
+    char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}";
+    for (struct session *s = c->sessions; s; s = s->next)
+        if (s->get && (sees_any(c, s, u, old) || sees_any(c, s, u, u->lists[L_TOOLS])))
+            mcp_ticket_event(s->get, note, sizeof note - 1);
+}
+
 static void on_list_answer(struct mcp_core *c, struct pending *p, json_t *root)
 {
     struct up *u = p->up;
@@ -134,17 +164,21 @@ static void on_list_answer(struct mcp_core *c, struct pending *p, json_t *root)
         hub_pending_free(c, p);
         return;
     }
+    json_t *old = NULL;
     if (res != NULL) {
-        json_decref(u->lists[p->list]);
+        old = u->lists[p->list];
         u->lists[p->list] = json_incref(p->acc);
         if (p->list == L_TOOLS)
             c->tools_gen++;
     }
     int notify = p->notify, kind = p->list;
     hub_pending_free(c, p);
-    if (notify)
+    if (notify && kind == L_TOOLS)
+        notify_tools_changed(c, u, old);
+    else if (notify)
         hub_broadcast(c, hub_list_note[kind], NULL);
-    else if (u->listing > 0) {
+    json_decref(old);
+    if (!notify && u->listing > 0) {
         u->listing--;
         hub_settle_listing(u);
     }
