@@ -79,6 +79,7 @@ void hub_pending_free(struct mcp_core *c, struct pending *p)
         json_decref(p->client_id);
     if (p->progress_token)
         json_decref(p->progress_token);
+    free(p->tool);
     if (p->acc)
         json_decref(p->acc);
     if (p->t)
@@ -89,6 +90,8 @@ void hub_pending_free(struct mcp_core *c, struct pending *p)
 /* Answers a client's pending request with an error and forgets it. */
 void hub_pending_fail(struct mcp_core *c, struct pending *p, const char *msg)
 {
+    if (p->kind == P_CLIENT && p->t && p->tool) /* permitted, but it did not happen */
+        mcp_ticket_set_decision(p->t, "error", msg);
     if (p->kind == P_CLIENT && p->t) {
         json_t *data = json_pack("{s:s}", "server", p->up->conf->name);
         char *body = mcp_rpc_error(p->client_id, JSONRPC_INTERNAL_ERROR, msg, data);

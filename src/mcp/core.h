@@ -67,6 +67,7 @@ struct pending {
     struct mcp_ticket *t;
     int accept_sse, sse;
     json_t *progress_token;
+    char *tool; /* tools/call: "server/tool" (audit; where a result scan would hook in) */
     /* P_LIST */
     int list;
     json_t *acc;

@@ -60,6 +60,8 @@ void mcp_ticket_finish(struct mcp_ticket *t);
 void mcp_ticket_set_session(struct mcp_ticket *t, const char *id);
 void mcp_ticket_set_audit(struct mcp_ticket *t, const char *action, const char *resource,
                           const char *decision, const char *reason, const char *policy_ids);
+/* Changes only the decision and its reason (a permitted call that failed). */
+void mcp_ticket_set_decision(struct mcp_ticket *t, const char *decision, const char *reason);
 void mcp_ticket_set_method(struct mcp_ticket *t, const char *method);
 
 /* ---- msg: worker -> hub ----------------------------------------------- */

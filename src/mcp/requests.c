@@ -209,6 +209,8 @@ static void forward(struct call *k, struct up *u)
     char msg[300];
     if (u->state != UP_READY) {
         hub_up_error(u, msg, sizeof msg, NULL);
+        if (strcmp(k->rpc->method, "tools/call") == 0)
+            mcp_ticket_set_decision(k->m->t, "error", msg);
         json_t *data = json_pack("{s:s}", "server", u->conf->name);
         hub_answer_json(k->m->t, 200, mcp_rpc_error(k->rpc->id, JSONRPC_INTERNAL_ERROR, msg, data));
         json_decref(data);
@@ -224,6 +226,12 @@ static void forward(struct call *k, struct up *u)
     p->t = k->m->t;
     mcp_ticket_ref(p->t);
     p->accept_sse = k->m->accept_sse;
+    if (strcmp(k->rpc->method, "tools/call") == 0) {
+        const char *tn = json_string_value(json_object_get(k->rpc->params, "name"));
+        size_t n = strlen(u->conf->name) + (tn ? strlen(tn) : 0) + 2;
+        if ((p->tool = malloc(n)) != NULL)
+            snprintf(p->tool, n, "%s/%s", u->conf->name, tn ? tn : "");
+    }
     json_t *params = k->rpc->params;
     json_t *meta = json_object_get(params, "_meta");
     json_t *tok = json_object_get(meta, "progressToken");

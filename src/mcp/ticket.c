@@ -142,6 +142,14 @@ void mcp_ticket_set_audit(struct mcp_ticket *t, const char *action, const char *
     uv_mutex_unlock(&t->lock);
 }
 
+void mcp_ticket_set_decision(struct mcp_ticket *t, const char *decision, const char *reason)
+{
+    uv_mutex_lock(&t->lock);
+    set(&t->decision, decision);
+    set(&t->reason, reason);
+    uv_mutex_unlock(&t->lock);
+}
+
 void mcp_ticket_set_method(struct mcp_ticket *t, const char *method)
 {
     uv_mutex_lock(&t->lock);

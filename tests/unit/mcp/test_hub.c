@@ -344,6 +344,8 @@ static void down_upstream_fails_its_calls_only(void **state)
     json_t *j = answer(t);
     const char *msg = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
     assert_non_null(strstr(msg, "'a'"));
+    assert_string_equal(t->decision, "error"); /* permitted, but it failed */
+    assert_string_equal(t->resource, "a/echo");
     json_decref(j);
     mcp_ticket_unref(t);
     /* the next call fails at once; b still works */
