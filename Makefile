@@ -6,7 +6,7 @@ CONFIG     ?= examples/quickstart.yaml
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format cedar-diff cedar-diff-short eval-guard conformance
+.PHONY: all build run test unit asan integration fuzz bench bootstrap clean format cedar-diff cedar-diff-short eval-guard conformance bench-guard
 
 all: build
 
@@ -69,3 +69,7 @@ eval-guard: build
 # directly and through portcullis; fails on a check that passes only directly.
 conformance: build
 	PORTCULLIS_BIN=$${PORTCULLIS_BIN:-$(CURDIR)/$(BUILD)/portcullis} scripts/conformance
+
+# guard_scan throughput (MB/s per core, clean and poisoned tool output); not a test.
+bench-guard: build
+	bench/guard/run $(BUILD)

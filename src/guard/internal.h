@@ -15,20 +15,43 @@ struct guard_example {
 };
 
 struct guard_rule {
-    char *id;             /* owned */
+    char *id;             /* owned (static for heuristics) */
     const char *category; /* static string */
     char *description;    /* owned, may be NULL */
     char *regex;          /* owned */
     enum guard_severity severity;
+    size_t width; /* longest match in bytes, capped at GUARD_WINDOW_MAX */
     size_t nexamples;
     struct guard_example examples[GUARD_MAX_EXAMPLES];
 };
 
+/* Longest window re-scanned for the start of a match the fast pass ended. */
+#define GUARD_WINDOW_MAX 1024
+
 struct guard {
-    hs_database_t *db;
+    hs_database_t *db;  /* fast pass: no start-of-match tracking */
+    hs_database_t *som; /* spans: leftmost start of match, run over windows only */
+    unsigned long gen;  /* unique per guard: a thread's scratch fits the last gen it saw */
     size_t nrules;
     struct guard_rule rules[GUARD_MAX_RULES];
 };
+
+/* Heuristic findings (rule ids outside the pack), indexes into guard_heuristics. */
+enum {
+    GUARD_H_ENCODED,      /* base64 / hex run that decodes to instructions */
+    GUARD_H_UNICODE_TAGS, /* U+E0000..U+E007F: invisible ASCII */
+    GUARD_H_BIDI,         /* bidi overrides and isolates */
+    GUARD_H_ZW_RUN,       /* three or more zero-width characters in a row */
+    GUARD_H_ZW,           /* a lone zero-width character */
+    GUARD_NHEURISTICS
+};
+extern const struct guard_rule guard_heuristics[GUARD_NHEURISTICS];
+
+/* Receives one hidden-Unicode span; ctx is the caller's. */
+typedef void (*guard_span_fn)(void *ctx, int heuristic, size_t start, size_t end);
+/* Finds hidden Unicode (tag characters, bidi controls, zero-width characters) in one
+ * pass; ASCII text costs one word-at-a-time test per 8 bytes. */
+void guard_find_hidden(const char *text, size_t len, guard_span_fn fn, void *ctx);
 
 /* The static category string for s[0..n), or NULL when unknown. */
 const char *guard_category_name(const char *s, size_t n);

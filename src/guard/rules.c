@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // guard rule pack: parses the [id] / key = value format of rules/guard.rules and
-// compiles every regex into one caseless Vectorscan block-mode database (SOM leftmost).
+// compiles every regex twice into caseless Vectorscan block-mode databases: a fast one
+// that only reports match ends, and one with leftmost start of match for spans.
 #include <errno.h>
+#include <stdatomic.h>
 #include <hs/hs.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,6 +114,7 @@ void guard_free(struct guard *g)
     for (size_t i = 0; i < g->nrules; i++)
         rule_clear(&g->rules[i]);
     hs_free_database(g->db);
+    hs_free_database(g->som);
     free(g);
 }
 
@@ -202,7 +205,10 @@ static int parse_pack(struct guard *g, const char *p, size_t len, char *err, siz
             if (!(cur->description = dupn(v, vn)))
                 goto oom;
         } else if (KEY("regex")) {
-            free(cur->regex);
+            if (cur->regex) {
+                seterr(err, errlen, "line %d: rule %s has a second regex", line, cur->id);
+                return -1;
+            }
             if (!(cur->regex = dupn(v, vn)))
                 goto oom;
         } else if (KEY("example")) {
@@ -232,33 +238,110 @@ oom:
     return -1;
 }
 
+/* The regex for the start-of-match database: Vectorscan refuses SOM on long bounded
+ * repeats, so {0,N} and {1,N} with N >= 16 become * and +. Only windows of at most
+ * GUARD_WINDOW_MAX bytes are scanned with it, where the two mostly agree.
+ * Caller frees; NULL when out of memory. */
+static char *unbound_repeats(const char *re)
+{
+    size_t n = strlen(re);
+    char *out = malloc(n + 1), *o = out;
+    int cls = 0;
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char ch = re[i];
+        if (ch == '\\' && i + 1 < n) {
+            *o++ = ch;
+            *o++ = re[++i];
+            continue;
+        }
+        if (cls) {
+            cls = ch != ']';
+        } else if (ch == '[') {
+            cls = 1;
+            if (i + 1 < n && re[i + 1] == ']') /* "[]...]": the first ] is literal */
+                *o++ = re[i++];
+        } else if (ch == '{' && (re[i + 1] == '0' || re[i + 1] == '1') && re[i + 2] == ',') {
+            char *end;
+            long hi = strtol(re + i + 3, &end, 10);
+            if (end > re + i + 3 && *end == '}' && hi >= 16) {
+                *o++ = re[i + 1] == '0' ? '*' : '+';
+                i = (size_t)(end - re);
+                continue;
+            }
+        }
+        *o++ = ch;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Compiles every rule with `flags` into *db. 0 or -1 with err set. */
+static int compile_db(struct guard *g, unsigned flags, hs_database_t **db, char *err, size_t errlen)
+{
+    char *exprs[GUARD_MAX_RULES];
+    unsigned fl[GUARD_MAX_RULES], ids[GUARD_MAX_RULES];
+    hs_compile_error_t *cerr = NULL;
+    int som = (flags & HS_FLAG_SOM_LEFTMOST) != 0, rc = -1;
+    for (size_t i = 0; i < g->nrules; i++) {
+        exprs[i] = som ? unbound_repeats(g->rules[i].regex) : g->rules[i].regex;
+        fl[i] = flags;
+        ids[i] = (unsigned)i;
+        if (!exprs[i]) {
+            seterr(err, errlen, "out of memory");
+            for (size_t k = 0; som && k < i; k++)
+                free(exprs[k]);
+            return -1;
+        }
+    }
+    if (hs_compile_multi((const char *const *)exprs, fl, ids, (unsigned)g->nrules, HS_MODE_BLOCK,
+                         NULL, db, &cerr) == HS_SUCCESS)
+        rc = 0;
+    for (size_t k = 0; som && k < g->nrules; k++)
+        free(exprs[k]);
+    if (rc == 0)
+        return 0;
+    if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < g->nrules)
+        seterr(err, errlen, "rule %s: %s", g->rules[cerr->expression].id, cerr->message);
+    else
+        seterr(err, errlen, "vectorscan: %s", cerr ? cerr->message : "compile failed");
+    hs_free_compile_error(cerr);
+    *db = NULL;
+    return -1;
+}
+
+/* Each rule's longest match, so a window that long before a match end holds its start. */
+static void measure_widths(struct guard *g)
+{
+    for (size_t i = 0; i < g->nrules; i++) {
+        hs_expr_info_t *info = NULL;
+        hs_compile_error_t *cerr = NULL;
+        size_t w = GUARD_WINDOW_MAX;
+        if (hs_expression_info(g->rules[i].regex, HS_FLAG_CASELESS, &info, &cerr) == HS_SUCCESS &&
+            info->max_width < GUARD_WINDOW_MAX)
+            w = info->max_width;
+        free(info);
+        hs_free_compile_error(cerr);
+        g->rules[i].width = w;
+    }
+}
+
 struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
 {
     struct guard *g = calloc(1, sizeof(*g));
-    const char *exprs[GUARD_MAX_RULES];
-    unsigned flags[GUARD_MAX_RULES], ids[GUARD_MAX_RULES];
-    hs_compile_error_t *cerr = NULL;
     if (!g) {
         seterr(err, errlen, "out of memory");
         return NULL;
     }
-    if (parse_pack(g, pack, len, err, errlen) < 0)
+    if (parse_pack(g, pack, len, err, errlen) < 0 ||
+        compile_db(g, HS_FLAG_CASELESS, &g->db, err, errlen) < 0 ||
+        compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, &g->som, err, errlen) < 0)
         goto fail;
-    for (size_t i = 0; i < g->nrules; i++) {
-        exprs[i] = g->rules[i].regex;
-        flags[i] = HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST;
-        ids[i] = (unsigned)i;
-    }
-    if (hs_compile_multi(exprs, flags, ids, (unsigned)g->nrules, HS_MODE_BLOCK, NULL, &g->db,
-                         &cerr) != HS_SUCCESS) {
-        if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < g->nrules)
-            seterr(err, errlen, "rule %s: %s", g->rules[cerr->expression].id, cerr->message);
-        else
-            seterr(err, errlen, "vectorscan: %s", cerr ? cerr->message : "compile failed");
-        hs_free_compile_error(cerr);
-        g->db = NULL;
-        goto fail;
-    }
+    measure_widths(g);
+    /* never 0, and never reused, so a thread's cached scratch can't be mistaken for fitting */
+    static atomic_ulong next_gen = 1;
+    g->gen = atomic_fetch_add(&next_gen, 1);
     return g;
 fail:
     guard_free(g);

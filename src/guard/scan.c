@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// guard_scan: one Vectorscan pass over the text, spans merged per rule, then the
-// encoded-payload heuristic; the score combines the distinct rules that hit.
+// guard_scan: a fast Vectorscan pass (match ends only) over the whole text; only when it
+// hits, the start-of-match database re-scans short windows before each hit for byte spans.
+// Then the one-pass heuristics (hidden Unicode, encoded payloads); the score combines the
+// distinct rules that hit.
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -10,17 +12,27 @@
 /* Vectorscan scratch is per thread: grown with hs_alloc_scratch to fit any
  * guard this thread scans with, freed never (one per worker thread). */
 static __thread hs_scratch_t *tls_scratch;
+/* The guard (by gen) tls_scratch was last grown for: hs_alloc_scratch costs more than
+ * scanning a few kilobytes, so it runs once per guard and thread, not per scan. */
+static __thread unsigned long tls_scratch_gen;
 
-static const struct guard_rule heuristic_encoded = {
-    .id = "heuristic.encoded_instructions",
-    .category = "encoded_payload",
-    .severity = GUARD_HIGH,
+/* Most distinct windows re-scanned for spans; further hits widen the last one. */
+#define MAX_WINDOWS 32
+
+struct window {
+    size_t start, end;
 };
 
 struct scan_ctx {
     const struct guard *g;
     struct guard_result *out;
-    unsigned char hit[GUARD_MAX_RULES + 1]; /* last slot: the heuristic */
+    unsigned char hit[GUARD_MAX_RULES];
+    unsigned char hit_h[GUARD_NHEURISTICS];
+    unsigned char spanned[GUARD_MAX_RULES];
+    size_t first_end[GUARD_MAX_RULES]; /* valid where hit[] is set */
+    size_t nwin;
+    struct window win[MAX_WINDOWS];
+    size_t base; /* offset of the window being re-scanned */
 };
 
 static double weight(enum guard_severity s)
@@ -51,14 +63,55 @@ static void add_finding(struct scan_ctx *c, const struct guard_rule *r, size_t f
         .rule = r->id, .category = r->category, .severity = r->severity, .start = from, .end = to};
 }
 
-static int on_match(unsigned int id, unsigned long long from, unsigned long long to,
-                    unsigned int flags, void *ctx)
+static void add_window(struct scan_ctx *c, size_t start, size_t end)
 {
+    struct window *last = c->nwin ? &c->win[c->nwin - 1] : NULL;
+    if (last && start <= last->end && end >= last->start) {
+        if (start < last->start)
+            last->start = start;
+        if (end > last->end)
+            last->end = end;
+        return;
+    }
+    if (c->nwin == MAX_WINDOWS) {
+        if (start < last->start)
+            last->start = start;
+        if (end > last->end)
+            last->end = end;
+        return;
+    }
+    c->win[c->nwin++] = (struct window){start, end};
+}
+
+/* Fast pass: which rules hit, and where their matches end. */
+static int on_fast(unsigned int id, unsigned long long from, unsigned long long to,
+                   unsigned int flags, void *ctx)
+{
+    (void)from;
+    (void)flags;
     struct scan_ctx *c = ctx;
     if (id >= c->g->nrules)
         return 0;
-    c->hit[id] = 1;
-    add_finding(c, &c->g->rules[id], (size_t)from, (size_t)to);
+    size_t end = (size_t)to, w = c->g->rules[id].width;
+    if (!c->hit[id]) {
+        c->hit[id] = 1;
+        c->first_end[id] = end;
+    }
+    add_window(c, end > w ? end - w : 0, end);
+    return 0;
+}
+
+/* Window pass: spans, for rules the fast pass saw hit (a window's first byte can
+ * satisfy ^ or \b where the whole text does not). */
+static int on_span(unsigned int id, unsigned long long from, unsigned long long to,
+                   unsigned int flags, void *ctx)
+{
+    (void)flags;
+    struct scan_ctx *c = ctx;
+    if (id >= c->g->nrules || !c->hit[id])
+        return 0;
+    c->spanned[id] = 1;
+    add_finding(c, &c->g->rules[id], c->base + (size_t)from, c->base + (size_t)to);
     return 0;
 }
 
@@ -71,6 +124,9 @@ struct any_ctx {
 static int on_match_any(unsigned int id, unsigned long long from, unsigned long long to,
                         unsigned int flags, void *ctx)
 {
+    (void)from;
+    (void)to;
+    (void)flags;
     struct any_ctx *a = ctx;
     if (id < a->g->nrules && a->g->rules[id].severity >= GUARD_MEDIUM) {
         a->hit = 1;
@@ -90,11 +146,38 @@ static void scan_encoded(struct scan_ctx *c, const char *text, size_t len)
         int r = hs_scan(c->g->db, buf, (unsigned)n, 0, tls_scratch, on_match_any, &a);
         if ((r == HS_SUCCESS || r == HS_SCAN_TERMINATED) &&
             (a.hit || guard_looks_instructive(buf, n))) {
-            c->hit[GUARD_MAX_RULES] = 1;
-            add_finding(c, &heuristic_encoded, start, end);
+            c->hit_h[GUARD_H_ENCODED] = 1;
+            add_finding(c, &guard_heuristics[GUARD_H_ENCODED], start, end);
             found++;
         }
     }
+}
+
+static void on_hidden(void *ctx, int h, size_t start, size_t end)
+{
+    struct scan_ctx *c = ctx;
+    c->hit_h[h] = 1;
+    add_finding(c, &guard_heuristics[h], start, end);
+}
+
+/* Spans for the rules the fast pass saw: re-scan each window with the SOM database. */
+static int find_spans(struct scan_ctx *c, const char *text)
+{
+    const struct guard *g = c->g;
+    for (size_t i = 0; i < c->nwin; i++) {
+        c->base = c->win[i].start;
+        if (hs_scan(g->som, text + c->base, (unsigned)(c->win[i].end - c->base), 0, tls_scratch,
+                    on_span, c) != HS_SUCCESS)
+            return -3;
+    }
+    /* A rule whose start fell outside every window (longer than GUARD_WINDOW_MAX)
+     * still gets a span: the window before its first end. */
+    for (size_t id = 0; id < g->nrules; id++)
+        if (c->hit[id] && !c->spanned[id]) {
+            size_t e = c->first_end[id], w = g->rules[id].width;
+            add_finding(c, &g->rules[id], e > w ? e - w : 0, e);
+        }
+    return 0;
 }
 
 int guard_scan(const struct guard *g, const char *text, size_t len, struct guard_result *out)
@@ -102,25 +185,39 @@ int guard_scan(const struct guard *g, const char *text, size_t len, struct guard
     memset(out, 0, sizeof(*out));
     if (!g || (!text && len))
         return -1;
-    if (hs_alloc_scratch(g->db, &tls_scratch) != HS_SUCCESS)
-        return -2;
-    struct scan_ctx c = {.g = g, .out = out};
     /* hs_scan takes an unsigned length; tool outputs are far smaller */
     if (len > UINT_MAX)
         return -4;
-    if (hs_scan(g->db, text ? text : "", (unsigned)len, 0, tls_scratch, on_match, &c) !=
-        HS_SUCCESS) {
+    if (tls_scratch_gen != g->gen) {
+        if (hs_alloc_scratch(g->db, &tls_scratch) != HS_SUCCESS ||
+            hs_alloc_scratch(g->som, &tls_scratch) != HS_SUCCESS)
+            return -2;
+        tls_scratch_gen = g->gen;
+    }
+    struct scan_ctx c;
+    c.g = g;
+    c.out = out;
+    c.nwin = 0;
+    memset(c.hit, 0, g->nrules);
+    memset(c.spanned, 0, g->nrules);
+    memset(c.hit_h, 0, sizeof(c.hit_h));
+    if (!text)
+        text = "";
+    if (hs_scan(g->db, text, (unsigned)len, 0, tls_scratch, on_fast, &c) != HS_SUCCESS ||
+        (c.nwin && find_spans(&c, text) < 0)) {
         memset(out, 0, sizeof(*out));
         return -3;
     }
+    guard_find_hidden(text, len, on_hidden, &c);
     scan_encoded(&c, text, len);
 
     double keep = 1.0;
     for (size_t i = 0; i < g->nrules; i++)
         if (c.hit[i])
             keep *= 1.0 - weight(g->rules[i].severity);
-    if (c.hit[GUARD_MAX_RULES])
-        keep *= 1.0 - weight(heuristic_encoded.severity);
+    for (size_t h = 0; h < GUARD_NHEURISTICS; h++)
+        if (c.hit_h[h])
+            keep *= 1.0 - weight(guard_heuristics[h].severity);
     out->score = round((1.0 - keep) * 10000.0) / 10000.0;
     out->injection = out->score >= GUARD_INJECTION_THRESHOLD;
     return 0;
