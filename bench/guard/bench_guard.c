@@ -79,9 +79,9 @@ static size_t load_contexts(const char *path, char ***out)
         fclose(f);
     if (n == 0) {
         static const char *const words[] = {
-            "the",    "report", "shows",   "quarterly", "revenue", "growth", "for",
-            "our",    "team",   "meeting", "is",        "moved",   "to",     "Tuesday",
-            "please", "review", "attached", "invoice",  "and",     "data",   "2024"};
+            "the",    "report", "shows",    "quarterly", "revenue", "growth", "for",
+            "our",    "team",   "meeting",  "is",        "moved",   "to",     "Tuesday",
+            "please", "review", "attached", "invoice",   "and",     "data",   "2024"};
         v = malloc(64 * sizeof(*v));
         srand(7);
         for (n = 0; n < 64; n++) {
@@ -123,15 +123,19 @@ static struct text make_doc(char **ctx, size_t nctx, enum shape shape, size_t si
             puts_(&t, "\n\n");
         } else if (shape == JSON) {
             char hdr[96];
-            snprintf(hdr, sizeof(hdr), "%s{\"id\": %zu, \"url\": \"https://example.com/doc/%zu\", "
-                     "\"body\": ", i ? ", " : "", i, i);
+            snprintf(hdr, sizeof(hdr),
+                     "%s{\"id\": %zu, \"url\": \"https://example.com/doc/%zu\", "
+                     "\"body\": ",
+                     i ? ", " : "", i, i);
             puts_(&t, hdr);
             json_escaped(&t, c);
             puts_(&t, "}");
         } else {
             char hdr[160];
-            snprintf(hdr, sizeof(hdr), "<div class=\"item\"><h2><a href=\"/doc/%zu\">Item %zu</a>"
-                     "</h2>\n<p>", i, i);
+            snprintf(hdr, sizeof(hdr),
+                     "<div class=\"item\"><h2><a href=\"/doc/%zu\">Item %zu</a>"
+                     "</h2>\n<p>",
+                     i, i);
             puts_(&t, hdr);
             puts_(&t, c);
             puts_(&t, "</p></div>\n");
@@ -199,7 +203,10 @@ int main(int argc, char **argv)
                 false_alarms += inj_clean;
                 missed += !inj_bad;
                 printf("%-6s %-5s %7zuK %12.0f %12.0f%s\n", tasks[k], shapes[s], sizes[z] / 1024,
-                       rc, rp, inj_clean ? "  (clean flagged)" : !inj_bad ? "  (attack missed)" : "");
+                       rc, rp,
+                       inj_clean  ? "  (clean flagged)"
+                       : !inj_bad ? "  (attack missed)"
+                                  : "");
                 sum_clean += rc;
                 sum_pois += rp;
                 cells++;

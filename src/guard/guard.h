@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// guard: prompt-injection scanner for untrusted text (tool results, A2A replies).
-// A rule pack (rules/guard.rules, built into the binary) is compiled once into one
-// Vectorscan block-mode database; guard_scan matches it in one pass plus C heuristics.
+// guard: untrusted text (tool results, A2A replies, tool messages) before it reaches a
+// model. Three parts, each usable on its own and safe from any thread:
+//   scan      guard_scan: rule pack (rules/guard.rules, built in) matched by Vectorscan in
+//             one fast pass, spans only where it hit, plus one-pass C heuristics;
+//   sanitize  guard_sanitize: found spans cut out, the text wrapped in data markers;
+//   taint     struct guard_taint per session and guard_trifecta before an exfiltration tool.
 #ifndef PORTCULLIS_GUARD_H
 #define PORTCULLIS_GUARD_H
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "core/buf.h"
 
 /* Most findings one scan reports; further ones only set `truncated`. */
 #define GUARD_MAX_FINDINGS 32
@@ -58,6 +63,56 @@ const char *guard_rule_category(const struct guard *g, size_t i);
 size_t guard_rule_nexamples(const struct guard *g, size_t i);
 /* Example j of rule i (escapes already decoded); length in *len. */
 const char *guard_rule_example(const struct guard *g, size_t i, size_t j, size_t *len);
+
+/* ---- sanitize ------------------------------------------------------------------------ */
+
+/* Appends to out a copy of text[0..len) fit to hand to a model:
+ *   <untrusted-data source="SOURCE" guard="injection|suspicious|clean">
+ *   (one line telling the model the content is data, not instructions)
+ *   the text, with each medium/high finding of r (and any hidden-text finding) replaced
+ *   by "[removed by guard: RULE-ID]"
+ *   </untrusted-data>
+ * r is guard_scan's result for the same bytes. Any "<untrusted-data" or
+ * "</untrusted-data" inside the text has its '<' written as "&lt;", so the data cannot
+ * close its wrapper. source (a tool or server name; NULL means "tool") is reduced to
+ * [A-Za-z0-9_.:/@-]. Returns 0, or -EINVAL / -ENOMEM / -E2BIG (out's maximum) with out
+ * unchanged. Pure: no state, any thread. */
+__attribute__((warn_unused_result)) int guard_sanitize(const char *text, size_t len,
+                                                       const struct guard_result *r,
+                                                       const char *source, buf_t *out);
+
+/* ---- taint and the lethal trifecta ----------------------------------------------------- */
+
+/* Tool labels from the config (tools: {name: [private_data, exfiltration]}). */
+enum guard_label { GUARD_LABEL_PRIVATE_DATA = 1u << 0, GUARD_LABEL_EXFILTRATION = 1u << 1 };
+/* Session flags; also what a Cedar policy sees in its context. */
+enum guard_taint_flag { GUARD_TAINT_PRIVATE_DATA = 1u << 0, GUARD_TAINT_UNTRUSTED = 1u << 1 };
+
+/* One session's taint, owned by the session (the MCP hub's). Plain data: one session
+ * is updated by one thread at a time (the hub's); sessions are independent. */
+struct guard_taint {
+    unsigned flags;             /* guard_taint_flag bits */
+    char private_source[96];    /* the tool that first read private data */
+    char untrusted_source[160]; /* the tool/server that first brought untrusted content */
+};
+
+void guard_taint_init(struct guard_taint *t);
+/* Records that the session read the result of `tool` (e.g. "files.read_file"):
+ * labels are the tool's guard_label bits, untrusted says its server is marked
+ * `trust: untrusted`; a scan that found an injection marks the content untrusted too
+ * (scan may be NULL). The first tool to set each flag is kept to name it later. */
+void guard_taint_note(struct guard_taint *t, const char *tool, unsigned labels, bool untrusted,
+                      const struct guard_result *scan);
+/* Containment: a delegated token or a flagged A2A reply carries the flags over. */
+void guard_taint_merge(struct guard_taint *t, const struct guard_taint *from);
+/* Before calling `tool` with these labels: true when the call would complete the lethal
+ * trifecta (private data read + untrusted content read + an exfiltration tool); reason
+ * then names the three legs, e.g. "lethal trifecta: this session read private data
+ * (files.read_file), read untrusted content (web.fetch (guard: override.ignore_previous)),
+ * and mail.send_email can send data out (exfiltration)". The caller refuses the call
+ * unless a Cedar policy explicitly permits it (flags in the policy context). */
+bool guard_trifecta(const struct guard_taint *t, const char *tool, unsigned labels, char *reason,
+                    size_t cap);
 
 /* `portcullis guard …` */
 int guard_cli_main(int argc, char **argv);

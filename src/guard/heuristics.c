@@ -15,7 +15,9 @@ const struct guard_rule guard_heuristics[GUARD_NHEURISTICS] = {
     [GUARD_H_UNICODE_TAGS] = {.id = "hidden.unicode_tags",
                               .category = "hidden_text",
                               .severity = GUARD_HIGH},
-    [GUARD_H_BIDI] = {.id = "hidden.bidi_controls", .category = "hidden_text", .severity = GUARD_MEDIUM},
+    [GUARD_H_BIDI] = {.id = "hidden.bidi_controls",
+                      .category = "hidden_text",
+                      .severity = GUARD_MEDIUM},
     [GUARD_H_ZW_RUN] = {.id = "hidden.zero_width_run",
                         .category = "hidden_text",
                         .severity = GUARD_MEDIUM},
@@ -192,8 +194,8 @@ void guard_find_hidden(const char *text, size_t len, guard_span_fn fn, void *ctx
             continue;
         }
         /* U+E0000..U+E007F: F3 A0 80|81 xx */
-        if (c == 0xF3 && i + 3 < len && t[i + 1] == 0xA0 && (t[i + 2] == 0x80 || t[i + 2] == 0x81) &&
-            t[i + 3] >= 0x80 && t[i + 3] <= 0xBF) {
+        if (c == 0xF3 && i + 3 < len && t[i + 1] == 0xA0 &&
+            (t[i + 2] == 0x80 || t[i + 2] == 0x81) && t[i + 3] >= 0x80 && t[i + 3] <= 0xBF) {
             fn(ctx, GUARD_H_UNICODE_TAGS, i, i + 4);
             i += 4;
             continue;
