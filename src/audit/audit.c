@@ -132,7 +132,7 @@ static struct record *record_of(const struct http_exchange *ex)
         {res, 0, &tmp.row.resource},
         {decision, 0, &tmp.row.decision},
         {reason, 0, &tmp.row.reason},
-        {"[]", 0, &tmp.row.guard},
+        {ex->guard ? ex->guard : "[]", 0, &tmp.row.guard},
     };
     size_t nf = sizeof f / sizeof f[0], total = 0;
     for (size_t i = 0; i < nf; i++) {

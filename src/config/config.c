@@ -64,6 +64,7 @@ void config_free(struct config *cfg)
     free(cfg->models_by_name);
     cfg_free_identity(cfg);
     cfg_free_policy(cfg);
+    cfg_free_guard(cfg);
     cfg_free_admin(cfg);
     cfg_free_mcp(cfg);
     free(cfg);

@@ -205,6 +205,22 @@ struct config_mcp {
     size_t nservers;
 };
 
+/* guard: (src/config/guard.c). Scanning untrusted text and the lethal trifecta. */
+struct guard;
+enum config_guard_scan {
+    CONFIG_GUARD_TOOL_MESSAGES = 1u << 0, /* LLM routes: "tool" role messages */
+    CONFIG_GUARD_TOOL_OUTPUTS = 1u << 1,  /* MCP tools/call results */
+    CONFIG_GUARD_A2A_REPLIES = 1u << 2,
+};
+enum config_guard_action { CONFIG_GUARD_FLAG = 1, CONFIG_GUARD_SANITIZE, CONFIG_GUARD_BLOCK };
+struct config_guard {
+    int present;
+    unsigned scan;                   /* config_guard_scan bits; 0 = scan nothing */
+    enum config_guard_action action; /* default sanitize */
+    int trifecta_enforce;            /* trifecta: enforce (default off) */
+    struct guard *guard;             /* the compiled rule pack; NULL without guard: */
+};
+
 struct config {
     atomic_int refs;
     char *path; /* file it was loaded from */
@@ -244,6 +260,7 @@ struct config {
     struct breaker_set *breakers;
     struct config_audit audit;
     struct config_policy policy;
+    struct config_guard guard;
     struct config_mcp mcp;
 };
 

@@ -364,6 +364,8 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         cfg_build_budget_section(c, found[K_BUDGET]);
     if (found[K_MCP] != NULL && !c->stop && found[K_MCP]->type == YAML_MAPPING_NODE)
         cfg_build_mcp(c, found[K_MCP]);
+    if (found[K_GUARD] != NULL && !c->stop && found[K_GUARD]->type == YAML_MAPPING_NODE)
+        cfg_build_guard(c, found[K_GUARD]);
     /* Last: the entities come from agents: and models:. */
     if (found[K_POLICY] != NULL && !c->stop && found[K_POLICY]->type == YAML_MAPPING_NODE)
         cfg_build_policy(c, found[K_POLICY]);

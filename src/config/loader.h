@@ -124,6 +124,9 @@ void cfg_free_breakers(struct config *cfg);
 /* policy: (policy.c). Loads the policy files and builds the entities from
  * agents: and models:, so it runs after both. */
 void cfg_build_policy(struct cfg_ctx *c, yaml_node_t *n);
+/* guard: (guard.c) */
+void cfg_build_guard(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_free_guard(struct config *cfg);
 void cfg_free_policy(struct config *cfg);
 
 /* mcp: (mcp.c). */

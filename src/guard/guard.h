@@ -75,7 +75,7 @@ const char *guard_rule_example(const struct guard *g, size_t i, size_t j, size_t
  * r is guard_scan's result for the same bytes. Any "<untrusted-data" or
  * "</untrusted-data" inside the text has its '<' written as "&lt;", so the data cannot
  * close its wrapper. source (a tool or server name; NULL means "tool") is reduced to
- * [A-Za-z0-9_.:/@-]. Returns 0, or -EINVAL / -ENOMEM / -E2BIG (out's maximum) with out
+ * [A-Za-z0-9_.:/@[]-]. Returns 0, or -EINVAL / -ENOMEM / -E2BIG (out's maximum) with out
  * unchanged. Pure: no state, any thread. */
 __attribute__((warn_unused_result)) int guard_sanitize(const char *text, size_t len,
                                                        const struct guard_result *r,

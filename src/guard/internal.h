@@ -4,6 +4,8 @@
 #define PORTCULLIS_GUARD_INTERNAL_H
 
 #include <hs/hs.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "guard/guard.h"
 
@@ -29,12 +31,23 @@ struct guard_rule {
 #define GUARD_WINDOW_MAX 1024
 
 struct guard {
-    hs_database_t *db;  /* fast pass: no start-of-match tracking */
-    hs_database_t *som; /* spans: leftmost start of match, run over windows only */
-    unsigned long gen;  /* unique per guard: a thread's scratch fits the last gen it saw */
+    hs_database_t *db; /* fast pass: no start-of-match tracking */
+    /* spans: leftmost start of match, run over windows only. Compiled by a thread that
+     * guard_new starts (it takes seconds); som_ready says it finished (som may be NULL
+     * when it failed: spans then fall back to the window before each match end). */
+    hs_database_t *som;
+    atomic_int som_ready;
+    pthread_t som_thread;
+    pthread_mutex_t som_lock;
+    pthread_cond_t som_cond;
+    int som_thread_started;
+    unsigned long gen; /* unique per guard: a thread's scratch fits the last gen it saw */
     size_t nrules;
     struct guard_rule rules[GUARD_MAX_RULES];
 };
+
+/* The start-of-match database, waiting for its compile to finish; NULL if it failed. */
+hs_database_t *guard_som_db(const struct guard *g);
 
 /* Heuristic findings (rule ids outside the pack), indexes into guard_heuristics. */
 enum {

@@ -111,6 +111,11 @@ void guard_free(struct guard *g)
 {
     if (!g)
         return;
+    if (g->som_thread_started) {
+        pthread_join(g->som_thread, NULL);
+        pthread_mutex_destroy(&g->som_lock);
+        pthread_cond_destroy(&g->som_cond);
+    }
     for (size_t i = 0; i < g->nrules; i++)
         rule_clear(&g->rules[i]);
     hs_free_database(g->db);
@@ -327,6 +332,32 @@ static void measure_widths(struct guard *g)
     }
 }
 
+static void *compile_som(void *arg)
+{
+    struct guard *g = arg;
+    hs_database_t *db = NULL;
+    if (compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, &db, NULL, 0) < 0)
+        db = NULL;
+    pthread_mutex_lock(&g->som_lock);
+    g->som = db;
+    atomic_store_explicit(&g->som_ready, 1, memory_order_release);
+    pthread_cond_broadcast(&g->som_cond);
+    pthread_mutex_unlock(&g->som_lock);
+    return NULL;
+}
+
+hs_database_t *guard_som_db(const struct guard *cg)
+{
+    struct guard *g = (struct guard *)cg; /* the lock and cond are not the rules */
+    if (!atomic_load_explicit(&g->som_ready, memory_order_acquire)) {
+        pthread_mutex_lock(&g->som_lock);
+        while (!atomic_load_explicit(&g->som_ready, memory_order_acquire))
+            pthread_cond_wait(&g->som_cond, &g->som_lock);
+        pthread_mutex_unlock(&g->som_lock);
+    }
+    return g->som;
+}
+
 struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
 {
     struct guard *g = calloc(1, sizeof(*g));
@@ -335,10 +366,20 @@ struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
         return NULL;
     }
     if (parse_pack(g, pack, len, err, errlen) < 0 ||
-        compile_db(g, HS_FLAG_CASELESS, &g->db, err, errlen) < 0 ||
-        compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, &g->som, err, errlen) < 0)
+        compile_db(g, HS_FLAG_CASELESS, &g->db, err, errlen) < 0)
         goto fail;
     measure_widths(g);
+    /* The SOM database is only needed once something matched: compile it in the
+     * background so a gateway starts (and reloads) in the time of the fast one. */
+    pthread_mutex_init(&g->som_lock, NULL);
+    pthread_cond_init(&g->som_cond, NULL);
+    if (pthread_create(&g->som_thread, NULL, compile_som, g) == 0) {
+        g->som_thread_started = 1;
+    } else {
+        compile_som(g);
+        pthread_mutex_destroy(&g->som_lock);
+        pthread_cond_destroy(&g->som_cond);
+    }
     /* never 0, and never reused, so a thread's cached scratch can't be mistaken for fitting */
     static atomic_ulong next_gen = 1;
     g->gen = atomic_fetch_add(&next_gen, 1);

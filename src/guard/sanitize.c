@@ -58,7 +58,7 @@ static int append_attr(buf_t *out, const char *s)
     for (; s && *s; s++) {
         char c = *s;
         int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 strchr("_.:/-@", c);
+                 strchr("_.:/-@[]", c);
         int rc = buf_append(out, ok ? &c : "_", 1);
         if (rc)
             return rc;

@@ -14,7 +14,7 @@
 static __thread hs_scratch_t *tls_scratch;
 /* The guard (by gen) tls_scratch was last grown for: hs_alloc_scratch costs more than
  * scanning a few kilobytes, so it runs once per guard and thread, not per scan. */
-static __thread unsigned long tls_scratch_gen;
+static __thread unsigned long tls_scratch_gen, tls_scratch_som_gen;
 
 /* Most distinct windows re-scanned for spans; further hits widen the last one. */
 #define MAX_WINDOWS 32
@@ -164,9 +164,15 @@ static void on_hidden(void *ctx, int h, size_t start, size_t end)
 static int find_spans(struct scan_ctx *c, const char *text)
 {
     const struct guard *g = c->g;
-    for (size_t i = 0; i < c->nwin; i++) {
+    hs_database_t *som = guard_som_db(g);
+    if (som && tls_scratch_som_gen != g->gen) {
+        if (hs_alloc_scratch(som, &tls_scratch) != HS_SUCCESS)
+            return -2;
+        tls_scratch_som_gen = g->gen;
+    }
+    for (size_t i = 0; som && i < c->nwin; i++) {
         c->base = c->win[i].start;
-        if (hs_scan(g->som, text + c->base, (unsigned)(c->win[i].end - c->base), 0, tls_scratch,
+        if (hs_scan(som, text + c->base, (unsigned)(c->win[i].end - c->base), 0, tls_scratch,
                     on_span, c) != HS_SUCCESS)
             return -3;
     }
@@ -189,8 +195,7 @@ int guard_scan(const struct guard *g, const char *text, size_t len, struct guard
     if (len > UINT_MAX)
         return -4;
     if (tls_scratch_gen != g->gen) {
-        if (hs_alloc_scratch(g->db, &tls_scratch) != HS_SUCCESS ||
-            hs_alloc_scratch(g->som, &tls_scratch) != HS_SUCCESS)
+        if (hs_alloc_scratch(g->db, &tls_scratch) != HS_SUCCESS)
             return -2;
         tls_scratch_gen = g->gen;
     }

@@ -71,6 +71,7 @@ struct http_exchange {
     const char *decision;        /* "allow" | "deny" | "error" */
     const char *decision_reason; /* the check or rule that decided */
     const char *policy_ids;      /* determining Cedar policies, comma-separated, or NULL */
+    const char *guard;           /* audit "guard": JSON array of findings, or NULL for [] */
     double cost_usd;
     int cache_hit;
     /* Runs once when the exchange is accounted for (response ended or client

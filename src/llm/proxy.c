@@ -15,6 +15,7 @@
 #include "http/server.h"
 #include "identity/identity.h"
 #include "llm/call.h"
+#include "llm/guard.h"
 #include "llm/limits.h"
 #include "llm/llm.h"
 #include "llm/sse.h"
@@ -811,6 +812,14 @@ static void begin(struct http_exchange *ex, enum llm_api api)
     if (api != LLM_EMBEDDINGS && v[K_MESSAGES].kind != JS_ARRAY) {
         llm_error(ex, 400, "invalid_request_error", "invalid_messages", "messages",
                   "'messages' must be an array");
+        return;
+    }
+    int rewritten = 0;
+    if (api == LLM_CHAT && llm_guard_tool_messages(ex, &v[K_MESSAGES], &rewritten) < 0)
+        return; /* answered: tool output withheld */
+    if (rewritten && json_validate_lookup(req->body.data, req->body.len, &root, keys, K_COUNT, v,
+                                          &dup, &jerr) != 0) {
+        llm_error(ex, 500, "server_error", NULL, NULL, "the sanitized body is not valid JSON");
         return;
     }
     if (api == LLM_EMBEDDINGS && v[K_INPUT].kind == JS_NONE) {
