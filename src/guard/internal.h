@@ -21,6 +21,8 @@ struct guard_rule {
     const char *category; /* static string */
     char *description;    /* owned, may be NULL */
     char *regex;          /* owned */
+    char *unless;         /* owned: " word word " (lowercase); a match holding one of
+                           * these words does not count. NULL for none */
     enum guard_severity severity;
     size_t width; /* longest match in bytes, capped at GUARD_WINDOW_MAX */
     size_t nexamples;
@@ -45,6 +47,9 @@ struct guard {
     size_t nrules;
     struct guard_rule rules[GUARD_MAX_RULES];
 };
+
+/* Whether text[0..len) holds one of rule r's `unless` words (whole word, any case). */
+bool guard_rule_excluded(const struct guard_rule *r, const char *text, size_t len);
 
 /* The start-of-match database, waiting for its compile to finish; NULL if it failed. */
 hs_database_t *guard_som_db(const struct guard *g);

@@ -2,6 +2,7 @@
 // guard rule pack: parses the [id] / key = value format of rules/guard.rules and
 // compiles every regex twice into caseless Vectorscan block-mode databases: a fast one
 // that only reports match ends, and one with leftmost start of match for spans.
+#include <ctype.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <hs/hs.h>
@@ -76,6 +77,68 @@ static char *unescape(const char *s, size_t n, size_t *outlen)
     return d;
 }
 
+/* "You, your,we" -> " you your we ": the form guard_rule_excluded searches. */
+static char *word_list(const char *v, size_t n)
+{
+    char *d = malloc(n + 3), *o = d;
+    if (!d)
+        return NULL;
+    *o++ = ' ';
+    for (size_t i = 0; i < n; i++) {
+        char ch = v[i];
+        if (ch == ',' || ch == ' ' || ch == '\t') {
+            if (o[-1] != ' ')
+                *o++ = ' ';
+        } else {
+            *o++ = (char)(ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch);
+        }
+    }
+    if (o[-1] != ' ')
+        *o++ = ' ';
+    *o = '\0';
+    return d;
+}
+
+bool guard_rule_excluded(const struct guard_rule *r, const char *text, size_t len)
+{
+    if (!r->unless)
+        return false;
+    char word[40];
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && !((text[i] | 0x20) >= 'a' && (text[i] | 0x20) <= 'z')) {
+            /* a quoted phrase ('thank you', "your call") is mentioned, not addressed */
+            char q = text[i];
+            if ((q == '\'' || q == '"') && (i == 0 || !isalpha((unsigned char)text[i - 1]))) {
+                size_t k = i + 1;
+                while (k < len &&
+                       !(text[k] == q && (k + 1 == len || !isalpha((unsigned char)text[k + 1]))))
+                    k++;
+                if (k < len) {
+                    i = k + 1;
+                    continue;
+                }
+            }
+            i++;
+        }
+        size_t n = 1;
+        word[0] = ' ';
+        while (i < len &&
+               (((text[i] | 0x20) >= 'a' && (text[i] | 0x20) <= 'z') || text[i] == '\'')) {
+            if (n < sizeof(word) - 2)
+                word[n++] = (char)(text[i] | 0x20);
+            i++;
+        }
+        if (n == 1)
+            continue;
+        word[n++] = ' ';
+        word[n] = '\0';
+        if (strstr(r->unless, word))
+            return true;
+    }
+    return false;
+}
+
 static void trim(const char **s, size_t *n)
 {
     while (*n && (**s == ' ' || **s == '\t'))
@@ -102,6 +165,7 @@ static void rule_clear(struct guard_rule *r)
     free(r->id);
     free(r->description);
     free(r->regex);
+    free(r->unless);
     for (size_t j = 0; j < r->nexamples; j++)
         free(r->examples[j].text);
     memset(r, 0, sizeof(*r));
@@ -216,6 +280,13 @@ static int parse_pack(struct guard *g, const char *p, size_t len, char *err, siz
             }
             if (!(cur->regex = dupn(v, vn)))
                 goto oom;
+        } else if (KEY("unless")) {
+            if (cur->unless) {
+                seterr(err, errlen, "line %d: rule %s has a second unless", line, cur->id);
+                return -1;
+            }
+            if (!(cur->unless = word_list(v, vn)))
+                goto oom;
         } else if (KEY("example")) {
             if (cur->nexamples == GUARD_MAX_EXAMPLES) {
                 seterr(err, errlen, "line %d: more than %d examples", line, GUARD_MAX_EXAMPLES);
@@ -244,7 +315,7 @@ oom:
 }
 
 /* The regex for the start-of-match database: Vectorscan refuses SOM on long bounded
- * repeats, so {0,N} and {1,N} with N >= 16 become * and +. Only windows of at most
+ * repeats, so {M,N} with N >= 16 becomes {M,}. Only windows of at most
  * GUARD_WINDOW_MAX bytes are scanned with it, where the two mostly agree.
  * Caller frees; NULL when out of memory. */
 static char *unbound_repeats(const char *re)
@@ -267,13 +338,17 @@ static char *unbound_repeats(const char *re)
             cls = 1;
             if (i + 1 < n && re[i + 1] == ']') /* "[]...]": the first ] is literal */
                 *o++ = re[i++];
-        } else if (ch == '{' && (re[i + 1] == '0' || re[i + 1] == '1') && re[i + 2] == ',') {
+        } else if (ch == '{' && re[i + 1] >= '0' && re[i + 1] <= '9') {
             char *end;
-            long hi = strtol(re + i + 3, &end, 10);
-            if (end > re + i + 3 && *end == '}' && hi >= 16) {
-                *o++ = re[i + 1] == '0' ? '*' : '+';
-                i = (size_t)(end - re);
-                continue;
+            long lo = strtol(re + i + 1, &end, 10);
+            if (*end == ',') {
+                char *hi_end;
+                long hi = strtol(end + 1, &hi_end, 10);
+                if (hi_end > end + 1 && *hi_end == '}' && hi >= 16) {
+                    o += sprintf(o, "{%ld,}", lo); /* never longer than "{lo,hi}" */
+                    i = (size_t)(hi_end - re);
+                    continue;
+                }
             }
         }
         *o++ = ch;

@@ -27,12 +27,14 @@ struct scan_ctx {
     const struct guard *g;
     struct guard_result *out;
     unsigned char hit[GUARD_MAX_RULES];
+    unsigned char seen[GUARD_MAX_RULES]; /* the fast pass matched (hit may wait on unless) */
     unsigned char hit_h[GUARD_NHEURISTICS];
     unsigned char spanned[GUARD_MAX_RULES];
     size_t first_end[GUARD_MAX_RULES]; /* valid where hit[] is set */
     size_t nwin;
     struct window win[MAX_WINDOWS];
-    size_t base; /* offset of the window being re-scanned */
+    size_t base;      /* offset of the window being re-scanned */
+    const char *text; /* the scanned text */
 };
 
 static double weight(enum guard_severity s)
@@ -93,8 +95,9 @@ static int on_fast(unsigned int id, unsigned long long from, unsigned long long 
     if (id >= c->g->nrules)
         return 0;
     size_t end = (size_t)to, w = c->g->rules[id].width;
-    if (!c->hit[id]) {
-        c->hit[id] = 1;
+    if (!c->seen[id]) {
+        c->seen[id] = 1;
+        c->hit[id] = !c->g->rules[id].unless; /* else decided on the span */
         c->first_end[id] = end;
     }
     add_window(c, end > w ? end - w : 0, end);
@@ -108,10 +111,17 @@ static int on_span(unsigned int id, unsigned long long from, unsigned long long 
 {
     (void)flags;
     struct scan_ctx *c = ctx;
-    if (id >= c->g->nrules || !c->hit[id])
+    if (id >= c->g->nrules || !c->seen[id])
         return 0;
+    const struct guard_rule *r = &c->g->rules[id];
+    size_t start = c->base + (size_t)from, end = c->base + (size_t)to;
+    if (r->unless) {
+        if (guard_rule_excluded(r, c->text + start, end - start))
+            return 0;
+        c->hit[id] = 1;
+    }
     c->spanned[id] = 1;
-    add_finding(c, &c->g->rules[id], c->base + (size_t)from, c->base + (size_t)to);
+    add_finding(c, r, start, end);
     return 0;
 }
 
@@ -204,10 +214,12 @@ int guard_scan(const struct guard *g, const char *text, size_t len, struct guard
     c.out = out;
     c.nwin = 0;
     memset(c.hit, 0, g->nrules);
+    memset(c.seen, 0, g->nrules);
     memset(c.spanned, 0, g->nrules);
     memset(c.hit_h, 0, sizeof(c.hit_h));
     if (!text)
         text = "";
+    c.text = text;
     if (hs_scan(g->db, text, (unsigned)len, 0, tls_scratch, on_fast, &c) != HS_SUCCESS ||
         (c.nwin && find_spans(&c, text) < 0)) {
         memset(out, 0, sizeof(*out));
