@@ -24,7 +24,9 @@ struct guard_rule {
     char *unless;         /* owned: " word word " (lowercase); a match holding one of
                            * these words does not count. NULL for none */
     enum guard_severity severity;
-    size_t width; /* longest match in bytes, capped at GUARD_WINDOW_MAX */
+    size_t width;   /* longest match in bytes, capped at GUARD_WINDOW_MAX */
+    size_t at_most; /* more separate matches than this in one text: the text is built
+                     * that way (a FAQ full of questions), not injected; 0 = no limit */
     size_t nexamples;
     struct guard_example examples[GUARD_MAX_EXAMPLES];
 };

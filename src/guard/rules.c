@@ -287,6 +287,16 @@ static int parse_pack(struct guard *g, const char *p, size_t len, char *err, siz
             }
             if (!(cur->unless = word_list(v, vn)))
                 goto oom;
+        } else if (KEY("at_most")) {
+            char num[16];
+            char *endp;
+            snprintf(num, sizeof(num), "%.*s", (int)(vn < 15 ? vn : 15), v);
+            long k = strtol(num, &endp, 10);
+            if (vn > 6 || *endp || k < 1) {
+                seterr(err, errlen, "line %d: at_most must be a positive integer", line);
+                return -1;
+            }
+            cur->at_most = (size_t)k;
         } else if (KEY("example")) {
             if (cur->nexamples == GUARD_MAX_EXAMPLES) {
                 seterr(err, errlen, "line %d: more than %d examples", line, GUARD_MAX_EXAMPLES);

@@ -186,6 +186,23 @@ static int find_spans(struct scan_ctx *c, const char *text)
                     on_span, c) != HS_SUCCESS)
             return -3;
     }
+    /* at_most: drop a rule (and its findings) that matched in too many places */
+    for (size_t id = 0; id < g->nrules; id++) {
+        if (!c->hit[id] || !g->rules[id].at_most)
+            continue;
+        size_t n = 0;
+        for (size_t i = 0; i < c->out->nfindings; i++)
+            n += c->out->findings[i].rule == g->rules[id].id;
+        if (n <= g->rules[id].at_most)
+            continue;
+        c->hit[id] = 0;
+        c->spanned[id] = 1;
+        size_t k = 0;
+        for (size_t i = 0; i < c->out->nfindings; i++)
+            if (c->out->findings[i].rule != g->rules[id].id)
+                c->out->findings[k++] = c->out->findings[i];
+        c->out->nfindings = k;
+    }
     /* A rule whose start fell outside every window (longer than GUARD_WINDOW_MAX)
      * still gets a span: the window before its first end. */
     for (size_t id = 0; id < g->nrules; id++)
