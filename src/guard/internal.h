@@ -38,12 +38,10 @@ struct guard {
     hs_database_t *db; /* fast pass: no start-of-match tracking */
     /* spans: leftmost start of match, run over windows only. Compiled by a thread that
      * guard_new starts (it takes seconds); som_ready says it finished (som may be NULL
-     * when it failed: spans then fall back to the window before each match end). */
+     * when it failed). Until then scans compile the few rules they hit. */
     hs_database_t *som;
     atomic_int som_ready;
     pthread_t som_thread;
-    pthread_mutex_t som_lock;
-    pthread_cond_t som_cond;
     int som_thread_started;
     unsigned long gen; /* unique per guard: a thread's scratch fits the last gen it saw */
     size_t nrules;
@@ -53,8 +51,12 @@ struct guard {
 /* Whether text[0..len) holds one of rule r's `unless` words (whole word, any case). */
 bool guard_rule_excluded(const struct guard_rule *r, const char *text, size_t len);
 
-/* The start-of-match database, waiting for its compile to finish; NULL if it failed. */
+/* The start-of-match database, or NULL while its background compile runs (or when it
+ * failed). Never waits: a worker's loop must not stall on it. */
 hs_database_t *guard_som_db(const struct guard *g);
+/* Meanwhile: a start-of-match database of just the rules with only[i] set (the few a scan
+ * hit), compiled now in milliseconds. Caller frees (hs_free_database); NULL on failure. */
+hs_database_t *guard_som_subset(const struct guard *g, const unsigned char *only);
 
 /* Heuristic findings (rule ids outside the pack), indexes into guard_heuristics. */
 enum {

@@ -177,8 +177,6 @@ void guard_free(struct guard *g)
         return;
     if (g->som_thread_started) {
         pthread_join(g->som_thread, NULL);
-        pthread_mutex_destroy(&g->som_lock);
-        pthread_cond_destroy(&g->som_cond);
     }
     for (size_t i = 0; i < g->nrules; i++)
         rule_clear(&g->rules[i]);
@@ -367,33 +365,43 @@ static char *unbound_repeats(const char *re)
     return out;
 }
 
-/* Compiles every rule with `flags` into *db. 0 or -1 with err set. */
-static int compile_db(struct guard *g, unsigned flags, hs_database_t **db, char *err, size_t errlen)
+/* Compiles the rules (all, or those with only[i] set) with `flags` into *db; Vectorscan
+ * ids are rule indexes. 0 or -1 with err set. */
+static int compile_db(const struct guard *g, unsigned flags, const unsigned char *only,
+                      hs_database_t **db, char *err, size_t errlen)
 {
     char *exprs[GUARD_MAX_RULES];
     unsigned fl[GUARD_MAX_RULES], ids[GUARD_MAX_RULES];
     hs_compile_error_t *cerr = NULL;
     int som = (flags & HS_FLAG_SOM_LEFTMOST) != 0, rc = -1;
+    size_t n = 0;
     for (size_t i = 0; i < g->nrules; i++) {
-        exprs[i] = som ? unbound_repeats(g->rules[i].regex) : g->rules[i].regex;
-        fl[i] = flags;
-        ids[i] = (unsigned)i;
-        if (!exprs[i]) {
+        if (only && !only[i])
+            continue;
+        exprs[n] = som ? unbound_repeats(g->rules[i].regex) : g->rules[i].regex;
+        fl[n] = flags;
+        ids[n] = (unsigned)i;
+        if (!exprs[n]) {
             seterr(err, errlen, "out of memory");
-            for (size_t k = 0; som && k < i; k++)
+            for (size_t k = 0; som && k < n; k++)
                 free(exprs[k]);
             return -1;
         }
+        n++;
     }
-    if (hs_compile_multi((const char *const *)exprs, fl, ids, (unsigned)g->nrules, HS_MODE_BLOCK,
-                         NULL, db, &cerr) == HS_SUCCESS)
+    if (n == 0) {
+        *db = NULL;
+        return -1;
+    }
+    if (hs_compile_multi((const char *const *)exprs, fl, ids, (unsigned)n, HS_MODE_BLOCK, NULL, db,
+                         &cerr) == HS_SUCCESS)
         rc = 0;
-    for (size_t k = 0; som && k < g->nrules; k++)
+    for (size_t k = 0; som && k < n; k++)
         free(exprs[k]);
     if (rc == 0)
         return 0;
-    if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < g->nrules)
-        seterr(err, errlen, "rule %s: %s", g->rules[cerr->expression].id, cerr->message);
+    if (cerr && cerr->expression >= 0 && (size_t)cerr->expression < n)
+        seterr(err, errlen, "rule %s: %s", g->rules[ids[cerr->expression]].id, cerr->message);
     else
         seterr(err, errlen, "vectorscan: %s", cerr ? cerr->message : "compile failed");
     hs_free_compile_error(cerr);
@@ -421,26 +429,25 @@ static void *compile_som(void *arg)
 {
     struct guard *g = arg;
     hs_database_t *db = NULL;
-    if (compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, &db, NULL, 0) < 0)
+    if (compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, NULL, &db, NULL, 0) < 0)
         db = NULL;
-    pthread_mutex_lock(&g->som_lock);
     g->som = db;
     atomic_store_explicit(&g->som_ready, 1, memory_order_release);
-    pthread_cond_broadcast(&g->som_cond);
-    pthread_mutex_unlock(&g->som_lock);
     return NULL;
 }
 
-hs_database_t *guard_som_db(const struct guard *cg)
+hs_database_t *guard_som_db(const struct guard *g)
 {
-    struct guard *g = (struct guard *)cg; /* the lock and cond are not the rules */
-    if (!atomic_load_explicit(&g->som_ready, memory_order_acquire)) {
-        pthread_mutex_lock(&g->som_lock);
-        while (!atomic_load_explicit(&g->som_ready, memory_order_acquire))
-            pthread_cond_wait(&g->som_cond, &g->som_lock);
-        pthread_mutex_unlock(&g->som_lock);
-    }
-    return g->som;
+    return atomic_load_explicit(&((struct guard *)g)->som_ready, memory_order_acquire) ? g->som
+                                                                                       : NULL;
+}
+
+hs_database_t *guard_som_subset(const struct guard *g, const unsigned char *only)
+{
+    hs_database_t *db = NULL;
+    if (compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, only, &db, NULL, 0) < 0)
+        return NULL;
+    return db;
 }
 
 struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
@@ -451,19 +458,15 @@ struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
         return NULL;
     }
     if (parse_pack(g, pack, len, err, errlen) < 0 ||
-        compile_db(g, HS_FLAG_CASELESS, &g->db, err, errlen) < 0)
+        compile_db(g, HS_FLAG_CASELESS, NULL, &g->db, err, errlen) < 0)
         goto fail;
     measure_widths(g);
     /* The SOM database is only needed once something matched: compile it in the
      * background so a gateway starts (and reloads) in the time of the fast one. */
-    pthread_mutex_init(&g->som_lock, NULL);
-    pthread_cond_init(&g->som_cond, NULL);
     if (pthread_create(&g->som_thread, NULL, compile_som, g) == 0) {
         g->som_thread_started = 1;
     } else {
         compile_som(g);
-        pthread_mutex_destroy(&g->som_lock);
-        pthread_cond_destroy(&g->som_cond);
     }
     /* never 0, and never reused, so a thread's cached scratch can't be mistaken for fitting */
     static atomic_ulong next_gen = 1;

@@ -174,18 +174,32 @@ static void on_hidden(void *ctx, int h, size_t start, size_t end)
 static int find_spans(struct scan_ctx *c, const char *text)
 {
     const struct guard *g = c->g;
-    hs_database_t *som = guard_som_db(g);
+    hs_database_t *som = guard_som_db(g), *subset = NULL;
+    hs_scratch_t *scratch = tls_scratch, *own = NULL;
     if (som && tls_scratch_som_gen != g->gen) {
         if (hs_alloc_scratch(som, &tls_scratch) != HS_SUCCESS)
             return -2;
         tls_scratch_som_gen = g->gen;
+        scratch = tls_scratch;
+    } else if (!som) {
+        /* the full database is still compiling: one of just the rules that hit */
+        subset = guard_som_subset(g, c->seen);
+        if (subset && hs_alloc_scratch(subset, &own) == HS_SUCCESS) {
+            som = subset;
+            scratch = own;
+        }
     }
-    for (size_t i = 0; som && i < c->nwin; i++) {
+    int rc = 0;
+    for (size_t i = 0; som && i < c->nwin && rc == 0; i++) {
         c->base = c->win[i].start;
-        if (hs_scan(som, text + c->base, (unsigned)(c->win[i].end - c->base), 0, tls_scratch,
-                    on_span, c) != HS_SUCCESS)
-            return -3;
+        if (hs_scan(som, text + c->base, (unsigned)(c->win[i].end - c->base), 0, scratch, on_span,
+                    c) != HS_SUCCESS)
+            rc = -3;
     }
+    hs_free_scratch(own);
+    hs_free_database(subset);
+    if (rc < 0)
+        return rc;
     /* at_most: drop a rule (and its findings) that matched in too many places */
     for (size_t id = 0; id < g->nrules; id++) {
         if (!c->hit[id] || !g->rules[id].at_most)
