@@ -182,6 +182,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_guard: %s\n", err);
         return 1;
     }
+    guard_wait_ready(g); /* steady state: the span database has compiled */
     printf("%-6s %-5s %8s %12s %12s\n", "task", "shape", "size", "clean MB/s", "poisoned MB/s");
     double sum_clean = 0, sum_pois = 0;
     int cells = 0, missed = 0, false_alarms = 0;

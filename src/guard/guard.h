@@ -50,6 +50,12 @@ __attribute__((warn_unused_result)) struct guard *guard_load(const char *path, c
                                                              size_t errlen);
 void guard_free(struct guard *g);
 
+/* guard_new returns once the fast database is compiled; the one that gives exact spans
+ * compiles on a thread of its own for a few seconds more (until then a scan that hits
+ * compiles the rules it needs, tens of milliseconds). This waits for it: for benchmarks
+ * and tools that want steady-state speed. */
+void guard_wait_ready(const struct guard *g);
+
 /* Scans text[0..len). Thread-safe for one guard across threads (each thread
  * keeps its own Vectorscan scratch). Returns 0, or a negative code when
  * scanning failed (out is then zeroed with injection = false). */

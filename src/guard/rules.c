@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "guard/internal.h"
 
@@ -440,6 +441,12 @@ hs_database_t *guard_som_db(const struct guard *g)
 {
     return atomic_load_explicit(&((struct guard *)g)->som_ready, memory_order_acquire) ? g->som
                                                                                        : NULL;
+}
+
+void guard_wait_ready(const struct guard *g)
+{
+    while (!atomic_load_explicit(&((struct guard *)g)->som_ready, memory_order_acquire))
+        nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
 }
 
 hs_database_t *guard_som_subset(const struct guard *g, const unsigned char *only)

@@ -5,13 +5,36 @@
 // distinct rules that hit.
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "guard/internal.h"
 
 /* Vectorscan scratch is per thread: grown with hs_alloc_scratch to fit any
- * guard this thread scans with, freed never (one per worker thread). */
+ * guard this thread scans with, freed when the thread exits (scratch_key). */
 static __thread hs_scratch_t *tls_scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void free_scratch(void *s)
+{
+    hs_free_scratch(s);
+}
+
+static void make_key(void)
+{
+    pthread_key_create(&scratch_key, free_scratch);
+}
+
+/* Grows this thread's scratch for db; the key's destructor frees it at thread exit. */
+static int grow_scratch(const hs_database_t *db)
+{
+    pthread_once(&scratch_once, make_key);
+    if (hs_alloc_scratch(db, &tls_scratch) != HS_SUCCESS)
+        return -1;
+    pthread_setspecific(scratch_key, tls_scratch);
+    return 0;
+}
 /* The guard (by gen) tls_scratch was last grown for: hs_alloc_scratch costs more than
  * scanning a few kilobytes, so it runs once per guard and thread, not per scan. */
 static __thread unsigned long tls_scratch_gen, tls_scratch_som_gen;
@@ -177,7 +200,7 @@ static int find_spans(struct scan_ctx *c, const char *text)
     hs_database_t *som = guard_som_db(g), *subset = NULL;
     hs_scratch_t *scratch = tls_scratch, *own = NULL;
     if (som && tls_scratch_som_gen != g->gen) {
-        if (hs_alloc_scratch(som, &tls_scratch) != HS_SUCCESS)
+        if (grow_scratch(som) < 0)
             return -2;
         tls_scratch_som_gen = g->gen;
         scratch = tls_scratch;
@@ -236,7 +259,7 @@ int guard_scan(const struct guard *g, const char *text, size_t len, struct guard
     if (len > UINT_MAX)
         return -4;
     if (tls_scratch_gen != g->gen) {
-        if (hs_alloc_scratch(g->db, &tls_scratch) != HS_SUCCESS)
+        if (grow_scratch(g->db) < 0)
             return -2;
         tls_scratch_gen = g->gen;
     }
