@@ -94,7 +94,7 @@ static int p_header_field(http_parser *p, const char *at, size_t n)
 {
     struct h1_req *r = req_of(p);
     size_t counted = n;
-    if (r->cb.on_header && p->status_code >= 200) {
+    if (r->cb.on_header && p->status_code >= 200 && !r->headers_done) { /* not trailers */
         if (r->last_was_value) {
             if (hdr_flush(p->data) < 0)
                 return -1;

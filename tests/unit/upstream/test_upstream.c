@@ -841,6 +841,27 @@ static void test_on_header_sees_each_final_header_before_on_headers(void **state
     xfer_free(&h.x);
 }
 
+static void test_on_header_skips_chunked_trailers(void **state)
+{
+    struct fixture *f = *state;
+    static const char resp[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                               "Trailer: X-Trailer\r\n\r\n"
+                               "4\r\ndone\r\n0\r\nX-Trailer: late\r\n\r\n";
+    srv_start(&f->srv, script_answer_once, resp, sizeof(resp) - 1);
+    struct upstream_opts o = {.method = "GET", .url = url(f, "/")};
+    struct hdr_xfer h = {0};
+    xfer_init(&h.x, f);
+    h.x.req = upstream_start(f->u, &o, &header_callbacks, &h);
+    assert_non_null(h.x.req);
+    run_until(f, &h.x.done_calls);
+    srv_join(&f->srv);
+    assert_int_equal(h.x.result, UPSTREAM_OK);
+    assert_string_equal(h.seen, "Transfer-Encoding=chunked|Trailer=X-Trailer|");
+    assert_int_equal(h.after_on_headers, 0);
+    assert_string_equal(h.x.data.data, "done");
+    xfer_free(&h.x);
+}
+
 static void test_on_header_nonzero_cancels(void **state)
 {
     struct fixture *f = *state;
@@ -1371,6 +1392,7 @@ int main(void)
         T(test_no_expect_100_continue_for_64k_body),
         T(test_interim_1xx_then_200_gives_one_on_headers),
         T(test_on_header_sees_each_final_header_before_on_headers),
+        T(test_on_header_skips_chunked_trailers),
         T(test_on_header_nonzero_cancels),
         T(test_sequential_requests_reuse_one_connection),
         T(test_recycled_handle_forgets_previous_method_headers_and_body),
