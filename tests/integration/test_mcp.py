@@ -541,6 +541,52 @@ def test_jsonrpc_errors_for_bad_input(start_gateway, http_fixture):
     assert gw.alive()
 
 
+def test_configured_separator_names_the_tools(start_gateway, upstream):
+    gw = start_gateway(mcp_config(free_port(), [upstream("fixture"), everything_server()], separator="."))
+
+    async def body():
+        async with connect(gw) as s:
+            names = await wait_tools(s, "fixture.echo", "everything.echo")
+            assert not any("__" in n for n in names), sorted(names)
+            r = await s.call_tool("fixture.echo", {"text": "dot"})
+            assert texts(r) == "fixture: dot"
+
+    run(body)
+
+
+def test_delete_ends_the_session_and_idle_sessions_expire(start_gateway, upstream):
+    gw = start_gateway(mcp_config(free_port(), [upstream("fixture")], session_idle="1s"))
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+
+    ended = RawSession(gw)
+    idle = RawSession(gw)
+    try:
+        ended.initialize()
+        assert [m for m in rpc_messages(ended.post(ping)) if m.get("result") == {}]
+        with gw.http() as h:
+            r = h.delete("/mcp", headers={"Mcp-Session-Id": ended.session_id, "MCP-Protocol-Version": PROTOCOL})
+        assert r.status_code in (200, 202, 204), f"{r.status_code} {r.text}"
+        r = ended.post(ping)
+        assert r.status_code == 404, f"{r.status_code} {r.text}"
+
+        idle.initialize()
+        assert [m for m in rpc_messages(idle.post(ping)) if m.get("result") == {}]
+        time.sleep(3.5)  # > session_idle plus the 1 s sweep; the session has no open stream
+        r = idle.post(ping)
+        assert r.status_code == 404, f"{r.status_code} {r.text}"
+        assert any("expired" in json.dumps(rec) for rec in gw.log_records()), gw.log_text()
+
+        fresh = RawSession(gw)  # a new session works
+        try:
+            fresh.initialize()
+            assert [m for m in rpc_messages(fresh.post(ping)) if m.get("result") == {}]
+        finally:
+            fresh.close()
+    finally:
+        ended.close()
+        idle.close()
+
+
 def test_host_and_origin_not_allowed_are_refused(start_gateway, http_fixture):
     fx = http_fixture("fixture")
     gw = start_gateway(mcp_config(free_port(), [{"name": "fixture", "url": fx.url}]))
