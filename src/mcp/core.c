@@ -224,17 +224,13 @@ int hub_to_client(struct mcp_core *c, const char *session, struct pending *p, js
     return rc;
 }
 
-void hub_broadcast(struct mcp_core *c, const char *method, json_t *params)
+void hub_list_changed(struct session *s, int kind)
 {
-    json_t *msg = json_pack("{s:s, s:s}", "jsonrpc", "2.0", "method", method);
-    if (msg && params)
-        json_object_set(msg, "params", params);
-    char *s = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    json_decref(msg);
-    for (struct session *ss = c->sessions; s && ss; ss = ss->next)
-        if (ss->get)
-            mcp_ticket_event(ss->get, s, strlen(s));
-    free(s);
+    char note[128];
+    int n =
+        snprintf(note, sizeof note, "{\"jsonrpc\":\"2.0\",\"method\":\"%s\"}", hub_list_note[kind]);
+    if (s->get == NULL || mcp_ticket_event(s->get, note, (size_t)n) < 0)
+        s->missed |= 1u << kind;
 }
 
 /* ---- parking: requests that need every upstream's lists -------------------- */
@@ -414,6 +410,12 @@ static void handle_get_delete(struct mcp_core *c, struct mcp_msg *m)
             uv_async_send(&s->get->async);
     }
     uv_mutex_unlock(&s->get->lock);
+    /* what changed while no stream was open */
+    unsigned missed = s->missed;
+    s->missed = 0;
+    for (int k = 0; k < L_COUNT; k++)
+        if (missed & (1u << k) && !(k == L_TEMPLATES && missed & (1u << L_RESOURCES)))
+            hub_list_changed(s, k);
 done:
     mcp_msg_free(m);
 }
@@ -552,7 +554,8 @@ void mcp_core_reload(struct mcp_core *c, struct config *cfg)
         hub_open_all(c);
         for (struct parked *k = c->parked; k; k = k->next)
             k->up = -1; /* indexes of the old list */
-        hub_broadcast(c, "notifications/tools/list_changed", NULL);
+        for (struct session *s = c->sessions; s; s = s->next)
+            hub_list_changed(s, L_TOOLS);
     }
     if (c->ents_cfg == old) {
         policy_entities_free(c->ents);

@@ -51,6 +51,7 @@ struct session {
     json_t *subs;        /* resource URIs subscribed to */
     int logging;         /* sent logging/setLevel: takes log messages no call claims */
     struct mcp_msg *who; /* the principal (agent, chain) for decisions about it */
+    unsigned missed;     /* list_changed (1 << list kind) owed: no GET stream was open */
 };
 
 enum pkind { P_CLIENT, P_INIT, P_LIST, P_DISCARD };
@@ -137,8 +138,8 @@ struct session *hub_session_find(struct mcp_core *c, const char *id);
 /* On the stream of request p when the client takes one, else on the
  * session's GET stream; -1 when neither is open. */
 int hub_to_client(struct mcp_core *c, const char *session, struct pending *p, json_t *msg);
-/* A notification to every session's GET stream (params borrowed). */
-void hub_broadcast(struct mcp_core *c, const char *method, json_t *params);
+/* notifications/<kind>/list_changed to s now, or once it opens its GET stream. */
+void hub_list_changed(struct session *s, int kind);
 /* Runs the parked requests once every upstream has started (or given up). */
 void hub_unpark(struct mcp_core *c);
 /* upstream.c: connections, lists, messages from servers */

@@ -138,10 +138,9 @@ static int sees_any(struct mcp_core *c, struct session *s, struct up *u, const j
  * u's tools before or can now: a change elsewhere is none of their business. */
 static void notify_tools_changed(struct mcp_core *c, struct up *u, const json_t *old)
 {
-    char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}";
     for (struct session *s = c->sessions; s; s = s->next)
-        if (s->get && (sees_any(c, s, u, old) || sees_any(c, s, u, u->lists[L_TOOLS])))
-            mcp_ticket_event(s->get, note, sizeof note - 1);
+        if (sees_any(c, s, u, old) || sees_any(c, s, u, u->lists[L_TOOLS]))
+            hub_list_changed(s, L_TOOLS);
 }
 
 static void on_list_answer(struct mcp_core *c, struct pending *p, json_t *root)
@@ -176,7 +175,8 @@ static void on_list_answer(struct mcp_core *c, struct pending *p, json_t *root)
     if (notify && kind == L_TOOLS)
         notify_tools_changed(c, u, old);
     else if (notify)
-        hub_broadcast(c, hub_list_note[kind], NULL);
+        for (struct session *s = c->sessions; s; s = s->next)
+            hub_list_changed(s, kind);
     json_decref(old);
     if (!notify && u->listing > 0) {
         u->listing--;

@@ -549,6 +549,21 @@ static void list_changed_refetches_and_reaches_get_streams(void **state)
     mcp_ticket_unref(g);
 }
 
+static void list_changed_before_the_get_stream_is_not_lost(void **state)
+{
+    struct fake *b = fake_named("b");
+    inject(b, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}");
+    inject(b,
+           "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"tools\":[{\"name\":\"new\","
+           "\"inputSchema\":{}}]}}",
+           (long long)last_id(b));
+    struct mcp_ticket *g = get_stream(session);
+    assert_int_equal(g->status, 200);
+    assert_non_null(g->out.data);
+    assert_non_null(strstr(g->out.data, "notifications/tools/list_changed"));
+    mcp_ticket_unref(g);
+}
+
 static void restarted_server_is_initialized_again_and_calls_wait_for_it(void **state)
 {
     struct fake *a = fake_named("a"), *b = fake_named("b");
@@ -600,6 +615,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(restarted_server_is_initialized_again_and_calls_wait_for_it,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(lists_page_across_servers, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_changed_before_the_get_stream_is_not_lost, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
