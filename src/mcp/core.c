@@ -229,7 +229,7 @@ void hub_list_changed(struct session *s, int kind)
     char note[128];
     int n =
         snprintf(note, sizeof note, "{\"jsonrpc\":\"2.0\",\"method\":\"%s\"}", hub_list_note[kind]);
-    if (s->get == NULL || mcp_ticket_event(s->get, note, (size_t)n) < 0)
+    if ((s->get == NULL || mcp_ticket_event(s->get, note, (size_t)n) < 0) && s->had_get)
         s->missed |= 1u << kind;
 }
 
@@ -410,7 +410,8 @@ static void handle_get_delete(struct mcp_core *c, struct mcp_msg *m)
             uv_async_send(&s->get->async);
     }
     uv_mutex_unlock(&s->get->lock);
-    /* what changed while no stream was open */
+    s->had_get = 1;
+    /* what changed while the last stream was gone */
     unsigned missed = s->missed;
     s->missed = 0;
     for (int k = 0; k < L_COUNT; k++)

@@ -51,7 +51,9 @@ struct session {
     json_t *subs;        /* resource URIs subscribed to */
     int logging;         /* sent logging/setLevel: takes log messages no call claims */
     struct mcp_msg *who; /* the principal (agent, chain) for decisions about it */
-    unsigned missed;     /* list_changed (1 << list kind) owed: no GET stream was open */
+    unsigned missed;     /* list_changed (1 << list kind) owed while its GET stream was
+                          * lost; before the first one the client lists afresh anyway */
+    int had_get;         /* a GET stream was opened once */
 };
 
 enum pkind { P_CLIENT, P_INIT, P_LIST, P_DISCARD };
@@ -138,7 +140,7 @@ struct session *hub_session_find(struct mcp_core *c, const char *id);
 /* On the stream of request p when the client takes one, else on the
  * session's GET stream; -1 when neither is open. */
 int hub_to_client(struct mcp_core *c, const char *session, struct pending *p, json_t *msg);
-/* notifications/<kind>/list_changed to s now, or once it opens its GET stream. */
+/* notifications/<kind>/list_changed to s now, or when it reopens its GET stream. */
 void hub_list_changed(struct session *s, int kind);
 /* Runs the parked requests once every upstream has started (or given up). */
 void hub_unpark(struct mcp_core *c);
