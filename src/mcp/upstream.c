@@ -172,7 +172,9 @@ static void on_list_answer(struct mcp_core *c, struct pending *p, json_t *root)
     }
     int notify = p->notify, kind = p->list;
     hub_pending_free(c, p);
-    if (notify && kind == L_TOOLS)
+    if (notify && old != NULL && json_equal(old, u->lists[kind]))
+        ; /* the server said so, but nothing changed: no need to wake clients */
+    else if (notify && kind == L_TOOLS)
         notify_tools_changed(c, u, old);
     else if (notify)
         for (struct session *s = c->sessions; s; s = s->next)
