@@ -7,29 +7,13 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget/internal.h"
+
 #define MAX_NODES 100000
-
-/* The counters of one node id. They live in the ledger, not in the tree, so
- * that the tree of a reloaded config can take over the spend of the old one
- * (budget_tree_adopt) while calls that began under the old one settle. */
-struct counters {
-    char *id;
-    int64_t spent[BUDGET_NPERIODS];
-    int64_t reserved[BUDGET_NPERIODS];
-    int64_t key[BUDGET_NPERIODS]; /* the period spent/reserved belong to */
-};
-
-/* Counters by id, and the one mutex every tree sharing them takes.
- * Reference-counted: each tree holds one. */
-struct ledger {
-    atomic_int refs;
-    pthread_mutex_t lock;
-    struct counters **items;
-    size_t n, cap;
-};
 
 struct bnode {
     char *id;
@@ -42,9 +26,11 @@ struct budget_tree {
     struct ledger *lg;
     struct bnode *nodes;
     size_t n, cap;
+    time_t ttl;        /* reservations unsettled this long are released */
+    double soft_limit; /* fraction of a cap that raises the alert; 0 = off */
 };
 
-static struct ledger *ledger_new(void)
+struct ledger *budget_ledger_new(void)
 {
     struct ledger *lg = calloc(1, sizeof *lg);
     if (lg == NULL)
@@ -57,7 +43,12 @@ static struct ledger *ledger_new(void)
     return lg;
 }
 
-static void ledger_unref(struct ledger *lg)
+void budget_ledger_ref(struct ledger *lg)
+{
+    atomic_fetch_add(&lg->refs, 1);
+}
+
+void budget_ledger_unref(struct ledger *lg)
 {
     if (lg == NULL || atomic_fetch_sub(&lg->refs, 1) != 1)
         return;
@@ -66,12 +57,16 @@ static void ledger_unref(struct ledger *lg)
         free(lg->items[i]);
     }
     free(lg->items);
+    /* reservations of calls that never settled (none in a clean run) */
+    for (struct live_res *l = lg->live_head, *next; l != NULL; l = next) {
+        next = l->next;
+        free(l);
+    }
     pthread_mutex_destroy(&lg->lock);
     free(lg);
 }
 
-/* The counters of ID, created when absent. Caller holds lg->lock. */
-static struct counters *ledger_get(struct ledger *lg, const char *id)
+struct counters *budget_ledger_get(struct ledger *lg, const char *id)
 {
     for (size_t i = 0; i < lg->n; i++)
         if (strcmp(lg->items[i]->id, id) == 0)
@@ -90,9 +85,14 @@ static struct counters *ledger_get(struct ledger *lg, const char *id)
         return NULL;
     }
     for (int p = 0; p < BUDGET_NPERIODS; p++)
-        c->key[p] = -1;
+        c->key[p] = c->alerted[p] = -1;
     lg->items[lg->n++] = c;
     return c;
+}
+
+struct ledger *budget_tree_ledger(struct budget_tree *t)
+{
+    return t ? t->lg : NULL;
 }
 
 const char *budget_period_name(enum budget_period p)
@@ -157,10 +157,12 @@ struct budget_tree *budget_tree_new(void)
     struct budget_tree *t = calloc(1, sizeof *t);
     if (t == NULL)
         return NULL;
-    if ((t->lg = ledger_new()) == NULL) {
+    if ((t->lg = budget_ledger_new()) == NULL) {
         free(t);
         return NULL;
     }
+    t->ttl = 30 * 60;
+    t->soft_limit = 0.8;
     return t;
 }
 
@@ -171,7 +173,7 @@ void budget_tree_free(struct budget_tree *t)
     for (size_t i = 0; i < t->n; i++)
         free(t->nodes[i].id);
     free(t->nodes);
-    ledger_unref(t->lg);
+    budget_ledger_unref(t->lg);
     free(t);
 }
 
@@ -214,7 +216,7 @@ int budget_tree_add(struct budget_tree *t, const char *id, const char *parent,
     for (int p = 0; p < BUDGET_NPERIODS; p++)
         b->cap[p] = caps ? caps->micro_usd[p] : BUDGET_NO_CAP;
     pthread_mutex_lock(&t->lg->lock);
-    b->c = ledger_get(t->lg, id);
+    b->c = budget_ledger_get(t->lg, id);
     pthread_mutex_unlock(&t->lg->lock);
     if (b->c == NULL) {
         free(b->id);
@@ -224,17 +226,16 @@ int budget_tree_add(struct budget_tree *t, const char *id, const char *parent,
     return 0;
 }
 
-int budget_tree_adopt(struct budget_tree *t, struct budget_tree *prev)
+int budget_tree_use_ledger(struct budget_tree *t, struct ledger *lg)
 {
-    if (t == NULL || prev == NULL || t->lg == prev->lg)
+    if (t == NULL || lg == NULL || t->lg == lg)
         return 0;
-    struct ledger *lg = prev->lg;
     struct counters **found = calloc(t->n ? t->n : 1, sizeof *found);
     int rc = found == NULL ? -1 : 0;
     if (rc == 0)
         pthread_mutex_lock(&lg->lock);
     for (size_t i = 0; i < t->n && found != NULL && rc == 0; i++)
-        if ((found[i] = ledger_get(lg, t->nodes[i].id)) == NULL)
+        if ((found[i] = budget_ledger_get(lg, t->nodes[i].id)) == NULL)
             rc = -1;
     if (found != NULL)
         pthread_mutex_unlock(&lg->lock);
@@ -245,10 +246,30 @@ int budget_tree_adopt(struct budget_tree *t, struct budget_tree *prev)
     for (size_t i = 0; i < t->n; i++)
         t->nodes[i].c = found[i];
     free(found);
-    atomic_fetch_add(&lg->refs, 1);
-    ledger_unref(t->lg);
+    budget_ledger_ref(lg);
+    budget_ledger_unref(t->lg);
     t->lg = lg;
     return 0;
+}
+
+double budget_tree_soft_limit(const struct budget_tree *t)
+{
+    return t ? t->soft_limit : 0;
+}
+
+int budget_tree_adopt(struct budget_tree *t, struct budget_tree *prev)
+{
+    if (t == NULL || prev == NULL)
+        return 0;
+    return budget_tree_use_ledger(t, prev->lg);
+}
+
+void budget_tree_set_options(struct budget_tree *t, uint32_t reservation_ttl_ms, double soft_limit)
+{
+    if (t == NULL)
+        return;
+    t->ttl = reservation_ttl_ms / 1000 > 0 ? (time_t)(reservation_ttl_ms / 1000) : 1;
+    t->soft_limit = soft_limit;
 }
 
 /* Adds node I and its ancestors to the set, without duplicates. */
@@ -267,6 +288,45 @@ static int collect(const struct budget_tree *t, int i, struct budget_reservation
     return 0;
 }
 
+/* Releases MICRO_USD reserved in the periods KEY of counters C[0..n). */
+static void release(struct counters *const *c, size_t n, const int64_t *key, int64_t micro_usd)
+{
+    for (size_t j = 0; j < n; j++)
+        for (int p = 0; p < BUDGET_NPERIODS; p++)
+            if (c[j]->key[p] == key[p]) { /* a rolled period was reset */
+                c[j]->reserved[p] -= micro_usd;
+                if (c[j]->reserved[p] < 0)
+                    c[j]->reserved[p] = 0;
+            }
+}
+
+static void live_unlink(struct ledger *lg, struct live_res *l)
+{
+    if (l->prev)
+        l->prev->next = l->next;
+    else
+        lg->live_head = l->next;
+    if (l->next)
+        l->next->prev = l->prev;
+    else
+        lg->live_tail = l->prev;
+    l->prev = l->next = NULL;
+}
+
+/* Releases reservations whose deadline has passed (a call that never
+ * settled). They stay allocated, marked expired, for budget_settle to free.
+ * Caller holds lg->lock. */
+static void expire(struct ledger *lg, time_t now)
+{
+    while (lg->live_head != NULL && lg->live_head->deadline <= now) {
+        struct live_res *l = lg->live_head;
+        release(l->c, l->n, l->period_key, l->micro_usd);
+        live_unlink(lg, l);
+        l->expired = 1;
+        lg->expired++;
+    }
+}
+
 int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, int64_t micro_usd,
                    time_t now, struct budget_reservation *res, struct budget_refusal *why)
 {
@@ -282,7 +342,11 @@ int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, in
         if (k >= 0 && collect(t, k, res) < 0)
             return -1;
     }
+    struct live_res *l = calloc(1, sizeof *l + res->nnodes * sizeof l->c[0]);
+    if (l == NULL)
+        return -1;
     pthread_mutex_lock(&t->lg->lock);
+    expire(t->lg, now);
     /* check everything first (root side first, so the message names the
      * widest node that refused), then take: all or nothing */
     for (size_t j = res->nnodes; j-- > 0;) {
@@ -301,6 +365,7 @@ int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, in
                 why->retry_after = seconds_to_boundary((enum budget_period)p, now);
             }
             pthread_mutex_unlock(&t->lg->lock);
+            free(l);
             res->settled = 1;
             return 1;
         }
@@ -309,9 +374,76 @@ int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, in
         struct counters *b = t->nodes[res->nodes[j]].c;
         for (int p = 0; p < BUDGET_NPERIODS; p++)
             b->reserved[p] += res->micro_usd;
+        l->c[j] = b;
     }
+    l->n = res->nnodes;
+    l->micro_usd = res->micro_usd;
+    memcpy(l->period_key, res->period_key, sizeof l->period_key);
+    l->deadline = now + t->ttl;
+    l->prev = t->lg->live_tail;
+    if (l->prev)
+        l->prev->next = l;
+    else
+        t->lg->live_head = l;
+    t->lg->live_tail = l;
+    res->live = l;
     pthread_mutex_unlock(&t->lg->lock);
     return 0;
+}
+
+/* '["a","b"]' for the nodes of RES, JSON-escaped. NULL on OOM. */
+static char *chain_json(const struct budget_tree *t, const struct budget_reservation *res)
+{
+    size_t cap = 3;
+    for (size_t j = 0; j < res->nnodes; j++)
+        cap += strlen(t->nodes[res->nodes[j]].id) * 6 + 3;
+    char *s = malloc(cap), *o = s;
+    if (s == NULL)
+        return NULL;
+    *o++ = '[';
+    for (size_t j = 0; j < res->nnodes; j++) {
+        if (j > 0)
+            *o++ = ',';
+        *o++ = '"';
+        for (const unsigned char *c = (const unsigned char *)t->nodes[res->nodes[j]].id; *c; c++) {
+            if (*c == '"' || *c == '\\') {
+                *o++ = '\\';
+                *o++ = (char)*c;
+            } else if (*c < 0x20) {
+                o += sprintf(o, "\\u%04x", *c);
+            } else
+                *o++ = (char)*c;
+        }
+        *o++ = '"';
+    }
+    *o++ = ']';
+    *o = '\0';
+    return s;
+}
+
+/* Spend crossed the soft limit of a capped period: flag it once per period
+ * and queue the alert for the store's thread. Caller holds lg->lock. */
+static void soft_limit_check(struct ledger *lg, double soft, const struct bnode *n)
+{
+    struct counters *b = n->c;
+    for (int p = 0; p < BUDGET_NPERIODS; p++) {
+        if (n->cap[p] <= 0 || soft <= 0 || b->alerted[p] == b->key[p] ||
+            (double)b->spent[p] < soft * (double)n->cap[p])
+            continue;
+        b->alerted[p] = b->key[p];
+        b->dirty = 1;
+        struct journal *j = lg->j;
+        if (j == NULL || j->nalerts >= ALERTS_MAX)
+            continue;
+        struct alert_entry *a = &j->alerts[j->nalerts];
+        if ((a->node = strdup(n->id)) == NULL)
+            continue;
+        a->period = (enum budget_period)p;
+        a->key = b->key[p];
+        a->cap = n->cap[p];
+        a->spent = b->spent[p];
+        j->nalerts++;
+    }
 }
 
 void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
@@ -322,23 +454,59 @@ void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
         return;
     }
     res->settled = 1;
+    struct ledger *lg = t->lg;
     if (actual < 0)
         actual = 0;
-    pthread_mutex_lock(&t->lg->lock);
-    for (size_t j = 0; j < res->nnodes; j++) {
-        struct counters *b = t->nodes[res->nodes[j]].c;
-        /* release in the period it was taken in (a rolled period was reset) */
-        for (int p = 0; p < BUDGET_NPERIODS; p++)
-            if (b->key[p] == res->period_key[p]) {
-                b->reserved[p] -= res->micro_usd;
-                if (b->reserved[p] < 0)
-                    b->reserved[p] = 0;
-            }
-        roll(b, now);
-        for (int p = 0; p < BUDGET_NPERIODS; p++)
-            b->spent[p] += actual;
+    struct journal_entry e = {0};
+    if (lg->j != NULL && actual > 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        e.ts_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        e.micro_usd = actual;
+        snprintf(e.request_id, sizeof e.request_id, "%s", res->request_id ? res->request_id : "");
+        e.chain = chain_json(t, res);
     }
-    pthread_mutex_unlock(&t->lg->lock);
+    pthread_mutex_lock(&lg->lock);
+    struct live_res *l = res->live;
+    res->live = NULL;
+    if (l != NULL && !l->expired) {
+        release(l->c, l->n, l->period_key, l->micro_usd);
+        live_unlink(lg, l);
+    } else if (l == NULL) {
+        for (size_t j = 0; j < res->nnodes; j++) {
+            struct counters *b = t->nodes[res->nodes[j]].c;
+            release(&b, 1, res->period_key, res->micro_usd);
+        }
+    }
+    for (size_t j = 0; j < res->nnodes && actual > 0; j++) {
+        const struct bnode *n = &t->nodes[res->nodes[j]];
+        roll(n->c, now);
+        for (int p = 0; p < BUDGET_NPERIODS; p++)
+            n->c->spent[p] += actual;
+        n->c->dirty = 1;
+        soft_limit_check(lg, t->soft_limit, n);
+    }
+    struct journal *j = lg->j;
+    if (j != NULL && actual > 0) {
+        j->any_dirty = 1;
+        if (e.chain != NULL && j->n == j->cap && j->cap < JOURNAL_MAX) {
+            size_t cap = j->cap ? j->cap * 2 : 256;
+            struct journal_entry *nq = realloc(j->q, cap * sizeof *nq);
+            if (nq != NULL) {
+                j->q = nq;
+                j->cap = cap;
+            }
+        }
+        if (e.chain != NULL && j->n < j->cap) {
+            j->q[j->n++] = e;
+            e.chain = NULL;
+        } else
+            j->dropped++;
+        pthread_cond_signal(&j->wake);
+    }
+    pthread_mutex_unlock(&lg->lock);
+    free(l);
+    free(e.chain);
 }
 
 int64_t budget_period_remaining(enum budget_period p, time_t now)
@@ -363,6 +531,7 @@ int budget_tree_each(struct budget_tree *t, time_t now,
         for (int k = n->parent; k >= 0; k = t->nodes[k].parent)
             v.depth++;
         pthread_mutex_lock(&t->lg->lock);
+        expire(t->lg, now);
         roll(n->c, now);
         for (int p = 0; p < BUDGET_NPERIODS; p++) {
             v.cap[p] = n->cap[p];
@@ -387,6 +556,7 @@ int budget_node_usage(struct budget_tree *t, const char *id, enum budget_period 
     if (i < 0)
         return -1;
     pthread_mutex_lock(&t->lg->lock);
+    expire(t->lg, now);
     roll(t->nodes[i].c, now);
     *spent = t->nodes[i].c->spent[period];
     *reserved = t->nodes[i].c->reserved[period];

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "core/buf.h"
+
 #define BUDGET_NO_CAP (-1)
 #define BUDGET_MAX_CHAIN 64
 
@@ -21,10 +23,16 @@ struct budget_caps {
 
 struct budget_tree;
 
+struct live_res;
+
 /* One reservation: which nodes carry it, how much, and in which periods.
- * Plain data: the caller keeps it (stack or arena) until budget_settle. */
+ * The caller keeps it (stack or arena) until budget_settle, which must come
+ * once for every reservation budget_reserve granted. */
 struct budget_reservation {
     struct budget_tree *tree;
+    struct live_res *live;  /* the tree's record of it (expiry); budget_settle frees it */
+    const char *request_id; /* optional, for the ledger: set after budget_reserve and keep
+                             * it alive until budget_settle */
     int nodes[BUDGET_MAX_CHAIN];
     size_t nnodes;
     int64_t micro_usd;
@@ -59,6 +67,13 @@ size_t budget_tree_size(const struct budget_tree *t);
 int budget_tree_adopt(struct budget_tree *t, struct budget_tree *prev)
     __attribute__((warn_unused_result));
 
+/* How long a reservation may stay unsettled before the tree releases it
+ * itself (a call that never settles must not hold a cap for ever), and the
+ * fraction of a cap whose crossing raises the soft-limit alert (0 = off).
+ * Defaults 30 minutes and 0.8. Before the tree is shared. */
+void budget_tree_set_options(struct budget_tree *t, uint32_t reservation_ttl_ms,
+                             double soft_limit);
+
 /* Reserves MICRO_USD on every node of the chain and every ancestor of each
  * (ids not in the tree are skipped), all or nothing, at time NOW (unix
  * seconds). 0 on success (res filled), 1 when refused (why filled), -1 when
@@ -68,7 +83,13 @@ int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, in
     __attribute__((warn_unused_result));
 
 /* Turns the reservation into ACTUAL micro-dollars of spend and releases the
- * rest. Settling twice is a no-op. Thread-safe. */
+ * rest. ACTUAL is charged in full even when it exceeds the reservation (the
+ * provider bills it): a cap can then be passed by that excess, once; a
+ * negative ACTUAL counts as 0. Spend lands in the periods of NOW; the
+ * reservation is released from the periods it was taken in. A reservation
+ * that expired is not released twice. Settling twice is a no-op. With a
+ * store attached, the settlement is queued for the ledger (budget_store).
+ * Thread-safe. */
 void budget_settle(struct budget_reservation *res, int64_t actual_micro_usd, time_t now);
 
 /* Spend and reservations of node ID in PERIOD at NOW; -1 when unknown. */
@@ -97,6 +118,48 @@ int64_t budget_period_remaining(enum budget_period p, time_t now);
 /* The index of PERIOD that NOW falls in: days since the epoch, months since
  * 1970-01, 0 for the total. */
 int64_t budget_period_key(enum budget_period p, time_t now);
+
+/* The soft-limit fraction set with budget_tree_set_options. */
+double budget_tree_soft_limit(const struct budget_tree *t);
+
+/* ---- the embedded store (src/budget/store.c) ---------------------------- */
+
+/* Settled spend in the SQLite state file: a ledger row per settled call and
+ * each node's spend per period, written by the store's thread in batches
+ * (one transaction per batch, the next batch as soon as one commits), never
+ * on a worker's loop. What a kill -9 can lose: the settlements of calls that
+ * finished while the batch before them was committing (the queue holds up
+ * to 65536; past that a settlement is counted in the totals but gets no
+ * ledger row). Reservations are never written: they live in memory and
+ * expire. Also sends soft-limit alerts (log line, metric, webhook POST). */
+struct budget_store;
+
+/* Opens the ledger in the state file PATH, loads the spend of the current
+ * periods, starts the store's threads. NULL with a message in err. Caller
+ * owns it; close with budget_store_close. */
+struct budget_store *budget_store_open(const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/* Makes T (a tree not yet shared; may be NULL) count on the store's ledger,
+ * and WEBHOOK (may be NULL) receive alerts from now on. 0, or -1 on OOM. */
+int budget_store_attach(struct budget_store *s, struct budget_tree *t, const char *webhook)
+    __attribute__((warn_unused_result));
+
+/* Writes what is still queued, stops the threads, closes the file. */
+void budget_store_close(struct budget_store *s);
+
+/* Appends the store's Prometheus series (spend per node and period, alerts,
+ * ledger writes, expired reservations) to B. 0 or -1. */
+int budget_store_metrics(struct budget_store *s, buf_t *b) __attribute__((warn_unused_result));
+
+/* `portcullis budget show [ID] -c FILE [--json]` (src/budget/cli.c);
+ * argv[0] is "budget". Returns the exit code. */
+int budget_cli_main(int argc, char **argv);
+
+/* Reads the spend of T's nodes at NOW from the Redis server at URL into T's
+ * counters (for `budget show`; blocking). 0, or -1 with err filled. */
+int budget_redis_load_tree(const char *url, struct budget_tree *t, time_t now, char *err,
+                           size_t errlen);
 
 /* "day" | "month" | "total" */
 const char *budget_period_name(enum budget_period p);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "budget/budget.h"
 #include "cli/serve.h"
 #include "config/config.h"
 #include "guard/guard.h"
@@ -24,6 +25,7 @@ static void usage(FILE *out)
             "  portcullis keys …            API keys and signing keys (keys help)\n"
             "  portcullis trace -c FILE ID  the call graph a request belongs to\n"
             "  portcullis audit tail -c FILE [--agent ID] [--denied]   follow the audit log\n"
+            "  portcullis budget show [ID] -c FILE   budget tree: spend and caps per period\n"
             "  portcullis version           print the version\n"
             "  portcullis help              this text\n\n"
             "signals: SIGHUP reloads the config, SIGTERM drains in-flight requests and exits\n",
@@ -85,6 +87,8 @@ int main(int argc, char **argv)
         return audit_trace_cli(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0)
         return audit_cli(argc - 1, argv + 1);
+    if (strcmp(cmd, "budget") == 0)
+        return budget_cli_main(argc - 1, argv + 1);
     if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
         const char *path = config_arg(argc, argv);
         if (!path) {

@@ -38,6 +38,7 @@ struct runtime {
     struct audit *audit;            /* audit writer; NULL when audit.enabled is false */
     struct admin *admin;            /* admin listener; NULL when no admin: */
     struct mcp_hub *mcp;            /* MCP hub thread; NULL without an mcp: section */
+    struct budget_store *budget;    /* settled spend in the state file, alerts */
     struct worker *workers;
     unsigned nworkers;
     atomic_uint exited;             /* workers whose loops have ended */
@@ -69,6 +70,8 @@ static void metrics_endpoint(struct http_exchange *ex)
                          "portcullis_audit_records_total{outcome=\"dropped\"} %llu\n",
                          (unsigned long long)audit_written(rt->audit),
                          (unsigned long long)audit_dropped(rt->audit));
+    if (rc == 0)
+        rc = budget_store_metrics(rt->budget, &b);
     if (rc == 0)
         http_respond(ex, 200, METRICS_CONTENT_TYPE, b.data ? b.data : "", b.len);
     else
@@ -250,7 +253,7 @@ static void reload(struct runtime *rt)
         log_set_level((enum log_level)lvl);
     /* spend carries over: calls still running under the old snapshot settle
      * on the counters the new one reads */
-    if (budget_tree_adopt(next->budget, rt->cfg->budget) < 0)
+    if (budget_store_attach(rt->budget, next->budget, next->budget_opts.webhook) < 0)
         log_msg(LOG_WARN, NULL, "budgets: out of memory carrying spend over; counters restart");
     breaker_set_adopt(next->breakers, rt->cfg->breakers); /* breaker and bucket state too */
     for (unsigned i = 0; i < rt->nworkers; i++) {
@@ -386,6 +389,11 @@ int serve_main(const char *config_path)
             log_msg(LOG_ERROR, NULL, "mcp: %s", err);
             return 1;
         }
+        if (!(rt.budget = budget_store_open(rt.cfg->state_path, err, sizeof(err))) ||
+            budget_store_attach(rt.budget, rt.cfg->budget, rt.cfg->budget_opts.webhook) < 0) {
+            log_msg(LOG_ERROR, NULL, "budgets: %s", rt.budget ? "out of memory" : err);
+            return 1;
+        }
         if (!rt.cfg->identity.required)
             log_msg(LOG_WARN, NULL, "identity.required is false: requests without a portcullis "
                                     "credential run as anonymous");
@@ -453,6 +461,7 @@ int serve_main(const char *config_path)
     if (rt.tls)
         tls_ctx_free(rt.tls);
     audit_free(rt.audit); /* drains the queue */
+    budget_store_close(rt.budget); /* writes the settlements still queued */
     identity_free(rt.identity);
     config_unref(rt.cfg);
     uv_loop_close(rt.loop);

@@ -82,6 +82,8 @@ void cfg_build_budget_section(struct cfg_ctx *c, yaml_node_t *n)
                   b->webhook);
     if (f[2] != NULL)
         cfg_duration(c, f[2], "budget.reservation_ttl", 1000, &b->reservation_ttl_ms);
+    /* the tree (built with agents:, before this section) takes the options */
+    budget_tree_set_options(c->cfg->budget, b->reservation_ttl_ms, b->soft_limit);
 }
 
 void cfg_free_budget(struct config *cfg)

@@ -719,6 +719,7 @@ static int budget_check(struct llm_call *call)
                             time(NULL), &call->reservation, &why);
     if (rc == 0) {
         call->has_reservation = 1;
+        call->reservation.request_id = ex->request_id; /* for the ledger */
         return 0;
     }
     if (rc < 0) {

@@ -26,6 +26,10 @@ enum stmt_id {
     S_SIGN_RETIRE,
     S_SIGN_LIST,
     S_AUDIT_INSERT,
+    S_BUDGET_SETTLE,
+    S_BUDGET_TOTAL,
+    S_BUDGET_TOTALS,
+    S_BUDGET_SUM,
     S_COUNT
 };
 
@@ -48,6 +52,14 @@ static const char *const stmt_sql[S_COUNT] = {
         "protocol, method, path, agent, auth, chain, action, resource, decision, reason, status, "
         "latency_ms, tokens_in, tokens_out, cost_usd, cache_hit, guard) VALUES (?1, ?2, ?3, ?4, "
         "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+    [S_BUDGET_SETTLE] = "INSERT INTO budget_ledger(ts_ms, request_id, chain, micro_usd) "
+                        "VALUES (?1, ?2, ?3, ?4)",
+    [S_BUDGET_TOTAL] = "INSERT INTO budget_totals(node, period, key, spent, alerted) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(node, period, key) DO UPDATE "
+                       "SET spent = excluded.spent, alerted = excluded.alerted",
+    [S_BUDGET_TOTALS] = "SELECT node, period, key, spent, alerted FROM budget_totals WHERE "
+                        "(period = 0 AND key = ?1) OR (period = 1 AND key = ?2) OR period = 2",
+    [S_BUDGET_SUM] = "SELECT coalesce(sum(micro_usd), 0), count(*) FROM budget_ledger",
 };
 
 /* Version 1. Each later version appends a step; never edit a shipped one. */
@@ -69,6 +81,18 @@ static const char schema_v1[] =
     "CREATE INDEX IF NOT EXISTS audit_request ON audit(request_id);"
     "CREATE INDEX IF NOT EXISTS audit_root ON audit(root_request_id);"
     "CREATE INDEX IF NOT EXISTS audit_agent ON audit(agent);";
+
+/* Version 2: the budget ledger (one row per settled call) and each node's
+ * spend per period, written together by the budget store's thread. */
+static const char schema_v2[] =
+    "CREATE TABLE IF NOT EXISTS budget_ledger(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " ts_ms INTEGER NOT NULL, request_id TEXT, chain TEXT NOT NULL,"
+    " micro_usd INTEGER NOT NULL CHECK (micro_usd >= 0));"
+    "CREATE INDEX IF NOT EXISTS budget_ledger_request ON budget_ledger(request_id);"
+    "CREATE TABLE IF NOT EXISTS budget_totals(node TEXT NOT NULL,"
+    " period INTEGER NOT NULL CHECK (period BETWEEN 0 AND 2), key INTEGER NOT NULL,"
+    " spent INTEGER NOT NULL CHECK (spent >= 0), alerted INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (node, period, key));";
 
 struct state {
     sqlite3 *db;
@@ -137,6 +161,8 @@ static int migrate(struct state *st)
         goto fail;
     }
     if (version < 1 && (exec(st, schema_v1) < 0 || exec(st, "PRAGMA user_version = 1") < 0))
+        goto fail;
+    if (version < 2 && (exec(st, schema_v2) < 0 || exec(st, "PRAGMA user_version = 2") < 0))
         goto fail;
     return exec(st, "COMMIT");
 fail:
@@ -540,6 +566,93 @@ int state_audit_each(struct state *st, const struct state_audit_filter *f,
         set_err(st, "reading audit");
 out:
     sqlite3_finalize(s);
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+int state_budget_write(struct state *st, const struct state_budget_settlement *rows, size_t ns,
+                       const struct state_budget_total *t, size_t nt)
+{
+    int rc;
+    IN_TX(st, {
+        for (size_t i = 0; i < ns && rc == 0; i++) {
+            sqlite3_stmt *s = stmt(st, S_BUDGET_SETTLE);
+            if (s == NULL) {
+                rc = -1;
+                break;
+            }
+            sqlite3_bind_int64(s, 1, rows[i].ts_ms);
+            bind_text(s, 2, rows[i].request_id);
+            bind_text(s, 3, rows[i].chain ? rows[i].chain : "[]");
+            sqlite3_bind_int64(s, 4, rows[i].micro_usd);
+            rc = step_done(st, s, "appending a budget settlement");
+        }
+        for (size_t i = 0; i < nt && rc == 0; i++) {
+            sqlite3_stmt *s = stmt(st, S_BUDGET_TOTAL);
+            if (s == NULL) {
+                rc = -1;
+                break;
+            }
+            sqlite3_bind_text(s, 1, t[i].node, -1, SQLITE_STATIC);
+            sqlite3_bind_int(s, 2, t[i].period);
+            sqlite3_bind_int64(s, 3, t[i].key);
+            sqlite3_bind_int64(s, 4, t[i].spent);
+            sqlite3_bind_int(s, 5, t[i].alerted ? 1 : 0);
+            rc = step_done(st, s, "writing a budget total");
+        }
+    });
+    return rc;
+}
+
+int state_budget_totals_each(struct state *st, int64_t day_key, int64_t month_key,
+                             int (*cb)(const struct state_budget_total *t, void *arg), void *arg)
+{
+    int rc = -1;
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = stmt(st, S_BUDGET_TOTALS);
+    if (s != NULL) {
+        sqlite3_bind_int64(s, 1, day_key);
+        sqlite3_bind_int64(s, 2, month_key);
+        int r;
+        while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+            struct state_budget_total t = {
+                .node = col_text(s, 0),
+                .period = sqlite3_column_int(s, 1),
+                .key = sqlite3_column_int64(s, 2),
+                .spent = sqlite3_column_int64(s, 3),
+                .alerted = sqlite3_column_int(s, 4),
+            };
+            if (t.node == NULL)
+                continue;
+            if (cb(&t, arg) != 0) {
+                r = SQLITE_DONE;
+                break;
+            }
+        }
+        if (r == SQLITE_DONE)
+            rc = 0;
+        else
+            set_err(st, "reading budget totals");
+        sqlite3_reset(s);
+    }
+    pthread_mutex_unlock(&st->mu);
+    return rc;
+}
+
+int state_budget_ledger_sum(struct state *st, int64_t *micro_usd, int64_t *count)
+{
+    int rc = -1;
+    pthread_mutex_lock(&st->mu);
+    sqlite3_stmt *s = stmt(st, S_BUDGET_SUM);
+    if (s != NULL) {
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            *micro_usd = sqlite3_column_int64(s, 0);
+            *count = sqlite3_column_int64(s, 1);
+            rc = 0;
+        } else
+            set_err(st, "summing the budget ledger");
+        sqlite3_reset(s);
+    }
     pthread_mutex_unlock(&st->mu);
     return rc;
 }

@@ -12,7 +12,7 @@
 
 /* Schema version this build writes (PRAGMA user_version). A file with a
  * newer version is refused rather than misread. */
-#define STATE_SCHEMA_VERSION 1
+#define STATE_SCHEMA_VERSION 2
 
 /* One connection to the store. Every call takes the handle's mutex, so a
  * handle may be shared by threads, but the intended use is one handle per
@@ -125,6 +125,43 @@ struct state_audit_filter {
 /* Rows matching f, oldest first (or newest first). Callback as above. */
 int state_audit_each(struct state *st, const struct state_audit_filter *f,
                      int (*cb)(const struct state_audit_row *r, void *arg), void *arg)
+    __attribute__((warn_unused_result));
+
+/* ---- budget ledger (version 2) ---------------------------------------- */
+
+/* One settled call: what was charged, to which nodes (JSON array). */
+struct state_budget_settlement {
+    int64_t ts_ms;
+    const char *request_id; /* may be NULL */
+    const char *chain;      /* JSON array of node ids, the caller first */
+    int64_t micro_usd;
+};
+
+/* A node's spend in one period (period: 0 day, 1 month, 2 total; key: days
+ * since the epoch, months since 1970-01, 0). alerted: the soft-limit alert
+ * fired in this period. */
+struct state_budget_total {
+    const char *node;
+    int period;
+    int64_t key;
+    int64_t spent;
+    int alerted;
+};
+
+/* Appends settlements and writes totals (absolute values, upserted by node,
+ * period and key) in one transaction: all or nothing. 0 or -1. */
+int state_budget_write(struct state *st, const struct state_budget_settlement *s, size_t ns,
+                       const struct state_budget_total *t, size_t nt)
+    __attribute__((warn_unused_result));
+
+/* Totals of the periods that are current at DAY_KEY / MONTH_KEY (and every
+ * total), for loading at start. Callback as for keys. */
+int state_budget_totals_each(struct state *st, int64_t day_key, int64_t month_key,
+                             int (*cb)(const struct state_budget_total *t, void *arg), void *arg)
+    __attribute__((warn_unused_result));
+
+/* Sum and count of the ledger's settlements. 0 or -1. */
+int state_budget_ledger_sum(struct state *st, int64_t *micro_usd, int64_t *count)
     __attribute__((warn_unused_result));
 
 #endif
