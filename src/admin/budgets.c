@@ -99,6 +99,13 @@ void admin_budgets_get(const struct admin_req *r)
         admin_error(ex, 500, "server_error", "out of memory");
         return;
     }
+    char err[256];
+    if (t != NULL && ex->cfg->state_redis != NULL &&
+        budget_redis_load_tree(ex->cfg->state_redis, t, time(NULL), err, sizeof err) < 0) {
+        json_decref(w.nodes);
+        admin_error(ex, 503, "budget_store_unavailable", "%s", err);
+        return;
+    }
     int rc = budget_tree_each(t, time(NULL), add_node, &w);
     free(w.in);
     if (rc != 0) {

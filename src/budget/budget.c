@@ -327,8 +327,8 @@ static void expire(struct ledger *lg, time_t now)
     }
 }
 
-int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, int64_t micro_usd,
-                   time_t now, struct budget_reservation *res, struct budget_refusal *why)
+int budget_reservation_prepare(struct budget_tree *t, const char *const *chain, size_t n,
+                               int64_t micro_usd, time_t now, struct budget_reservation *res)
 {
     memset(res, 0, sizeof *res);
     res->tree = t;
@@ -342,6 +342,33 @@ int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, in
         if (k >= 0 && collect(t, k, res) < 0)
             return -1;
     }
+    return 0;
+}
+
+void budget_tree_node_view(const struct budget_tree *t, int i, struct budget_node_view *v)
+{
+    const struct bnode *n = &t->nodes[i];
+    memset(v, 0, sizeof *v);
+    v->id = n->id;
+    v->parent = n->parent >= 0 ? t->nodes[n->parent].id : NULL;
+    for (int k = n->parent; k >= 0; k = t->nodes[k].parent)
+        v->depth++;
+    for (int p = 0; p < BUDGET_NPERIODS; p++)
+        v->cap[p] = n->cap[p];
+}
+
+long budget_tree_ttl(const struct budget_tree *t)
+{
+    return (long)t->ttl;
+}
+
+int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, int64_t micro_usd,
+                   time_t now, struct budget_reservation *res, struct budget_refusal *why)
+{
+    if (budget_reservation_prepare(t, chain, n, micro_usd, now, res) < 0)
+        return -1;
+    if (t == NULL)
+        return 0;
     struct live_res *l = calloc(1, sizeof *l + res->nnodes * sizeof l->c[0]);
     if (l == NULL)
         return -1;
@@ -454,6 +481,10 @@ void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
         return;
     }
     res->settled = 1;
+    if (res->redis != NULL) {
+        budget_redis_settle(res, actual, now);
+        return;
+    }
     struct ledger *lg = t->lg;
     if (actual < 0)
         actual = 0;

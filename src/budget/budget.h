@@ -24,6 +24,9 @@ struct budget_caps {
 struct budget_tree;
 
 struct live_res;
+struct budget_node_view;
+struct budget_redis;
+struct uv_loop_s;
 
 /* One reservation: which nodes carry it, how much, and in which periods.
  * The caller keeps it (stack or arena) until budget_settle, which must come
@@ -33,6 +36,8 @@ struct budget_reservation {
     struct live_res *live;  /* the tree's record of it (expiry); budget_settle frees it */
     const char *request_id; /* optional, for the ledger: set after budget_reserve and keep
                              * it alive until budget_settle */
+    struct budget_redis *redis; /* taken in Redis (budget_redis_reserve): settled there */
+    char redis_id[48];
     int nodes[BUDGET_MAX_CHAIN];
     size_t nnodes;
     int64_t micro_usd;
@@ -91,6 +96,20 @@ int budget_reserve(struct budget_tree *t, const char *const *chain, size_t n, in
  * store attached, the settlement is queued for the ledger (budget_store).
  * Thread-safe. */
 void budget_settle(struct budget_reservation *res, int64_t actual_micro_usd, time_t now);
+
+/* Fills RES for the chain (nodes, amount, period keys) without reserving
+ * anything: the first half of a reservation for another backend. 0, or -1
+ * when the chain is too long. */
+int budget_reservation_prepare(struct budget_tree *t, const char *const *chain, size_t n,
+                               int64_t micro_usd, time_t now, struct budget_reservation *res)
+    __attribute__((warn_unused_result));
+
+/* Node I of the tree (0 <= I < budget_tree_size): id, parent, depth and caps;
+ * spend and reservations are left 0. */
+void budget_tree_node_view(const struct budget_tree *t, int i, struct budget_node_view *v);
+
+/* The reservation TTL in seconds. */
+long budget_tree_ttl(const struct budget_tree *t);
 
 /* Spend and reservations of node ID in PERIOD at NOW; -1 when unknown. */
 int budget_node_usage(struct budget_tree *t, const char *id, enum budget_period period, time_t now,
@@ -151,6 +170,46 @@ void budget_store_close(struct budget_store *s);
 /* Appends the store's Prometheus series (spend per node and period, alerts,
  * ledger writes, expired reservations) to B. 0 or -1. */
 int budget_store_metrics(struct budget_store *s, buf_t *b) __attribute__((warn_unused_result));
+
+/* ---- the Redis backend (src/budget/redis.c) ----------------------------- */
+
+/* One connection per worker, on its loop: reserve and settle are Lua
+ * scripts (EVALSHA, loaded at connect; EVAL after a NOSCRIPT) that check
+ * and update every node and period of a chain in one step, so gateways
+ * sharing the server share the caps. Reconnects by itself; while the
+ * server is unreachable reservations fail (the caller refuses the call) and
+ * settlements are lost (their reservations expire in Redis). */
+struct budget_redis *budget_redis_new(struct uv_loop_s *loop, const char *url, char *err,
+                                      size_t errlen) __attribute__((warn_unused_result));
+/* Disconnects and closes its handles (on the loop's thread); freed when the
+ * loop has run their close callbacks. */
+void budget_redis_free(struct budget_redis *r);
+
+/* Called on the loop with the result of a pending reservation: rc 0 granted,
+ * 1 refused (why filled), -2 Redis failed. */
+typedef void (*budget_reserve_cb)(void *arg, int rc, const struct budget_refusal *why);
+
+/* Starts a reservation in Redis. Returns 2 when pending (CB runs later on
+ * this loop; RES must stay alive until then and, when granted, until
+ * budget_settle), 0 when there is nothing to reserve (CB is not called),
+ * -1 chain too long, -2 Redis unavailable. */
+int budget_redis_reserve(struct budget_redis *r, struct budget_tree *t, const char *const *chain,
+                         size_t n, int64_t micro_usd, time_t now,
+                         struct budget_reservation *res, budget_reserve_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+/* budget_settle of a Redis reservation (sends the script; does not wait). */
+void budget_redis_settle(struct budget_reservation *res, int64_t actual, time_t now);
+
+/* Soft-limit crossings the settle script reports go to FN (on the loop). */
+void budget_redis_on_alert(struct budget_redis *r,
+                           void (*fn)(void *arg, const char *node, enum budget_period p,
+                                      int64_t key, int64_t cap, int64_t spent),
+                           void *arg);
+
+/* Queues an alert for the store's alert thread (log, metric, webhook);
+ * thread-safe. Matches budget_redis_on_alert's FN. */
+void budget_store_alert(void *store, const char *node, enum budget_period p, int64_t key,
+                        int64_t cap, int64_t spent);
 
 /* `portcullis budget show [ID] -c FILE [--json]` (src/budget/cli.c);
  * argv[0] is "budget". Returns the exit code. */

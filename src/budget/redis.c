@@ -1,15 +1,603 @@
 // SPDX-License-Identifier: Apache-2.0
-// The Redis budget backend (state.redis).
+// The Redis budget backend (state: {redis: URL}): reservations and
+// settlements are Lua scripts that check and update a call's whole chain in
+// one step, so every gateway instance sharing the server shares the caps.
+// One hiredis async connection per worker, on the worker's libuv loop.
 #include "budget/budget.h"
 
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "budget/internal.h"
+#include "core/log.h"
+
+#define RECONNECT_MS 250
+#define MAX_KEYS (BUDGET_MAX_CHAIN * BUDGET_NPERIODS)
+
+/* Keys, per node, period and period key: a hash {spent, reserved, alerted,
+ * r:<id> = amount of reservation id} and a sorted set of reservation ids by
+ * deadline (ms), so expired ones are released by the next reserve. */
+
+/* KEYS: hash and zset of each node-period, callers first, root side last.
+ * ARGV: now_ms, ttl_ms, id, amount, then one cap per node-period (-1 none).
+ * Returns 0, or {index, spent, reserved} of the first (root side) refusal. */
+static const char reserve_lua[] =
+    "local now, ttl, id, amt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])\n"
+    "local n = #KEYS / 2\n"
+    "for i = 1, n do\n"
+    "  local h, z = KEYS[2*i-1], KEYS[2*i]\n"
+    "  local old = redis.call('ZRANGEBYSCORE', z, '-inf', now)\n"
+    "  for _, rid in ipairs(old) do\n"
+    "    local a = tonumber(redis.call('HGET', h, 'r:'..rid) or '0')\n"
+    "    local left = redis.call('HINCRBY', h, 'reserved', -a)\n"
+    "    if left < 0 then redis.call('HSET', h, 'reserved', 0) end\n"
+    "    redis.call('HDEL', h, 'r:'..rid)\n"
+    "  end\n"
+    "  if #old > 0 then redis.call('ZREMRANGEBYSCORE', z, '-inf', now) end\n"
+    "end\n"
+    "for i = n, 1, -1 do\n"
+    "  local cap = tonumber(ARGV[4+i])\n"
+    "  if cap >= 0 then\n"
+    "    local v = redis.call('HMGET', KEYS[2*i-1], 'spent', 'reserved')\n"
+    "    local s, r = tonumber(v[1] or '0'), tonumber(v[2] or '0')\n"
+    "    if s + r + amt > cap then return {i, s, r} end\n"
+    "  end\n"
+    "end\n"
+    "for i = 1, n do\n"
+    "  local h, z = KEYS[2*i-1], KEYS[2*i]\n"
+    "  redis.call('HINCRBY', h, 'reserved', amt)\n"
+    "  redis.call('HSET', h, 'r:'..id, amt)\n"
+    "  redis.call('ZADD', z, now + ttl, id)\n"
+    "end\n"
+    "return 0\n";
+
+/* KEYS: hash and zset of each node-period the reservation was taken in,
+ * then the hash of each node-period of now (spend lands there).
+ * ARGV: id, actual, soft limit, then one cap per node-period (-1 none).
+ * Returns {index, spent, ...} for each period whose soft limit this crossed
+ * first (HSETNX: once per period, whichever instance gets there). */
+static const char settle_lua[] =
+    "local id, actual, soft = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local n = #KEYS / 3\n"
+    "local out = {}\n"
+    "for i = 1, n do\n"
+    "  local h, z = KEYS[2*i-1], KEYS[2*i]\n"
+    "  local a = redis.call('HGET', h, 'r:'..id)\n"
+    "  if a then\n"
+    "    local left = redis.call('HINCRBY', h, 'reserved', -tonumber(a))\n"
+    "    if left < 0 then redis.call('HSET', h, 'reserved', 0) end\n"
+    "    redis.call('HDEL', h, 'r:'..id)\n"
+    "    redis.call('ZREM', z, id)\n"
+    "  end\n"
+    "end\n"
+    "if actual > 0 then\n"
+    "  for i = 1, n do\n"
+    "    local h = KEYS[2*n+i]\n"
+    "    local spent = redis.call('HINCRBY', h, 'spent', actual)\n"
+    "    local cap = tonumber(ARGV[3+i])\n"
+    "    if cap > 0 and soft > 0 and spent >= soft * cap and\n"
+    "       redis.call('HSETNX', h, 'alerted', 1) == 1 then\n"
+    "      table.insert(out, i)\n"
+    "      table.insert(out, spent)\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+enum { SCRIPT_RESERVE, SCRIPT_SETTLE, NSCRIPTS };
+static const char *const scripts[NSCRIPTS] = {reserve_lua, settle_lua};
+
+struct budget_redis {
+    uv_loop_t *loop;
+    redisAsyncContext *ac; /* NULL while disconnected */
+    uv_timer_t reconnect;
+    char *host, *password;
+    int port, db;
+    char sha[NSCRIPTS][41];
+    uint64_t seq;   /* reservation ids: <instance>-<seq> */
+    char instance[24];
+    int closing;
+    int connected;
+    void (*alert)(void *arg, const char *node, enum budget_period p, int64_t key, int64_t cap,
+                  int64_t spent);
+    void *alert_arg;
+};
+
+/* A command in flight: its arguments (kept to resend as EVAL after a
+ * NOSCRIPT) and what to call with the reply. */
+struct op {
+    struct budget_redis *r;
+    int script;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    int retried;
+    void (*done)(struct op *op, redisReply *reply);
+    /* reserve */
+    struct budget_reservation *res;
+    budget_reserve_cb cb;
+    void *arg;
+    /* settle: the node-periods, for alerts */
+    const struct budget_tree *tree;
+    int nodes[BUDGET_MAX_CHAIN];
+    size_t nnodes;
+    int64_t caps[MAX_KEYS];
+    int64_t keys[BUDGET_NPERIODS];
+};
+
+static void op_free(struct op *op)
+{
+    for (int i = 0; i < op->argc; i++)
+        free(op->argv[i]);
+    free(op->argv);
+    free(op->argvlen);
+    free(op);
+}
+
+static void sha1_hex(const char *s, char out[41])
+{
+    unsigned char d[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)s, strlen(s), d);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* redis://[:password@]host[:port][/db] */
+static int parse_url(const char *url, char **host, int *port, char **password, int *db)
+{
+    *host = *password = NULL;
+    *port = 6379;
+    *db = 0;
+    if (strncmp(url, "redis://", 8) != 0)
+        return -1;
+    const char *p = url + 8, *at = strrchr(p, '@');
+    if (at != NULL) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        *password = strndup(pw, (size_t)(at - pw));
+        p = at + 1;
+    }
+    size_t hl = strcspn(p, ":/");
+    *host = strndup(p, hl);
+    p += hl;
+    if (*p == ':') {
+        char *end;
+        long v = strtol(p + 1, &end, 10);
+        if (v <= 0 || v > 65535)
+            return -1;
+        *port = (int)v;
+        p = end;
+    }
+    if (*p == '/' && p[1] != '\0')
+        *db = atoi(p + 1);
+    return *host && **host ? 0 : -1;
+}
+
+static void start_connect(struct budget_redis *r);
+
+static void on_reconnect(uv_timer_t *t)
+{
+    struct budget_redis *r = t->data;
+    if (!r->closing && r->ac == NULL)
+        start_connect(r);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct budget_redis *r = ac->data;
+    r->ac = NULL;
+    r->connected = 0;
+    if (r->closing)
+        return;
+    log_msg(LOG_WARN, NULL, "budgets: lost the Redis connection (%s); reconnecting",
+            status == REDIS_OK ? "closed" : ac->errstr);
+    uv_timer_start(&r->reconnect, on_reconnect, RECONNECT_MS, 0);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct budget_redis *r = ac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        r->ac = NULL;
+        if (!r->closing) {
+            log_msg(LOG_WARN, NULL, "budgets: cannot connect to Redis at %s:%d: %s", r->host,
+                    r->port, ac->errstr);
+            uv_timer_start(&r->reconnect, on_reconnect, RECONNECT_MS * 4, 0);
+        }
+        return;
+    }
+    r->connected = 1;
+}
+
+static void ignore_reply(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    (void)arg;
+    redisReply *rep = reply;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR)
+        log_msg(LOG_ERROR, NULL, "budgets: Redis: %s", rep->str);
+}
+
+static void start_connect(struct budget_redis *r)
+{
+    redisAsyncContext *ac = redisAsyncConnect(r->host, r->port);
+    if (ac == NULL || ac->err) {
+        if (ac)
+            redisAsyncFree(ac);
+        uv_timer_start(&r->reconnect, on_reconnect, RECONNECT_MS * 4, 0);
+        return;
+    }
+    ac->data = r;
+    if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        uv_timer_start(&r->reconnect, on_reconnect, RECONNECT_MS * 4, 0);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    r->ac = ac;
+    /* pipelined before any call: AUTH, SELECT, and the scripts loaded so
+     * EVALSHA finds them (a NOSCRIPT later is answered with EVAL) */
+    if (r->password)
+        redisAsyncCommand(ac, ignore_reply, NULL, "AUTH %s", r->password);
+    if (r->db)
+        redisAsyncCommand(ac, ignore_reply, NULL, "SELECT %d", r->db);
+    for (int i = 0; i < NSCRIPTS; i++)
+        redisAsyncCommand(ac, ignore_reply, NULL, "SCRIPT LOAD %s", scripts[i]);
+}
+
+struct budget_redis *budget_redis_new(uv_loop_t *loop, const char *url, char *err, size_t errlen)
+{
+    struct budget_redis *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->loop = loop;
+    if (parse_url(url, &r->host, &r->port, &r->password, &r->db) < 0) {
+        snprintf(err, errlen, "state.redis: expected redis://[:password@]host[:port][/db]");
+        free(r->host);
+        free(r->password);
+        free(r);
+        return NULL;
+    }
+    for (int i = 0; i < NSCRIPTS; i++)
+        sha1_hex(scripts[i], r->sha[i]);
+    unsigned char rnd[6];
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f == NULL || fread(rnd, 1, sizeof rnd, f) != sizeof rnd)
+        memset(rnd, 0, sizeof rnd);
+    if (f)
+        fclose(f);
+    snprintf(r->instance, sizeof r->instance, "%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1],
+             rnd[2], rnd[3], rnd[4], rnd[5], (int)getpid() % 100000);
+    uv_timer_init(loop, &r->reconnect);
+    r->reconnect.data = r;
+    start_connect(r);
+    return r;
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    struct budget_redis *r = h->data;
+    free(r->host);
+    if (r->password) {
+        explicit_bzero(r->password, strlen(r->password));
+        free(r->password);
+    }
+    free(r);
+}
+
+void budget_redis_free(struct budget_redis *r)
+{
+    if (r == NULL)
+        return;
+    r->closing = 1;
+    if (r->ac != NULL)
+        redisAsyncDisconnect(r->ac); /* pending replies still arrive; then the handle closes */
+    uv_timer_stop(&r->reconnect);
+    uv_close((uv_handle_t *)&r->reconnect, on_timer_closed);
+}
+
+void budget_redis_on_alert(struct budget_redis *r,
+                           void (*fn)(void *arg, const char *node, enum budget_period p,
+                                      int64_t key, int64_t cap, int64_t spent),
+                           void *arg)
+{
+    r->alert = fn;
+    r->alert_arg = arg;
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *arg);
+
+static int send_op(struct op *op)
+{
+    struct budget_redis *r = op->r;
+    if (r->ac == NULL || r->closing)
+        return -1;
+    /* argv[0] is EVALSHA <sha> or EVAL <script> */
+    free(op->argv[0]);
+    free(op->argv[1]);
+    op->argv[0] = strdup(op->retried ? "EVAL" : "EVALSHA");
+    op->argv[1] = strdup(op->retried ? scripts[op->script] : r->sha[op->script]);
+    if (op->argv[0] == NULL || op->argv[1] == NULL)
+        return -1;
+    op->argvlen[0] = strlen(op->argv[0]);
+    op->argvlen[1] = strlen(op->argv[1]);
+    return redisAsyncCommandArgv(r->ac, on_reply, op, op->argc, (const char **)op->argv,
+                                 op->argvlen) == REDIS_OK
+               ? 0
+               : -1;
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *arg)
+{
+    (void)ac;
+    struct op *op = arg;
+    redisReply *rep = reply;
+    if (rep != NULL && rep->type == REDIS_REPLY_ERROR && !op->retried &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        op->retried = 1;
+        if (send_op(op) == 0)
+            return;
+        rep = NULL;
+    }
+    op->done(op, rep);
+    op_free(op);
+}
+
+/* An op with room for argc arguments; args 0 and 1 are filled by send_op. */
+static struct op *op_new(struct budget_redis *r, int script, int argc)
+{
+    struct op *op = calloc(1, sizeof *op);
+    if (op == NULL)
+        return NULL;
+    op->r = r;
+    op->script = script;
+    op->argv = calloc((size_t)argc, sizeof *op->argv);
+    op->argvlen = calloc((size_t)argc, sizeof *op->argvlen);
+    if (op->argv == NULL || op->argvlen == NULL) {
+        free(op->argv);
+        free(op->argvlen);
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+static int op_arg(struct op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int op_arg(struct op *op, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -1;
+    op->argvlen[op->argc] = (size_t)n;
+    op->argv[op->argc++] = s;
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void reserve_done(struct op *op, redisReply *rep)
+{
+    struct budget_reservation *res = op->res;
+    struct budget_refusal why = {0};
+    int rc;
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        if (rep != NULL)
+            log_msg(LOG_ERROR, NULL, "budgets: Redis reserve: %s", rep->str);
+        rc = -2;
+        res->settled = 1;
+    } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
+        rc = 0;
+    } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3) {
+        long long i = rep->element[0]->integer - 1; /* node-period index */
+        size_t node = (size_t)i / BUDGET_NPERIODS;
+        int p = (int)(i % BUDGET_NPERIODS);
+        struct budget_node_view v;
+        budget_tree_node_view(res->tree, res->nodes[node < res->nnodes ? node : 0], &v);
+        why.node = v.id;
+        why.period = (enum budget_period)p;
+        why.cap = v.cap[p];
+        why.spent = rep->element[1]->integer;
+        why.reserved = rep->element[2]->integer;
+        why.retry_after = budget_period_remaining((enum budget_period)p, time(NULL));
+        rc = 1;
+        res->settled = 1;
+    } else {
+        rc = -2;
+        res->settled = 1;
+    }
+    op->cb(op->arg, rc, &why);
+}
+
+int budget_redis_reserve(struct budget_redis *r, struct budget_tree *t, const char *const *chain,
+                         size_t n, int64_t micro_usd, time_t now,
+                         struct budget_reservation *res, budget_reserve_cb cb, void *arg)
+{
+    int rc = budget_reservation_prepare(t, chain, n, micro_usd, now, res);
+    if (rc < 0 || t == NULL || res->nnodes == 0)
+        return rc; /* nothing to reserve in Redis: the caller goes on at once */
+    size_t nk = res->nnodes * BUDGET_NPERIODS;
+    struct op *op = op_new(r, SCRIPT_RESERVE, (int)(3 + 2 * nk + 4 + nk));
+    if (op == NULL)
+        return -1;
+    op->argc = 2;
+    res->redis = r;
+    snprintf(res->redis_id, sizeof res->redis_id, "%s-%llu", r->instance,
+             (unsigned long long)++r->seq);
+    int bad = op_arg(op, "%zu", 2 * nk);
+    for (size_t j = 0; j < res->nnodes; j++) {
+        struct budget_node_view v;
+        budget_tree_node_view(t, res->nodes[j], &v);
+        for (int p = 0; p < BUDGET_NPERIODS; p++) {
+            bad |= op_arg(op, "pc:b:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
+            bad |= op_arg(op, "pc:bz:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
+        }
+    }
+    bad |= op_arg(op, "%lld", (long long)now_ms());
+    bad |= op_arg(op, "%lld", (long long)budget_tree_ttl(t) * 1000);
+    bad |= op_arg(op, "%s", res->redis_id);
+    bad |= op_arg(op, "%lld", (long long)res->micro_usd);
+    for (size_t j = 0; j < res->nnodes; j++) {
+        struct budget_node_view v;
+        budget_tree_node_view(t, res->nodes[j], &v);
+        for (int p = 0; p < BUDGET_NPERIODS; p++)
+            bad |= op_arg(op, "%lld", (long long)v.cap[p]);
+    }
+    op->res = res;
+    op->cb = cb;
+    op->arg = arg;
+    op->done = reserve_done;
+    if (bad || send_op(op) < 0) {
+        op_free(op);
+        res->settled = 1;
+        return -2; /* Redis unavailable */
+    }
+    return 2; /* pending: cb runs later on this loop */
+}
+
+static void settle_done(struct op *op, redisReply *rep)
+{
+    if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+        log_msg(LOG_ERROR, NULL, "budgets: Redis settle failed (%s): this call's spend is lost",
+                rep ? rep->str : "no connection");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || op->r->alert == NULL)
+        return;
+    for (size_t k = 0; k + 1 < rep->elements; k += 2) {
+        long long i = rep->element[k]->integer - 1;
+        size_t node = (size_t)i / BUDGET_NPERIODS;
+        int p = (int)(i % BUDGET_NPERIODS);
+        if (node >= op->nnodes)
+            continue;
+        struct budget_node_view v;
+        budget_tree_node_view(op->tree, op->nodes[node], &v);
+        op->r->alert(op->r->alert_arg, v.id, (enum budget_period)p, op->keys[p], v.cap[p],
+                     rep->element[k + 1]->integer);
+    }
+}
+
+void budget_redis_settle(struct budget_reservation *res, int64_t actual, time_t now)
+{
+    struct budget_redis *r = res->redis;
+    struct budget_tree *t = res->tree;
+    size_t nk = res->nnodes * BUDGET_NPERIODS;
+    struct op *op = op_new(r, SCRIPT_SETTLE, (int)(3 + 3 * nk + 3 + nk));
+    if (op == NULL) {
+        log_msg(LOG_ERROR, NULL, "budgets: out of memory settling in Redis");
+        return;
+    }
+    op->argc = 2;
+    op->tree = t;
+    op->nnodes = res->nnodes;
+    memcpy(op->nodes, res->nodes, res->nnodes * sizeof res->nodes[0]);
+    for (int p = 0; p < BUDGET_NPERIODS; p++)
+        op->keys[p] = budget_period_key((enum budget_period)p, now);
+    int bad = op_arg(op, "%zu", 3 * nk);
+    struct budget_node_view v;
+    for (size_t j = 0; j < res->nnodes; j++) {
+        budget_tree_node_view(t, res->nodes[j], &v);
+        for (int p = 0; p < BUDGET_NPERIODS; p++) {
+            bad |= op_arg(op, "pc:b:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
+            bad |= op_arg(op, "pc:bz:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
+        }
+    }
+    for (size_t j = 0; j < res->nnodes; j++) {
+        budget_tree_node_view(t, res->nodes[j], &v);
+        for (int p = 0; p < BUDGET_NPERIODS; p++)
+            bad |= op_arg(op, "pc:b:%s:%d:%lld", v.id, p, (long long)op->keys[p]);
+    }
+    bad |= op_arg(op, "%s", res->redis_id);
+    bad |= op_arg(op, "%lld", (long long)(actual < 0 ? 0 : actual));
+    bad |= op_arg(op, "%.6f", budget_tree_soft_limit(t));
+    for (size_t j = 0; j < res->nnodes; j++) {
+        budget_tree_node_view(t, res->nodes[j], &v);
+        for (int p = 0; p < BUDGET_NPERIODS; p++)
+            bad |= op_arg(op, "%lld", (long long)v.cap[p]);
+    }
+    op->done = settle_done;
+    if (bad || send_op(op) < 0) {
+        log_msg(LOG_ERROR, NULL, "budgets: Redis unavailable: a settlement of %lld micro-USD is "
+                                 "lost (its reservation expires)", (long long)actual);
+        op_free(op);
+    }
+}
+
+/* ---- blocking reads for `budget show` and the admin listener ------------ */
 
 int budget_redis_load_tree(const char *url, struct budget_tree *t, time_t now, char *err,
                            size_t errlen)
 {
-    (void)url;
-    (void)t;
-    (void)now;
-    snprintf(err, errlen, "the Redis budget backend is not built yet");
-    return -1;
+    char *host = NULL, *password = NULL;
+    int port, db, rc = -1;
+    if (parse_url(url, &host, &port, &password, &db) < 0) {
+        snprintf(err, errlen, "state.redis: expected redis://[:password@]host[:port][/db]");
+        goto out;
+    }
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (c == NULL || c->err) {
+        snprintf(err, errlen, "cannot connect to Redis at %s:%d: %s", host, port,
+                 c ? c->errstr : "out of memory");
+        if (c)
+            redisFree(c);
+        goto out;
+    }
+    redisSetTimeout(c, tv);
+    redisReply *rep;
+    if (password && (rep = redisCommand(c, "AUTH %s", password)) != NULL)
+        freeReplyObject(rep);
+    if (db && (rep = redisCommand(c, "SELECT %d", db)) != NULL)
+        freeReplyObject(rep);
+    struct ledger *lg = budget_tree_ledger(t);
+    rc = 0;
+    for (size_t i = 0; i < budget_tree_size(t) && rc == 0; i++) {
+        struct budget_node_view v;
+        budget_tree_node_view(t, (int)i, &v);
+        for (int p = 0; p < BUDGET_NPERIODS && rc == 0; p++) {
+            long long key = (long long)budget_period_key((enum budget_period)p, now);
+            rep = redisCommand(c, "HMGET pc:b:%s:%d:%lld spent reserved", v.id, p, key);
+            if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+                snprintf(err, errlen, "Redis: %s", rep && rep->str ? rep->str : c->errstr);
+                rc = -1;
+            } else {
+                pthread_mutex_lock(&lg->lock);
+                struct counters *cn = budget_ledger_get(lg, v.id);
+                if (cn != NULL) {
+                    cn->key[p] = key;
+                    cn->spent[p] = rep->element[0]->str ? atoll(rep->element[0]->str) : 0;
+                    cn->reserved[p] = rep->element[1]->str ? atoll(rep->element[1]->str) : 0;
+                }
+                pthread_mutex_unlock(&lg->lock);
+            }
+            if (rep)
+                freeReplyObject(rep);
+        }
+    }
+    redisFree(c);
+out:
+    free(host);
+    free(password);
+    return rc;
 }

@@ -325,6 +325,19 @@ static void *alerter_main(void *arg)
     return NULL;
 }
 
+void budget_store_alert(void *store, const char *node, enum budget_period p, int64_t key,
+                        int64_t cap, int64_t spent)
+{
+    struct budget_store *s = store;
+    struct alert_entry a = {.node = strdup(node), .period = p, .key = key, .cap = cap,
+                            .spent = spent};
+    if (s == NULL || a.node == NULL) {
+        free(a.node);
+        return;
+    }
+    queue_alerts(s, &a, 1);
+}
+
 /* ---- public --------------------------------------------------------------- */
 
 struct budget_store *budget_store_open(const char *path, char *err, size_t errlen)

@@ -160,6 +160,8 @@ static void worker_on_idle(struct worker *w)
     /* every connection is gone: release the loop's remaining handles */
     upstream_free(w->upstream);
     w->upstream = NULL;
+    budget_redis_free(w->budget_redis);
+    w->budget_redis = NULL;
     uv_close((uv_handle_t *)&w->async, worker_closed_handle);
 }
 
@@ -215,6 +217,14 @@ static int worker_setup(struct runtime *rt, struct worker *w, unsigned id)
     w->upstream = upstream_new(&w->loop);
     if (!w->upstream)
         return UV_ENOMEM;
+    if (rt->cfg->state_redis) {
+        char err[160];
+        if (!(w->budget_redis = budget_redis_new(&w->loop, rt->cfg->state_redis, err, sizeof err))) {
+            log_msg(LOG_ERROR, NULL, "budgets: %s", err);
+            return UV_EINVAL;
+        }
+        budget_redis_on_alert(w->budget_redis, budget_store_alert, rt->budget);
+    }
     return http_server_start(w, rt->tls, route, rt->cfg->listen.host, rt->cfg->listen.port);
 }
 

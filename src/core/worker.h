@@ -14,6 +14,7 @@ struct config;
 struct metrics;
 struct upstream;
 struct http_server;
+struct budget_redis;
 
 struct worker {
     unsigned id;
@@ -29,6 +30,7 @@ struct worker {
     _Atomic(struct config *) pending_cfg; /* next snapshot, handed over on reload */
     void *runtime;               /* the process runtime that owns this worker */
     uint64_t rng;                /* xorshift state for sampling and ids */
+    struct budget_redis *budget_redis; /* this loop's Redis connection (src/budget), or NULL */
 };
 
 enum {

@@ -706,6 +706,8 @@ static void call_drop(struct llm_call *call)
     buf_free(&call->out);
 }
 
+static void budget_refuse(struct llm_call *call, const struct budget_refusal *w);
+
 /* Reserves the worst case on the caller's chain. On refusal the call's
  * resources are released and the client answered: the call is gone. */
 static int budget_check(struct llm_call *call)
@@ -727,6 +729,15 @@ static int budget_check(struct llm_call *call)
         llm_error(ex, 500, "server_error", NULL, NULL, "the agent chain is too long to budget");
         return -1;
     }
+    budget_refuse(call, &why);
+    return -1;
+}
+
+/* Answers 429 budget_exceeded for a refused reservation; the call is gone. */
+static void budget_refuse(struct llm_call *call, const struct budget_refusal *w)
+{
+    struct http_exchange *ex = call->ex;
+    struct budget_refusal why = *w;
     double could_cost = (double)call->reservation.micro_usd / 1e6;
     call_drop(call);
     const char *period = budget_period_name(why.period);
@@ -743,7 +754,53 @@ static int budget_check(struct llm_call *call)
               why.period == BUDGET_TOTAL ? "total" : why.period == BUDGET_DAY ? "per-day"
                                                                              : "per-month",
               (double)why.cap / 1e6, could_cost);
-    return -1;
+}
+
+static void proceed(struct llm_call *call);
+
+/* The answer of a reservation taken in Redis (budget_redis_reserve). */
+static void on_budget_reserved(void *arg, int rc, const struct budget_refusal *why)
+{
+    struct llm_call *call = arg;
+    struct http_exchange *ex = call->ex;
+    if (rc == 0) {
+        call->has_reservation = 1;
+        call->reservation.request_id = ex->request_id;
+    }
+    if (ex->aborted || ex->ended) { /* the client left while Redis answered */
+        if (call->has_reservation) {
+            call->has_reservation = 0;
+            budget_settle(&call->reservation, 0, time(NULL));
+        }
+        call_drop(call);
+    } else if (rc == 1) {
+        budget_refuse(call, why);
+    } else if (rc < 0) {
+        call_drop(call);
+        llm_error(ex, 503, "server_error", "budget_store_unavailable", NULL,
+                  "the budget store (Redis) is unavailable; the call was not forwarded");
+    } else
+        proceed(call);
+    http_exchange_unref(ex); /* the hold taken while waiting */
+}
+
+/* budget_check against Redis: the call goes on (or is answered) from
+ * on_budget_reserved once the script has run. */
+static void budget_check_redis(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    const struct identity_principal *p = ex->principal;
+    if (p == NULL || p->chain_len == 0) {
+        proceed(call);
+        return;
+    }
+    http_exchange_ref(ex);
+    int rc = budget_redis_reserve(ex->worker->budget_redis, ex->cfg->budget, p->chain,
+                                  p->chain_len, worst_case_cost(call), time(NULL),
+                                  &call->reservation, on_budget_reserved, call);
+    if (rc == 2)
+        return;
+    on_budget_reserved(call, rc == 0 ? 3 : rc == -1 ? -1 : -2, NULL);
 }
 
 static void begin(struct http_exchange *ex, enum llm_api api)
@@ -870,8 +927,19 @@ static void begin(struct http_exchange *ex, enum llm_api api)
                   ex->model);
         return;
     }
+    if (ex->cfg->budget && ex->worker->budget_redis) {
+        budget_check_redis(call);
+        return;
+    }
     if (ex->cfg->budget && budget_check(call) < 0)
         return; /* answered; the call is freed */
+    proceed(call);
+}
+
+/* Past the budget: rate limits and breakers, then the first attempt. */
+static void proceed(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
     if (llm_limits_admit(call) < 0)
         return; /* answered (rate limit, agent breaker); the call is freed */
     call->retries_left = (int)ex->cfg->limits.max_retries;

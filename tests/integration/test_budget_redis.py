@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: Apache-2.0
+# The Redis budget backend: three gateway instances share one redis-server
+# (started by this test on 127.0.0.1). Reserve and settle are Lua scripts over
+# the whole chain, so parallel load through all three never passes the cap,
+# and lets through the ideal number of calls give or take one reservation.
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from conftest import free_port
+from test_budget import MSGS, budget_config, cost_of
+from test_budget_admin import TOKEN, admin_get
+from test_identity import create_key
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed (scripts/bootstrap installs it)", pytrace=False)
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def redis_cli(port: int, *args: str) -> str:
+    return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                          timeout=10, check=True).stdout.strip()
+
+
+def call(gw, key: str, stream: bool) -> tuple[int, dict | None]:
+    body = {"model": "mock-1", "messages": MSGS, "max_tokens": 20}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    with gw.http() as h:
+        r = h.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
+    if r.status_code != 200:
+        assert r.status_code == 429 and r.json()["error"]["type"] == "budget_exceeded", r.text
+        return r.status_code, None
+    if not stream:
+        return 200, r.json()["usage"]
+    usage = [json.loads(l[6:]).get("usage") for l in r.text.splitlines() if l.startswith("data: {")]
+    return 200, [u for u in usage if u][-1]
+
+
+def test_three_gateways_sharing_redis_never_pass_the_cap(start_gateway, redis_server, tmp_path):
+    cap = 0.5
+    cfg = budget_config([{"id": "org", "budget": {"usd_total": cap},
+                          "children": [{"id": "bot"}]}])
+    cfg["state"] = {"redis": f"redis://127.0.0.1:{redis_server}"}
+    cfg["state_path"] = str(tmp_path / "shared.db")  # one key store for the three
+    aport = free_port()
+    gws = []
+    for i in range(3):
+        c = dict(cfg, listen=f"127.0.0.1:{free_port()}")
+        if i == 0:
+            c["admin"] = {"listen": f"127.0.0.1:{aport}"}
+        gws.append(start_gateway(c, env={"PORTCULLIS_ADMIN_TOKEN": TOKEN}))
+    key = create_key(gws[0], "bot")
+    jobs = [(gws[i % 3], i % 2 == 0) for i in range(150)]
+    with ThreadPoolExecutor(max_workers=45) as pool:
+        results = list(pool.map(lambda j: call(j[0], key, j[1]), jobs))
+    ok = [u for s, u in results if s == 200]
+    per_gw = [sum(1 for (g, _), (s, _) in zip(jobs, results) if g is gw and s == 200) for gw in gws]
+    spent = sum(cost_of(u) for u in ok)
+    assert spent <= cap + 1e-9, spent
+    ideal = int(cap // cost_of(ok[0]))
+    assert ideal - 1 <= len(ok) <= ideal, (len(ok), ideal, per_gw)
+    assert sum(1 for n in per_gw if n > 0) >= 2, per_gw  # the instances really shared the cap
+    # Redis holds exactly what the clients were charged, and no reservation
+    micro = round(spent * 1e6)
+    assert int(redis_cli(redis_server, "HGET", "pc:b:org:2:0", "spent")) == micro
+    assert int(redis_cli(redis_server, "HGET", "pc:b:org:2:0", "reserved")) == 0
+    # the admin API of any instance reads the shared numbers
+    nodes = {n["id"]: n for n in admin_get(aport, "/admin/budgets").json()["nodes"]}
+    assert nodes["org"]["periods"]["total"]["spent_micro_usd"] == micro
+    # a fourth instance started now refuses at once: the spend is not per process
+    late = start_gateway(dict(cfg, listen=f"127.0.0.1:{free_port()}"))
+    assert call(late, key, False)[0] == 429
+
+
+def test_a_reservation_of_a_dead_instance_expires(start_gateway, redis_server, tmp_path):
+    cfg = budget_config([{"id": "org", "budget": {"usd_total": 0.03},
+                          "children": [{"id": "bot"}]}])
+    cfg["providers"][0]["mock"] = {"latency": "20s"}  # the call is still running at the kill
+    cfg["state"] = {"redis": f"redis://127.0.0.1:{redis_server}"}
+    cfg["state_path"] = str(tmp_path / "shared.db")
+    cfg["budget"] = {"reservation_ttl": "2s"}
+    gw = start_gateway(cfg)
+    key = create_key(gw, "bot")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        fut = pool.submit(lambda: httpx.post(
+            f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+            json={"model": "mock-1", "messages": MSGS, "max_tokens": 20}, timeout=30))
+        deadline = time.monotonic() + 5
+        while int(redis_cli(redis_server, "HGET", "pc:b:org:2:0", "reserved") or 0) == 0:
+            assert time.monotonic() < deadline, "no reservation in Redis"
+            time.sleep(0.05)
+        gw.proc.kill()
+        gw.wait_exit(10)
+        with pytest.raises(Exception):
+            fut.result()
+    # held by a dead instance: a second gateway is refused until the TTL passes
+    cfg2 = dict(cfg, listen=f"127.0.0.1:{free_port()}")
+    cfg2["providers"] = [{"name": "mock", "kind": "mock"}]
+    gw2 = start_gateway(cfg2)
+    assert call(gw2, key, False)[0] == 429
+    time.sleep(2.5)
+    assert call(gw2, key, False)[0] == 200
+    assert int(redis_cli(redis_server, "HGET", "pc:b:org:2:0", "reserved")) == 0
