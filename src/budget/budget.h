@@ -181,6 +181,12 @@ int budget_store_metrics(struct budget_store *s, buf_t *b) __attribute__((warn_u
  * settlements are lost (their reservations expire in Redis). */
 struct budget_redis *budget_redis_new(struct uv_loop_s *loop, const char *url, char *err,
                                       size_t errlen) __attribute__((warn_unused_result));
+/* Splits redis://[:password@]host[:port][/db] (port default 6379, db 0).
+ * 0, or -1 when it is not such a URL. *host and *password are malloc'ed (or
+ * NULL) even on failure: the caller frees both. */
+int budget_redis_parse_url(const char *url, char **host, int *port, char **password, int *db)
+    __attribute__((warn_unused_result));
+
 /* Disconnects and closes its handles (on the loop's thread); freed when the
  * loop has run their close callbacks. */
 void budget_redis_free(struct budget_redis *r);

@@ -149,8 +149,7 @@ static void sha1_hex(const char *s, char out[41])
         snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
-/* redis://[:password@]host[:port][/db] */
-static int parse_url(const char *url, char **host, int *port, char **password, int *db)
+int budget_redis_parse_url(const char *url, char **host, int *port, char **password, int *db)
 {
     *host = *password = NULL;
     *port = 6379;
@@ -175,8 +174,14 @@ static int parse_url(const char *url, char **host, int *port, char **password, i
         *port = (int)v;
         p = end;
     }
-    if (*p == '/' && p[1] != '\0')
-        *db = atoi(p + 1);
+    if (*p == '/' && p[1] != '\0') {
+        char *end;
+        long v = strtol(p + 1, &end, 10);
+        if (*end != '\0' || v < 0 || v > 1000000)
+            return -1;
+        *db = (int)v;
+    } else if (*p != '\0' && strcmp(p, "/") != 0)
+        return -1;
     return *host && **host ? 0 : -1;
 }
 
@@ -262,7 +267,7 @@ struct budget_redis *budget_redis_new(uv_loop_t *loop, const char *url, char *er
         return NULL;
     }
     r->loop = loop;
-    if (parse_url(url, &r->host, &r->port, &r->password, &r->db) < 0) {
+    if (budget_redis_parse_url(url, &r->host, &r->port, &r->password, &r->db) < 0) {
         snprintf(err, errlen, "state.redis: expected redis://[:password@]host[:port][/db]");
         free(r->host);
         free(r->password);
@@ -551,7 +556,7 @@ int budget_redis_load_tree(const char *url, struct budget_tree *t, time_t now, c
 {
     char *host = NULL, *password = NULL;
     int port, db, rc = -1;
-    if (parse_url(url, &host, &port, &password, &db) < 0) {
+    if (budget_redis_parse_url(url, &host, &port, &password, &db) < 0) {
         snprintf(err, errlen, "state.redis: expected redis://[:password@]host[:port][/db]");
         goto out;
     }

@@ -139,12 +139,52 @@ static void test_real_usage_above_the_reservation_is_charged_in_full(void **stat
     budget_tree_free(t);
 }
 
+static void test_redis_urls(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        int rc;
+        const char *host, *pw;
+        int port, db;
+    } cases[] = {
+        {"redis://127.0.0.1:6379", 0, "127.0.0.1", NULL, 6379, 0},
+        {"redis://cache", 0, "cache", NULL, 6379, 0},
+        {"redis://:s3cret@cache:6380/2", 0, "cache", "s3cret", 6380, 2},
+        {"redis://user:pw@h/", 0, "h", "pw", 6379, 0},
+        {"http://h:1", -1, NULL, NULL, 0, 0},
+        {"redis://", -1, NULL, NULL, 0, 0},
+        {"redis://h:0", -1, NULL, NULL, 0, 0},
+        {"redis://h:70000", -1, NULL, NULL, 0, 0},
+        {"redis://h:12ab", -1, NULL, NULL, 0, 0},
+        {"redis://h/db", -1, NULL, NULL, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *host, *pw;
+        int port, db;
+        int rc = budget_redis_parse_url(cases[i].url, &host, &port, &pw, &db);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == 0) {
+            assert_string_equal(host, cases[i].host);
+            if (cases[i].pw)
+                assert_string_equal(pw, cases[i].pw);
+            else
+                assert_null(pw);
+            assert_int_equal(port, cases[i].port);
+            assert_int_equal(db, cases[i].db);
+        }
+        free(host);
+        free(pw);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spend_is_written_and_loaded_back),
         cmocka_unit_test(test_an_unsettled_reservation_expires_and_is_not_released_twice),
         cmocka_unit_test(test_real_usage_above_the_reservation_is_charged_in_full),
+        cmocka_unit_test(test_redis_urls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
