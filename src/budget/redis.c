@@ -2,10 +2,10 @@
 // The Redis budget backend (state: {redis: URL}): reservations and
 // settlements are Lua scripts that check and update a call's whole chain in
 // one step, so every gateway instance sharing the server shares the caps.
-// One hiredis async connection per worker, on the worker's libuv loop.
+// One hiredis async connection per worker, on the worker's libuv loop
+// (through the small event adapter below).
 #include "budget/budget.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "budget/internal.h"
 #include "core/log.h"
@@ -104,6 +105,7 @@ struct budget_redis {
     uint64_t seq;   /* reservation ids: <instance>-<seq> */
     char instance[24];
     int closing;
+    int timer_closed; /* freed once this is set and ac is gone */
     int connected;
     void (*alert)(void *arg, const char *node, enum budget_period p, int64_t key, int64_t cap,
                   int64_t spent);
@@ -187,6 +189,109 @@ int budget_redis_parse_url(const char *url, char **host, int *port, char **passw
 
 static void start_connect(struct budget_redis *r);
 
+/* ---- the event adapter ----------------------------------------------------
+ * hiredis' own libuv adapter (adapters/libuv.h in 0.14) ignores a poll
+ * error status, and libuv reports a refused connect exactly that way, after
+ * which the connection hangs for ever. This one hands errors to hiredis,
+ * which then finds the socket's error and disconnects. */
+
+struct uvev {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;
+};
+
+static void uvev_on_poll(uv_poll_t *h, int status, int events)
+{
+    struct uvev *e = h->data;
+    if (e->ac == NULL)
+        return;
+    if (status < 0) {
+        /* connecting: the write handler reads SO_ERROR; connected: a read
+         * sees the error or EOF */
+        if (e->ac->c.flags & REDIS_CONNECTED)
+            redisAsyncHandleRead(e->ac);
+        else
+            redisAsyncHandleWrite(e->ac);
+        return;
+    }
+    if (events & UV_READABLE)
+        redisAsyncHandleRead(e->ac);
+    if (e->ac != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(e->ac);
+}
+
+static void uvev_update(struct uvev *e, int add, int ev)
+{
+    e->events = add ? (e->events | ev) : (e->events & ~ev);
+    if (e->events)
+        uv_poll_start(&e->poll, e->events, uvev_on_poll);
+    else
+        uv_poll_stop(&e->poll);
+}
+
+static void uvev_add_read(void *p)
+{
+    uvev_update(p, 1, UV_READABLE);
+}
+
+static void uvev_del_read(void *p)
+{
+    uvev_update(p, 0, UV_READABLE);
+}
+
+static void uvev_add_write(void *p)
+{
+    uvev_update(p, 1, UV_WRITABLE);
+}
+
+static void uvev_del_write(void *p)
+{
+    uvev_update(p, 0, UV_WRITABLE);
+}
+
+static void uvev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void uvev_cleanup(void *p)
+{
+    struct uvev *e = p;
+    e->ac = NULL;
+    uv_close((uv_handle_t *)&e->poll, uvev_closed);
+}
+
+static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    struct uvev *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return -1;
+    if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+        free(e);
+        return -1;
+    }
+    e->ac = ac;
+    e->poll.data = e;
+    ac->ev.addRead = uvev_add_read;
+    ac->ev.delRead = uvev_del_read;
+    ac->ev.addWrite = uvev_add_write;
+    ac->ev.delWrite = uvev_del_write;
+    ac->ev.cleanup = uvev_cleanup;
+    ac->ev.data = e;
+    return 0;
+}
+
+static void release(struct budget_redis *r)
+{
+    free(r->host);
+    if (r->password) {
+        explicit_bzero(r->password, strlen(r->password));
+        free(r->password);
+    }
+    free(r);
+}
+
 static void on_reconnect(uv_timer_t *t)
 {
     struct budget_redis *r = t->data;
@@ -199,8 +304,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     struct budget_redis *r = ac->data;
     r->ac = NULL;
     r->connected = 0;
-    if (r->closing)
+    if (r->closing) {
+        if (r->timer_closed)
+            release(r);
         return;
+    }
     log_msg(LOG_WARN, NULL, "budgets: lost the Redis connection (%s); reconnecting",
             status == REDIS_OK ? "closed" : ac->errstr);
     uv_timer_start(&r->reconnect, on_reconnect, RECONNECT_MS, 0);
@@ -212,6 +320,10 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback */
         r->ac = NULL;
+        if (r->closing && r->timer_closed) {
+            release(r);
+            return;
+        }
         if (!r->closing) {
             log_msg(LOG_WARN, NULL, "budgets: cannot connect to Redis at %s:%d: %s", r->host,
                     r->port, ac->errstr);
@@ -241,7 +353,7 @@ static void start_connect(struct budget_redis *r)
         return;
     }
     ac->data = r;
-    if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+    if (uvev_attach(ac, r->loop) < 0) {
         redisAsyncFree(ac);
         uv_timer_start(&r->reconnect, on_reconnect, RECONNECT_MS * 4, 0);
         return;
@@ -293,12 +405,9 @@ struct budget_redis *budget_redis_new(uv_loop_t *loop, const char *url, char *er
 static void on_timer_closed(uv_handle_t *h)
 {
     struct budget_redis *r = h->data;
-    free(r->host);
-    if (r->password) {
-        explicit_bzero(r->password, strlen(r->password));
-        free(r->password);
-    }
-    free(r);
+    r->timer_closed = 1;
+    if (r->ac == NULL)
+        release(r); /* else when the connection is gone (on_disconnect) */
 }
 
 void budget_redis_free(struct budget_redis *r)
@@ -306,8 +415,14 @@ void budget_redis_free(struct budget_redis *r)
     if (r == NULL)
         return;
     r->closing = 1;
-    if (r->ac != NULL)
-        redisAsyncDisconnect(r->ac); /* pending replies still arrive; then the handle closes */
+    if (r->ac != NULL && r->connected) {
+        redisAsyncDisconnect(r->ac); /* pending replies still arrive, then on_disconnect */
+    } else if (r->ac != NULL) {
+        /* still connecting: hiredis calls neither callback for it, so drop it now */
+        redisAsyncContext *ac = r->ac;
+        r->ac = NULL;
+        redisAsyncFree(ac);
+    }
     uv_timer_stop(&r->reconnect);
     uv_close((uv_handle_t *)&r->reconnect, on_timer_closed);
 }

@@ -129,3 +129,33 @@ def test_a_reservation_of_a_dead_instance_expires(start_gateway, redis_server, t
     time.sleep(2.5)
     assert call(gw2, key, False)[0] == 200
     assert int(redis_cli(redis_server, "HGET", "pc:b:org:2:0", "reserved")) == 0
+
+
+def test_without_redis_calls_fail_closed_and_recover_when_it_is_back(start_gateway, tmp_path):
+    port = free_port()
+    cfg = budget_config([{"id": "org", "budget": {"usd_total": 1}, "children": [{"id": "bot"}]}])
+    cfg["state"] = {"redis": f"redis://127.0.0.1:{port}"}
+    cfg["state_path"] = str(tmp_path / "shared.db")
+    gw = start_gateway(cfg)
+    key = create_key(gw, "bot")
+    with gw.http() as h:
+        r = h.post("/v1/chat/completions", json={"model": "mock-1", "messages": MSGS},
+                   headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "budget_store_unavailable", r.text
+    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while call_status(gw, key) != 200:
+            assert time.monotonic() < deadline, "the gateway did not reconnect to Redis"
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def call_status(gw, key: str) -> int:
+    with gw.http() as h:
+        return h.post("/v1/chat/completions", json={"model": "mock-1", "messages": MSGS},
+                      headers={"Authorization": f"Bearer {key}"}).status_code
