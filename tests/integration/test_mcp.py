@@ -587,6 +587,55 @@ def test_delete_ends_the_session_and_idle_sessions_expire(start_gateway, upstrea
         idle.close()
 
 
+def test_hostile_input_breaks_neither_the_gateway_nor_another_session(start_gateway, upstream):
+    gw = start_gateway(mcp_config(free_port(), [upstream("fixture"), everything_server()]))
+    nasty: list[bytes] = [
+        b"",
+        b"null",
+        b"[]",
+        b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        b"{" * 5000 + b"}" * 5000,
+        b'{"jsonrpc": "2.0", "id": {"nested": [1, 2]}, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": 1e400, "method": "ping"}',
+        b'{"jsonrpc": "2.0", "id": 99999999999999999999999999, "method": "tools/list"}',
+        b'{"jsonrpc": "2.0", "id": null, "method": "tools/call", "params": {"name": null}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fixture__echo", "arguments": {"text": "\\ud800"}}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "' + b"a" * 100000 + b'"}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "../../../../etc/passwd"}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": "fixture__x", "arguments": [1]}}',
+        b'{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": "\\u0000garbage"}}',
+        b'{"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "not-mine"}}',
+        b'{"jsonrpc": "2.0", "id": 2, "result": {"content": []}}',
+        b"\xff\xfe\x00garbage",
+    ]
+
+    async def body():
+        async with connect(gw) as s:
+            await wait_tools(s, "fixture__echo", "everything__echo")
+            raw = RawSession(gw)
+            try:
+                raw.initialize()
+                for payload in nasty:
+                    r = raw.post(payload)
+                    assert r.status_code < 500, f"{payload[:60]!r} -> {r.status_code} {r.text[:200]}"
+                    # and without a session, and with a session id that does not exist
+                    saved, raw.session_id = raw.session_id, None
+                    assert raw.post(payload).status_code < 500
+                    raw.session_id = "0" * 32
+                    assert raw.post(payload).status_code < 500
+                    raw.session_id = saved
+                    # the well-behaved session next door is unaffected
+                    r2 = await s.call_tool("fixture__echo", {"text": "still fine"})
+                    assert texts(r2) == "fixture: still fine"
+            finally:
+                raw.close()
+            r = await s.call_tool("everything__echo", {"message": "end"})
+            assert texts(r) == "Echo: end"
+
+    run(body)
+    assert gw.alive()
+
+
 def test_host_and_origin_not_allowed_are_refused(start_gateway, http_fixture):
     fx = http_fixture("fixture")
     gw = start_gateway(mcp_config(free_port(), [{"name": "fixture", "url": fx.url}]))
