@@ -61,8 +61,9 @@ void admin_route(struct http_exchange *ex);
 
 /* ---- handlers ----------------------------------------------------------- */
 
-/* GET /admin/breakers, POST /admin/breakers/ID/reset (src/admin/breakers.c) */
+/* GET /admin/breakers[/ID], POST /admin/breakers/ID/reset (src/admin/breakers.c) */
 void admin_breakers_get(const struct admin_req *r);
+void admin_breaker_get(const struct admin_req *r);
 void admin_breakers_reset(const struct admin_req *r);
 
 /* GET /admin/budgets and /admin/budgets/ID (src/admin/budgets.c) */

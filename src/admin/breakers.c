@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// GET /admin/breakers and POST /admin/breakers/ID/reset: every circuit
+// GET /admin/breakers[/ID] and POST /admin/breakers/ID/reset: every circuit
 // breaker's state and counters as the running gateway sees them
 // (src/breaker), and a manual close for one of them.
 #include "admin/admin.h"
@@ -22,6 +22,24 @@ void admin_breakers_get(const struct admin_req *r)
     else
         admin_error(ex, 500, "server_error", "could not render the breakers");
     buf_free(&b);
+}
+
+void admin_breaker_get(const struct admin_req *r)
+{
+    struct http_exchange *ex = r->ex;
+    struct breaker *b = breaker_set_find(ex->cfg->breakers, r->args[0]);
+    if (b == NULL) {
+        admin_error(ex, 404, "not_found",
+                    "no breaker '%.200s' (ids look like agent:ID or provider:NAME)", r->args[0]);
+        return;
+    }
+    buf_t out;
+    buf_init(&out, 1 << 20);
+    if (breaker_render_json(b, clock_mono_ns() / 1000000u, &out) == 0)
+        http_respond(ex, 200, "application/json", out.data, out.len);
+    else
+        admin_error(ex, 500, "server_error", "could not render the breaker");
+    buf_free(&out);
 }
 
 void admin_breakers_reset(const struct admin_req *r)

@@ -19,6 +19,7 @@ static const struct admin_route routes[] = {
     {"GET", "/admin/budgets", admin_budgets_get},
     {"GET", "/admin/budgets/*", admin_budgets_get},
     {"GET", "/admin/breakers", admin_breakers_get},
+    {"GET", "/admin/breakers/*", admin_breaker_get},
     {"POST", "/admin/breakers/*/reset", admin_breakers_reset},
 };
 

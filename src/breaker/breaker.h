@@ -208,6 +208,8 @@ void breaker_count_rate_limited(struct breaker_set *s, const char *node);
 
 /* Appends Prometheus text for every breaker and rate-limited node. 0 or -1. */
 int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *out);
+/* Appends one breaker as a JSON object (state, counters, settings). 0 or -1. */
+int breaker_render_json(struct breaker *b, uint64_t now_ms, buf_t *out);
 /* Appends {"breakers":[…]} JSON. 0 or -1. */
 int breaker_set_render_json(struct breaker_set *s, uint64_t now_ms, buf_t *out);
 

@@ -423,31 +423,38 @@ int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *ou
     return rc ? -1 : 0;
 }
 
+int breaker_render_json(struct breaker *b, uint64_t now_ms, buf_t *out)
+{
+    struct breaker_status st;
+    const struct breaker_params *p = breaker_params(b);
+    breaker_status(b, now_ms, &st);
+    int rc = buf_appendf(
+        out,
+        "{\"id\":\"%s\",\"state\":\"%s\",\"state_code\":%d,\"consecutive_errors\":%u,"
+        "\"retry_after_ms\":%llu,\"concurrency_limit\":%u,\"inflight\":%u,"
+        "\"window\":{\"calls\":%llu,\"errors\":%llu},\"latency\":{\"measured\":%llu,"
+        "\"slow\":%llu},\"trips\":%llu,\"alerts\":%llu,\"refused\":%llu,"
+        "\"config\":{\"consecutive_errors\":%u,\"pause_ms\":%u,\"latency_p90_ms\":%u,"
+        "\"window_ms\":%u,\"error_rate\":%g,\"alert_window_ms\":%u,\"min_calls\":%u,"
+        "\"webhook\":%s}}",
+        breaker_id(b), breaker_state_name(st.state), (int)st.state, st.consecutive,
+        (unsigned long long)st.retry_after_ms, st.concurrency_limit, st.inflight,
+        (unsigned long long)st.calls, (unsigned long long)st.errors,
+        (unsigned long long)st.timed, (unsigned long long)st.slow, (unsigned long long)st.trips,
+        (unsigned long long)st.alerts, (unsigned long long)st.refused, p->consecutive_errors,
+        p->pause_ms, p->latency_p90_ms, p->window_ms, p->error_rate, p->alert_window_ms,
+        p->min_calls, p->webhook ? "true" : "false");
+    return rc ? -1 : 0;
+}
+
 int breaker_set_render_json(struct breaker_set *s, uint64_t now_ms, buf_t *out)
 {
     int rc = buf_append_lit(out, "{\"breakers\":[");
     struct breaker *b;
     for (size_t i = 0; s != NULL && each_breaker(s, i, &b) && rc == 0; i++) {
-        struct breaker_status st;
-        const struct breaker_params *p = breaker_params(b);
-        breaker_status(b, now_ms, &st);
-        rc |= buf_appendf(
-            out,
-            "%s{\"id\":\"%s\",\"state\":\"%s\",\"state_code\":%d,\"consecutive_errors\":%u,"
-            "\"retry_after_ms\":%llu,\"concurrency_limit\":%u,\"inflight\":%u,"
-            "\"window\":{\"calls\":%llu,\"errors\":%llu},\"latency\":{\"measured\":%llu,"
-            "\"slow\":%llu},\"trips\":%llu,\"alerts\":%llu,\"refused\":%llu,"
-            "\"config\":{\"consecutive_errors\":%u,\"pause_ms\":%u,\"latency_p90_ms\":%u,"
-            "\"window_ms\":%u,\"error_rate\":%g,\"alert_window_ms\":%u,\"min_calls\":%u,"
-            "\"webhook\":%s}}",
-            i ? "," : "", breaker_id(b), breaker_state_name(st.state), (int)st.state,
-            st.consecutive, (unsigned long long)st.retry_after_ms, st.concurrency_limit,
-            st.inflight, (unsigned long long)st.calls, (unsigned long long)st.errors,
-            (unsigned long long)st.timed, (unsigned long long)st.slow,
-            (unsigned long long)st.trips, (unsigned long long)st.alerts,
-            (unsigned long long)st.refused, p->consecutive_errors, p->pause_ms, p->latency_p90_ms,
-            p->window_ms, p->error_rate, p->alert_window_ms, p->min_calls,
-            p->webhook ? "true" : "false");
+        if (i > 0)
+            rc |= buf_append_lit(out, ",");
+        rc |= breaker_render_json(b, now_ms, out);
     }
     rc |= buf_append_lit(out, "]}");
     return rc ? -1 : 0;

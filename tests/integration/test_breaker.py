@@ -317,6 +317,9 @@ def test_admin_lists_breakers_and_reset_closes_one(start_gateway, fake):
     assert b["trips"] == 1 and b["refused"] == 1 and b["retry_after_ms"] > 500000, b
     assert b["config"]["consecutive_errors"] == 2 and b["config"]["pause_ms"] == 600000, b
     assert httpx.get(f"http://127.0.0.1:{admin_port}/admin/breakers").status_code == 401
+    one = admin.get("/admin/breakers/provider:up").json()
+    assert one["id"] == "provider:up" and one["state"] == "open" and one["trips"] == 1, one
+    assert admin.get("/admin/breakers/agent:nobody").status_code == 404
     r = admin.post("/admin/breakers/provider:nope/reset")
     assert r.status_code == 404 and "provider:nope" in r.json()["error"]["message"]
     # a reset closes it at once: the next call reaches the (recovered) upstream
