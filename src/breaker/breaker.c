@@ -26,13 +26,13 @@ struct breaker {
     pthread_mutex_t mu;
     enum breaker_state state;
     uint32_t consecutive;
-    uint32_t opened_errors;   /* the run that opened it */
+    uint32_t opened_errors; /* the run that opened it */
     uint64_t opened_at_ms;
     int probe_inflight;
     uint32_t inflight;
-    uint32_t peak_inflight;   /* since the last backoff adjustment */
-    uint32_t limit;           /* concurrency limit; 0 = none */
-    uint32_t backoff_from;    /* the concurrency seen when the backoff began */
+    uint32_t peak_inflight; /* since the last backoff adjustment */
+    uint32_t limit;         /* concurrency limit; 0 = none */
+    uint32_t backoff_from;  /* the concurrency seen when the backoff began */
     uint64_t adjusted_at_ms;
     uint64_t last_alert_ms;
     int alerted;
@@ -226,8 +226,7 @@ static int check_alert(struct breaker *b, uint64_t now_ms)
     if (b->p.error_rate <= 0)
         return 0;
     window_sum(&b->errwin, now_ms, &calls, &errors);
-    if (calls == 0 || calls < b->p.min_calls ||
-        (double)errors <= b->p.error_rate * (double)calls)
+    if (calls == 0 || calls < b->p.min_calls || (double)errors <= b->p.error_rate * (double)calls)
         return 0;
     if (b->alerted && now_ms < b->last_alert_ms + b->p.alert_window_ms)
         return 0;
@@ -327,9 +326,12 @@ void breaker_status(struct breaker *b, uint64_t now_ms, struct breaker_status *s
 const char *breaker_state_name(enum breaker_state s)
 {
     switch (s) {
-    case BREAKER_CLOSED: return "closed";
-    case BREAKER_OPEN: return "open";
-    case BREAKER_HALF_OPEN: return "half_open";
+    case BREAKER_CLOSED:
+        return "closed";
+    case BREAKER_OPEN:
+        return "open";
+    case BREAKER_HALF_OPEN:
+        return "half_open";
     }
     return "?";
 }

@@ -113,12 +113,12 @@ void breaker_reset(struct breaker *b);
 
 struct breaker_status {
     enum breaker_state state;
-    uint32_t consecutive;      /* current run of errors */
-    uint64_t retry_after_ms;   /* open: until half-open */
+    uint32_t consecutive;       /* current run of errors */
+    uint64_t retry_after_ms;    /* open: until half-open */
     uint32_t concurrency_limit; /* 0 = no backoff */
     uint32_t inflight;
-    uint64_t calls, errors;    /* in the error-rate window */
-    uint64_t slow, timed;      /* in the latency window: above latency_p90, measured */
+    uint64_t calls, errors;          /* in the error-rate window */
+    uint64_t slow, timed;            /* in the latency window: above latency_p90, measured */
     uint64_t trips, alerts, refused; /* since start */
 };
 void breaker_status(struct breaker *b, uint64_t now_ms, struct breaker_status *st);
@@ -181,14 +181,14 @@ int breaker_chain_limits(const struct breaker_set *s, const struct breaker_chain
 
 /* Rate limits over a chain. */
 struct rl_admission {
-    uint64_t tokens;           /* reserved on every tokens bucket of the chain */
+    uint64_t tokens; /* reserved on every tokens bucket of the chain */
     int has_requests, has_tokens;
-    struct rl_view requests;   /* the most constrained node's view */
+    struct rl_view requests; /* the most constrained node's view */
     struct rl_view tokens_view;
 };
 struct rl_refusal {
-    const char *node;          /* points into the set */
-    int tokens;                /* 0: requests per minute, 1: tokens per minute */
+    const char *node; /* points into the set */
+    int tokens;       /* 0: requests per minute, 1: tokens per minute */
     uint64_t limit;
     uint64_t retry_after_ns;
 };

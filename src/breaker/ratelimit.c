@@ -18,8 +18,7 @@ static uint64_t span(const struct rl_bucket *b, uint64_t cost)
     return (cost * MINUTE_NS + b->limit - 1) / b->limit;
 }
 
-static void fill_view(const struct rl_bucket *b, uint64_t tat, uint64_t now_ns,
-                      struct rl_view *v)
+static void fill_view(const struct rl_bucket *b, uint64_t tat, uint64_t now_ns, struct rl_view *v)
 {
     uint64_t ahead = tat > now_ns ? tat - now_ns : 0;
     v->limit = b->limit;

@@ -17,7 +17,7 @@ struct rl_state {
 
 struct rl_node {
     char *id;
-    int parent; /* index, -1 for a root */
+    int parent;          /* index, -1 for a root */
     struct rl_state *rl; /* NULL when the node has no rate limit */
     struct breaker *br;  /* NULL when the node has no breaker */
 };
@@ -160,8 +160,7 @@ static int params_same(const struct breaker_params *a, const struct breaker_para
     return a->consecutive_errors == b->consecutive_errors && a->pause_ms == b->pause_ms &&
            a->latency_p90_ms == b->latency_p90_ms && a->window_ms == b->window_ms &&
            a->error_rate == b->error_rate && a->alert_window_ms == b->alert_window_ms &&
-           a->min_calls == b->min_calls &&
-           (a->webhook == NULL) == (b->webhook == NULL) &&
+           a->min_calls == b->min_calls && (a->webhook == NULL) == (b->webhook == NULL) &&
            (a->webhook == NULL || strcmp(a->webhook, b->webhook) == 0);
 }
 
@@ -384,8 +383,8 @@ int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *ou
         "# TYPE portcullis_breaker_alerts_total counter\n",
     };
     static const char *const names[] = {
-        "portcullis_breaker_state", "portcullis_breaker_concurrency_limit",
-        "portcullis_breaker_trips_total", "portcullis_breaker_refused_total",
+        "portcullis_breaker_state",        "portcullis_breaker_concurrency_limit",
+        "portcullis_breaker_trips_total",  "portcullis_breaker_refused_total",
         "portcullis_breaker_alerts_total",
     };
     int rc = 0;
@@ -416,8 +415,7 @@ int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *ou
             rc |= buf_append_lit(out, "# HELP portcullis_rate_limited_total Calls refused by an "
                                       "agent's rate limit.\n# TYPE portcullis_rate_limited_total "
                                       "counter\n");
-        rc |= buf_appendf(out, "portcullis_rate_limited_total{agent=\"%s\"} %llu\n",
-                          s->nodes[i].id,
+        rc |= buf_appendf(out, "portcullis_rate_limited_total{agent=\"%s\"} %llu\n", s->nodes[i].id,
                           (unsigned long long)atomic_load(&s->nodes[i].rl->refused));
     }
     return rc ? -1 : 0;
@@ -439,11 +437,11 @@ int breaker_render_json(struct breaker *b, uint64_t now_ms, buf_t *out)
         "\"webhook\":%s}}",
         breaker_id(b), breaker_state_name(st.state), (int)st.state, st.consecutive,
         (unsigned long long)st.retry_after_ms, st.concurrency_limit, st.inflight,
-        (unsigned long long)st.calls, (unsigned long long)st.errors,
-        (unsigned long long)st.timed, (unsigned long long)st.slow, (unsigned long long)st.trips,
-        (unsigned long long)st.alerts, (unsigned long long)st.refused, p->consecutive_errors,
-        p->pause_ms, p->latency_p90_ms, p->window_ms, p->error_rate, p->alert_window_ms,
-        p->min_calls, p->webhook ? "true" : "false");
+        (unsigned long long)st.calls, (unsigned long long)st.errors, (unsigned long long)st.timed,
+        (unsigned long long)st.slow, (unsigned long long)st.trips, (unsigned long long)st.alerts,
+        (unsigned long long)st.refused, p->consecutive_errors, p->pause_ms, p->latency_p90_ms,
+        p->window_ms, p->error_rate, p->alert_window_ms, p->min_calls,
+        p->webhook ? "true" : "false");
     return rc ? -1 : 0;
 }
 

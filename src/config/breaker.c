@@ -21,8 +21,8 @@ enum {
     B_COUNT
 };
 static const char *const breaker_keys[B_COUNT] = {
-    "consecutive_errors", "pause", "latency_p90", "window", "error_rate", "alert_window",
-    "min_calls",          "webhook",
+    "consecutive_errors", "pause",        "latency_p90", "window",
+    "error_rate",         "alert_window", "min_calls",   "webhook",
 };
 
 #define MAX_COUNT 1000000000ULL
@@ -73,8 +73,8 @@ void cfg_build_breaker(struct cfg_ctx *c, yaml_node_t *n, const char *path,
     }
     breaker_params_default(p);
     if (f[B_CONSECUTIVE] != NULL &&
-        cfg_uint(c, f[B_CONSECUTIVE], cfg_path(pk, sizeof pk, path, breaker_keys[B_CONSECUTIVE]),
-                 0, MAX_COUNT, &v) == 0)
+        cfg_uint(c, f[B_CONSECUTIVE], cfg_path(pk, sizeof pk, path, breaker_keys[B_CONSECUTIVE]), 0,
+                 MAX_COUNT, &v) == 0)
         p->consecutive_errors = (uint32_t)v;
     if (f[B_PAUSE] != NULL)
         cfg_duration(c, f[B_PAUSE], cfg_path(pk, sizeof pk, path, "pause"), 1, &p->pause_ms);
@@ -91,8 +91,8 @@ void cfg_build_breaker(struct cfg_ctx *c, yaml_node_t *n, const char *path,
         cfg_duration(c, f[B_ALERT_WINDOW], cfg_path(pk, sizeof pk, path, "alert_window"),
                      BREAKER_SLOTS, &p->alert_window_ms);
     if (f[B_MIN_CALLS] != NULL &&
-        cfg_uint(c, f[B_MIN_CALLS], cfg_path(pk, sizeof pk, path, "min_calls"), 1, MAX_COUNT,
-                 &v) == 0)
+        cfg_uint(c, f[B_MIN_CALLS], cfg_path(pk, sizeof pk, path, "min_calls"), 1, MAX_COUNT, &v) ==
+            0)
         p->min_calls = (uint32_t)v;
     if (f[B_WEBHOOK] != NULL && !cfg_is_null(f[B_WEBHOOK]))
         build_webhook(c, f[B_WEBHOOK], cfg_path(pk, sizeof pk, path, "webhook"), &p->webhook);

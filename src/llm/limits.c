@@ -87,8 +87,8 @@ static void post_webhook(struct worker *w, struct breaker *b, const struct break
                  "\"threshold\":%g,\"calls\":%llu,\"errors\":%llu,\"window_ms\":%u,"
                  "\"state\":\"%s\",\"time\":%lld}",
                  breaker_id(b), rate, p->error_rate, (unsigned long long)st->calls,
-                 (unsigned long long)st->errors, p->alert_window_ms,
-                 breaker_state_name(st->state), (long long)time(NULL)) < 0) {
+                 (unsigned long long)st->errors, p->alert_window_ms, breaker_state_name(st->state),
+                 (long long)time(NULL)) < 0) {
         free(h->url);
         free(h);
         return;
@@ -118,9 +118,9 @@ static void emit(struct http_exchange *ex, struct breaker *b, int ev, uint64_t n
     const char *id = breaker_id(b);
     const struct breaker_params *p = breaker_params(b);
     buf_t *lb = &ex->worker->logbuf;
-    const char *what = ev & BREAKER_EV_OPENED     ? "circuit breaker opened"
-                       : ev & BREAKER_EV_CLOSED   ? "circuit breaker closed"
-                       : ev & BREAKER_EV_BACKOFF  ? "circuit breaker backing off on latency"
+    const char *what = ev & BREAKER_EV_OPENED      ? "circuit breaker opened"
+                       : ev & BREAKER_EV_CLOSED    ? "circuit breaker closed"
+                       : ev & BREAKER_EV_BACKOFF   ? "circuit breaker backing off on latency"
                        : ev & BREAKER_EV_RECOVERED ? "circuit breaker latency recovered"
                                                    : NULL;
     if (what && log_enabled(LOG_WARN) && log_line_begin(lb, LOG_WARN, what) == 0) {
@@ -179,8 +179,7 @@ static void add_views(struct http_exchange *ex, const char *kind, const struct r
     snprintf(name, sizeof name, "x-ratelimit-limit-%s", kind);
     http_add_header(ex, name, arena_printf(&ex->arena, "%llu", (unsigned long long)v->limit));
     snprintf(name, sizeof name, "x-ratelimit-remaining-%s", kind);
-    http_add_header(ex, name,
-                    arena_printf(&ex->arena, "%llu", (unsigned long long)v->remaining));
+    http_add_header(ex, name, arena_printf(&ex->arena, "%llu", (unsigned long long)v->remaining));
     snprintf(name, sizeof name, "x-ratelimit-reset-%s", kind);
     breaker_format_duration(v->reset_ns, reset, sizeof reset);
     http_add_header(ex, name, reset);
@@ -215,8 +214,7 @@ int llm_limits_admit(struct llm_call *call)
     l->set = ex->cfg->breakers;
     if (l->set == NULL || p == NULL || p->chain_len == 0)
         return 0;
-    if (breaker_chain_resolve(l->set, (const char *const *)p->chain, p->chain_len, &l->chain) <
-        0)
+    if (breaker_chain_resolve(l->set, (const char *const *)p->chain, p->chain_len, &l->chain) < 0)
         return 0; /* longer than any configured tree */
     uint64_t now = now_ms();
     for (size_t i = 0; i < l->chain.n; i++) {
@@ -270,9 +268,9 @@ int llm_limits_admit(struct llm_call *call)
     ex->decision = "deny";
     ex->decision_reason = arena_printf(&ex->arena, "rate_limit_exceeded: %s %s", why.node,
                                        why.tokens ? "tokens" : "requests");
-    http_add_header(ex, "Retry-After",
-                    arena_printf(&ex->arena, "%llu",
-                                 (unsigned long long)secs_up(why.retry_after_ns)));
+    http_add_header(
+        ex, "Retry-After",
+        arena_printf(&ex->arena, "%llu", (unsigned long long)secs_up(why.retry_after_ns)));
     if (why.tokens)
         llm_error(ex, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
                   "rate limit reached for agent '%s' on tokens per minute: limit %llu, this "
@@ -313,8 +311,7 @@ int llm_limits_target(struct llm_call *call)
         if (log_line_begin(lb, LOG_INFO, "target skipped by its circuit breaker") == 0) {
             log_line_str(lb, "request_id", ex->request_id, strlen(ex->request_id));
             log_line_str(lb, "breaker", l->skipped, strlen(l->skipped));
-            log_line_str(lb, "reason",
-                         why.reason == BREAKER_REFUSED_BACKOFF ? "backoff" : "open",
+            log_line_str(lb, "reason", why.reason == BREAKER_REFUSED_BACKOFF ? "backoff" : "open",
                          why.reason == BREAKER_REFUSED_BACKOFF ? 7 : 4);
             log_line_end(lb);
         }
@@ -335,10 +332,10 @@ void llm_limits_no_target(struct llm_call *call)
                     arena_printf(&ex->arena, "%llu",
                                  (unsigned long long)secs_up(why->retry_after_ms * 1000000u)));
     /* an earlier target that was tried and failed is named too */
-    const char *tried = ex->attempts > 0 && ex->provider
-                            ? arena_printf(&ex->arena, "; provider '%s' was tried and failed",
-                                           ex->provider)
-                            : NULL;
+    const char *tried =
+        ex->attempts > 0 && ex->provider
+            ? arena_printf(&ex->arena, "; provider '%s' was tried and failed", ex->provider)
+            : NULL;
     if (why->reason == BREAKER_REFUSED_BACKOFF)
         llm_error(ex, 503, "upstream_error", "circuit_breaker_backoff", "model",
                   "circuit breaker '%s' is backing off on latency (at most %u calls at once) "

@@ -13,17 +13,17 @@ struct llm_call;
 
 /* Per call, in the call (the arena). Zero = nothing admitted. */
 struct llm_limits {
-    struct breaker_set *set;         /* the snapshot's, NULL when none */
-    struct breaker_chain chain;      /* caller and ancestors */
+    struct breaker_set *set;    /* the snapshot's, NULL when none */
+    struct breaker_chain chain; /* caller and ancestors */
     int has_rl;
     struct rl_admission rl;
-    struct breaker_ticket agent[8];  /* agent breakers of the chain */
+    struct breaker_ticket agent[8]; /* agent breakers of the chain */
     size_t nagent;
-    struct breaker_ticket target;    /* the current attempt's provider breaker */
-    uint64_t ttfb_ns;                /* the attempt's answer headers arrived */
-    int attempt_error;               /* a committed stream broke */
-    int refused_by_breaker;          /* no target left: every one was skipped */
-    const char *skipped;             /* id of the last breaker that skipped a target */
+    struct breaker_ticket target; /* the current attempt's provider breaker */
+    uint64_t ttfb_ns;             /* the attempt's answer headers arrived */
+    int attempt_error;            /* a committed stream broke */
+    int refused_by_breaker;       /* no target left: every one was skipped */
+    const char *skipped;          /* id of the last breaker that skipped a target */
     struct breaker_why skipped_why;
 };
 

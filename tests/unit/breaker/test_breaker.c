@@ -258,7 +258,8 @@ static void set_renders_state_for_metrics_and_admin(void **s)
     assert_int_equal(buf_append(&out, "", 1), 0);
     assert_non_null(strstr(out.data, "portcullis_breaker_state{breaker=\"provider:openai\"} 1\n"));
     assert_non_null(strstr(out.data, "portcullis_breaker_state{breaker=\"agent:team\"} 0\n"));
-    assert_non_null(strstr(out.data, "portcullis_breaker_trips_total{breaker=\"provider:openai\"} 1"));
+    assert_non_null(
+        strstr(out.data, "portcullis_breaker_trips_total{breaker=\"provider:openai\"} 1"));
     assert_non_null(strstr(out.data, "portcullis_rate_limited_total{agent=\"team\"} 0"));
     buf_reset(&out);
     assert_int_equal(breaker_set_render_json(set, T0, &out), 0);
