@@ -58,7 +58,7 @@ def provider_config(fake, breaker: dict, fallback=None, **extra) -> dict:
 
 def test_failing_upstream_trips_after_n_errors_fails_fast_and_the_probe_closes_it(
         start_gateway, fake):
-    gw = start_gateway(provider_config(fake, {"consecutive_errors": 3, "pause": "1500ms"}))
+    gw = start_gateway(provider_config(fake, {"consecutive_errors": 3, "pause": "3s"}))
     h = gw.http()
     timed(h)  # warm the connection
     ok, t_ok = timed(h)
@@ -87,7 +87,7 @@ def test_failing_upstream_trips_after_n_errors_fails_fast_and_the_probe_closes_i
           f"{t_refused * 1000:.1f} ms; failing upstream answers after 200 ms")
 
     # after the pause, still failing: the one probe fails and reopens it
-    time.sleep(1.6)
+    time.sleep(3.1)
     r = chat(gw)
     assert r.status_code == 500, r.text
     assert len(fake.requests) == n + 4
@@ -97,7 +97,7 @@ def test_failing_upstream_trips_after_n_errors_fails_fast_and_the_probe_closes_i
 
     # the upstream recovers: after the pause the probe succeeds and closes it
     fake.set()
-    time.sleep(1.6)
+    time.sleep(3.1)
     assert metric(gw, "portcullis_breaker_state", 'breaker="provider:up"') == 2
     r = chat(gw)
     assert r.status_code == 200, r.text
@@ -117,8 +117,8 @@ def test_half_open_lets_exactly_one_probe_through(start_gateway, fake):
     fake.set(status=503)
     assert chat(gw).status_code == 503
     time.sleep(0.6)
-    # the probe is slow at the upstream; every other call meanwhile is refused
-    fake.set(latency_ms=1500)
+    # the probe is held at the upstream; every other call meanwhile is refused
+    fake.set(hang=True)
     with ThreadPoolExecutor(max_workers=1) as pool:
         probe = pool.submit(chat, gw)
         fake.wait_for_requests(2)
@@ -127,8 +127,12 @@ def test_half_open_lets_exactly_one_probe_through(start_gateway, fake):
             err = assert_openai_error(r, 503)
             assert err["code"] == "circuit_breaker_open" and "half-open" in err["message"], err
         assert len(fake.requests) == 2
-        assert probe.result(timeout=30).status_code == 200
-    fake.set()
+        fake.release.set()  # the held probe fails: open again
+        assert probe.result(timeout=30).status_code == 502
+    fake.reset()
+    assert assert_openai_error(chat(gw), 503)["code"] == "circuit_breaker_open"
+    time.sleep(0.6)
+    assert chat(gw).status_code == 200  # the next probe succeeds and closes it
     assert chat(gw).status_code == 200
 
 
@@ -239,7 +243,7 @@ def receiver():
 
 
 def test_error_rate_alert_fires_once_per_shortened_window(start_gateway, fake, receiver):
-    breaker = {"consecutive_errors": 0, "error_rate": 0.5, "alert_window": "2s",
+    breaker = {"consecutive_errors": 0, "error_rate": 0.5, "alert_window": "6s",
                "min_calls": 4, "webhook": receiver.url}
     gw = start_gateway(provider_config(fake, breaker))
     for _ in range(4):
@@ -258,7 +262,7 @@ def test_error_rate_alert_fires_once_per_shortened_window(start_gateway, fake, r
     assert posts[0]["ctype"] == "application/json"
     assert body["event"] == "breaker_error_rate" and body["breaker"] == "provider:up", body
     assert body["threshold"] == 0.5 and body["errors"] == 5 and body["calls"] == 9, body
-    assert body["window_ms"] == 2000
+    assert body["window_ms"] == 6000
     # once per window: more errors now do not alert again
     for _ in range(5):
         assert chat(gw).status_code == 500
@@ -268,7 +272,7 @@ def test_error_rate_alert_fires_once_per_shortened_window(start_gateway, fake, r
     assert rec["breaker"] == "provider:up" and rec["level"] == "error"
     assert metric(gw, "portcullis_breaker_alerts_total", 'breaker="provider:up"') == 1
     # the next window, still failing: a second alert
-    time.sleep(2.1)
+    time.sleep(6.1)
     for _ in range(4):
         assert chat(gw).status_code == 500
     receiver.wait(2)
@@ -287,13 +291,21 @@ def test_slow_upstream_backs_off_and_sheds_to_the_fallback(start_gateway, fake, 
     limit = metric(gw, "portcullis_breaker_concurrency_limit", 'breaker="provider:up"')
     assert limit is not None and 1 <= limit <= 4, limit
     gw.wait_for_log(lambda r: r.get("msg") == "circuit breaker backing off on latency")
-    # 8 at once again: only `limit` go to the slow target, the rest to the fallback
+    # 8 at once again, the slow target now holding its calls: only `limit` go to it,
+    # the rest to the fallback at once
     before = len(fake.requests)
+    fake.set(hang=True)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        second = list(pool.map(lambda _: chat(gw), range(8)))
-    assert all(r.status_code == 200 for r in second)
-    assert len(fake2.requests) >= 8 - limit, (len(fake2.requests), limit)
-    assert len(fake.requests) - before <= limit
+        futures = [pool.submit(chat, gw) for _ in range(8)]
+        deadline = time.monotonic() + 60
+        while (len(fake.requests) - before + len(fake2.requests) < 8
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert len(fake.requests) - before <= limit, (len(fake.requests) - before, limit)
+        assert len(fake2.requests) >= 8 - limit, (len(fake2.requests), limit)
+        fake.release.set()  # held calls are dropped and fall back too
+        second = [f.result(timeout=30) for f in futures]
+    assert all(r.status_code == 200 for r in second), [r.status_code for r in second]
 
 
 ADMIN_TOKEN = "adm-" + "5" * 24
@@ -354,16 +366,26 @@ def test_no_target_left_names_the_breaker_and_the_target_that_failed(start_gatew
 
 def test_twenty_parallel_calls_at_half_open_send_exactly_one_probe(start_gateway, fake):
     # two workers share the breaker: of 20 calls racing in when the pause ends, one
-    # reaches the upstream and every other is refused
+    # reaches the upstream (held there until the other 19 are answered, so a loaded
+    # machine cannot let the probe finish first) and every other is refused
     gw = start_gateway(provider_config(fake, {"consecutive_errors": 1, "pause": "700ms"}))
     fake.set(status=500)
     assert chat(gw).status_code == 500
     time.sleep(0.8)
-    fake.set(latency_ms=1000)
+    fake.set(hang=True)
     with ThreadPoolExecutor(max_workers=20) as pool:
-        results = list(pool.map(lambda _: chat(gw), range(20)))
-    statuses = sorted(r.status_code for r in results)
-    assert statuses == [200] + [503] * 19, statuses
+        futures = [pool.submit(chat, gw) for _ in range(20)]
+        deadline = time.monotonic() + 60
+        while sum(f.done() for f in futures) < 19 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        finished = [f for f in futures if f.done()]
+        done = [f.result() for f in finished]
+        assert len(done) == 19 and all(r.status_code == 503 for r in done), \
+            [r.status_code for r in done]
+        assert len(fake.requests) == 2
+        fake.release.set()  # the held probe now fails (connection dropped): 502
+        (probe,) = [f.result(timeout=30) for f in futures if f not in finished]
+    assert probe.status_code == 502, probe.text
     assert len(fake.requests) == 2
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,10 +86,12 @@ def test_parallel_calls_over_workers_share_one_exact_total(start_gateway):
     gw = start_gateway(rl_config([{"id": "bot", "rate_limit": {"requests_per_minute": 10}}],
                                  workers=2, latency="20ms"))
     key = create_key(gw, "bot")
+    t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(pool.map(lambda _: chat(gw, key).status_code, range(40)))
-    assert statuses.count(200) == 10, statuses
-    assert statuses.count(429) == 30, statuses
+    refilled = int((time.monotonic() - t0) * 10 / 60)  # one more every 6 s
+    assert 10 <= statuses.count(200) <= 10 + refilled, (statuses, refilled)
+    assert statuses.count(200) + statuses.count(429) == 40, statuses
 
 
 def test_tokens_per_minute_reserve_an_estimate_and_settle_real_usage(start_gateway):
