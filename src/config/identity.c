@@ -43,21 +43,6 @@ static int read_bool(struct cfg_ctx *c, yaml_node_t *n, const char *path, int *o
     return -1;
 }
 
-/* "dir/name", or a copy of name when it is absolute or there is no dir. */
-static char *resolve(struct cfg_ctx *c, const char *name)
-{
-    if (name[0] == '/' || c->dir == NULL)
-        return cfg_xstrdup(c, name);
-    size_t n = strlen(c->dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p == NULL) {
-        c->oom = 1;
-        return NULL;
-    }
-    snprintf(p, n, "%s/%s", c->dir, name);
-    return p;
-}
-
 /* A string or a list of strings into a NULL-free array. */
 static void read_strings(struct cfg_ctx *c, yaml_node_t *n, const char *path, char ***out,
                          size_t *count)
@@ -107,7 +92,7 @@ static void build_jwks(struct cfg_ctx *c, yaml_node_t *n, struct config_jwks *j)
         if (s != NULL && s[0] == '\0')
             cfg_error(c, f[0], "identity.jwt.jwks.file: must not be empty");
         else if (s != NULL)
-            j->file = resolve(c, s);
+            j->file = cfg_resolve_path(c, s);
     }
     if (f[1] != NULL) {
         const char *s = cfg_str(c, f[1], "identity.jwt.jwks.url");
@@ -341,7 +326,7 @@ void cfg_build_audit(struct cfg_ctx *c, yaml_node_t *n)
         if (s != NULL && s[0] == '\0')
             cfg_error(c, f[1], "audit.jsonl: must not be empty");
         else if (s != NULL)
-            a->jsonl_path = resolve(c, s);
+            a->jsonl_path = cfg_resolve_path(c, s);
     }
     if (f[2] != NULL && cfg_uint(c, f[2], "audit.buffer", 16, 1u << 20, &v) == 0)
         a->buffer = (uint32_t)v;

@@ -59,8 +59,7 @@ static const struct {
     {K_AUDIT, YAML_MAPPING_NODE},
 };
 
-/* "dir/name", or a copy of name when it is absolute or there is no dir. */
-static char *resolve_path(struct cfg_ctx *c, const char *name)
+char *cfg_resolve_path(struct cfg_ctx *c, const char *name)
 {
     if (name[0] == '/' || c->dir == NULL)
         return cfg_xstrdup(c, name);
@@ -87,7 +86,7 @@ static int set_defaults(struct cfg_ctx *c)
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cfg->workers = cpus < 1 ? 1 : cpus > MAX_WORKERS ? MAX_WORKERS : (unsigned)cpus;
     cfg->state = cfg_xstrdup(c, "embedded");
-    cfg->state_path = resolve_path(c, "portcullis.db");
+    cfg->state_path = cfg_resolve_path(c, "portcullis.db");
     cfg->log_level = cfg_xstrdup(c, "info");
     cfg->limits = (struct config_limits){
         .max_header_bytes = 16384,
@@ -178,7 +177,7 @@ static void build_state_path(struct cfg_ctx *c, yaml_node_t *n)
         cfg_error(c, n, "state_path: must not be empty");
         return;
     }
-    char *p = resolve_path(c, s);
+    char *p = cfg_resolve_path(c, s);
     if (p != NULL) {
         free(c->cfg->state_path);
         c->cfg->state_path = p;
@@ -212,7 +211,7 @@ static void tls_file(struct cfg_ctx *c, yaml_node_t *n, const char *path, char *
         cfg_error(c, n, "%s: must not be empty", path);
         return;
     }
-    char *file = resolve_path(c, s);
+    char *file = cfg_resolve_path(c, s);
     if (file == NULL)
         return;
     if (stat(file, &st) < 0)

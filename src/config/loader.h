@@ -68,6 +68,9 @@ const char *cfg_str(struct cfg_ctx *c, yaml_node_t *n, const char *path);
 /* strdup of cfg_str into *out (freeing the old value); -1 on error. */
 int cfg_strdup(struct cfg_ctx *c, yaml_node_t *n, const char *path, char **out);
 char *cfg_xstrdup(struct cfg_ctx *c, const char *s);
+/* "dir/name" with dir the config file's directory, or a copy of name when it
+ * is absolute or the config came from memory; malloc'd (c->oom on failure). */
+char *cfg_resolve_path(struct cfg_ctx *c, const char *name);
 
 /* Typed readers; on error *out is left alone and -1 returned. */
 int cfg_uint(struct cfg_ctx *c, yaml_node_t *n, const char *path, uint64_t min, uint64_t max,

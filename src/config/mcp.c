@@ -125,21 +125,6 @@ static int read_pairs(struct cfg_ctx *c, yaml_node_t *n, const char *path,
     return 0;
 }
 
-/* "dir/name", or a copy of name when it is absolute or there is no dir. */
-static char *resolve_dir(struct cfg_ctx *c, const char *name)
-{
-    if (name[0] == '/' || c->dir == NULL)
-        return cfg_xstrdup(c, name);
-    size_t n = strlen(c->dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p == NULL) {
-        c->oom = 1;
-        return NULL;
-    }
-    snprintf(p, n, "%s/%s", c->dir, name);
-    return p;
-}
-
 static int name_ok(const char *s)
 {
     if (s[0] == '\0' || strlen(s) > 64)
@@ -304,7 +289,7 @@ static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
         else if (d != NULL && d[0] == '\0')
             cfg_error(c, f[S_CWD], "%s: must not be empty", p);
         else if (d != NULL)
-            s->cwd = resolve_dir(c, d);
+            s->cwd = cfg_resolve_path(c, d);
     } else if (f[S_COMMAND] != NULL && c->dir != NULL) {
         s->cwd =
             cfg_xstrdup(c, c->dir); /* relative paths in command: read from the config's folder */

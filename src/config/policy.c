@@ -17,20 +17,6 @@
 
 #define MAX_POLICY_FILES 1024
 
-static char *resolve(struct cfg_ctx *c, const char *name)
-{
-    if (name[0] == '/' || c->dir == NULL)
-        return cfg_xstrdup(c, name);
-    size_t n = strlen(c->dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p == NULL) {
-        c->oom = 1;
-        return NULL;
-    }
-    snprintf(p, n, "%s/%s", c->dir, name);
-    return p;
-}
-
 static int add_file(struct cfg_ctx *c, const char *path)
 {
     struct config_policy *pol = &c->cfg->policy;
@@ -62,7 +48,7 @@ static void expand(struct cfg_ctx *c, yaml_node_t *n, const char *path)
         cfg_error(c, n, "%s: must not be empty", path);
         return;
     }
-    char *full = resolve(c, s);
+    char *full = cfg_resolve_path(c, s);
     if (full == NULL)
         return;
     glob_t g;
