@@ -109,12 +109,15 @@ def test_rotated_key_is_fetched_while_the_request_waits(start_gateway, idp):
     assert idp.fetches == fetched + 1
     assert r.json()["choices"][0]["message"]["content"]
 
-    # a key id the IdP never published, inside the refetch interval: refused at
-    # once, without another fetch
+    # a key id the IdP never published: refused, and inside the refetch interval
+    # without another fetch (on a loaded machine the requests may outlast the
+    # interval: then at most one fetch per interval elapsed)
+    fetched_at = time.monotonic()
     idp.add_key("k9", publish=False)
     for _ in range(5):
         err = assert_openai_error(chat(gw, idp.token("k9")), 401)
         assert err["code"] == "unknown_key_id", err
-    assert idp.fetches == fetched + 1
+    allowed = int((time.monotonic() - fetched_at) / 1.0)
+    assert idp.fetches - (fetched + 1) <= allowed, (idp.fetches, fetched, allowed)
     # and the token is never echoed
     assert idp.token("k9")[:40] not in json.dumps(err)
