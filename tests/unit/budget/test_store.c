@@ -17,28 +17,9 @@
 #include "budget/budget.h"
 #include "state/state.h"
 
+#include "../support/tmp_db.h"
+
 static const time_t NOW = 1764072000; /* 2025-11-25 12:00:00 UTC */
-
-static char *tmp_db(void)
-{
-    char tmpl[] = "/tmp/pcl-bstore-XXXXXX";
-    int fd = mkstemp(tmpl);
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(tmpl);
-    return strdup(tmpl);
-}
-
-static void remove_db(char *path)
-{
-    char p[300];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-    free(path);
-}
 
 static struct budget_tree *tree(void)
 {

@@ -15,26 +15,7 @@
 
 #include "state/state.h"
 
-static char *tmp_db(void)
-{
-    char tmpl[] = "/tmp/pcl-budget-XXXXXX";
-    int fd = mkstemp(tmpl);
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(tmpl);
-    return strdup(tmpl);
-}
-
-static void remove_db(char *path)
-{
-    char p[300];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-    free(path);
-}
+#include "../support/tmp_db.h"
 
 struct seen {
     int n;

@@ -18,26 +18,7 @@
 
 #include "state/state.h"
 
-static char *tmp_db(void)
-{
-    char tmpl[] = "/tmp/pcl-state-XXXXXX";
-    int fd = mkstemp(tmpl);
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(tmpl);
-    return strdup(tmpl);
-}
-
-static void remove_db(char *path)
-{
-    char p[300];
-    unlink(path);
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-    free(path);
-}
+#include "../support/tmp_db.h"
 
 static struct state *open_ok(const char *path)
 {
