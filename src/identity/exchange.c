@@ -15,9 +15,9 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/hex.h"
 #include "http/server.h"
 #include "identity/internal.h"
-#include "core/hex.h"
 
 #define GRANT_TOKEN_EXCHANGE "urn:ietf:params:oauth:grant-type:token-exchange"
 #define TT_ACCESS "urn:ietf:params:oauth:token-type:access_token"
@@ -147,6 +147,18 @@ static json_t *act_claim(const struct identity_principal *p, size_t n)
         act = a;
     }
     return act;
+}
+
+#define JTI_LEN 24 /* 96 random bits in hex */
+
+/* A fresh token id. 0, or -1 when the RNG fails. */
+static int make_jti(char out[JTI_LEN + 1])
+{
+    unsigned char rnd[JTI_LEN / 2];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        return -1;
+    hex_encode(rnd, sizeof rnd, out);
+    return 0;
 }
 
 static int agent_id_ok(const char *s)
@@ -321,16 +333,13 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
     int64_t exp = now + ic->delegation_ttl_ms / 1000;
     if (p->expires != 0 && p->expires < exp)
         exp = p->expires;
-    unsigned char rnd[12];
-    char jti[32];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+    char jti[JTI_LEN + 1];
+    if (make_jti(jti) < 0) {
         identity_keys_put(k);
         ex->decision = "error";
         identity_oauth_error(ex, 500, "server_error", "no randomness");
         return;
     }
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
     const char *root = p->root_request_id ? p->root_request_id : ex->request_id;
     json_t *pcl = json_pack("{s:s,s:s}", "rid", ex->request_id, "root", root);
     if (pcl != NULL && p->root_key_id != NULL)
@@ -399,14 +408,11 @@ char *identity_outbound_token(struct identity *id, const char *issuer,
         identity_keys_put(k);
         return NULL;
     }
-    unsigned char rnd[12];
-    char jti[32];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+    char jti[JTI_LEN + 1];
+    if (make_jti(jti) < 0) {
         identity_keys_put(k);
         return NULL;
     }
-    for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
     int64_t now = (int64_t)time(NULL);
     int64_t exp = now + ttl_s;
     if (p != NULL && p->expires != 0 && p->expires < exp)

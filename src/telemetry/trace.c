@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "http/parser.h"
 #include "http/server.h"
 #include "identity/identity.h"
@@ -49,17 +50,12 @@ int traceparent_parse(const char *v, size_t len, char trace_id[33], char parent_
 
 static void hex_of_hash(const char *tag, const char *s, char *out, size_t ndigits)
 {
-    static const char digits[] = "0123456789abcdef";
     unsigned char md[SHA256_DIGEST_LENGTH];
     char in[160]; /* request ids are at most 63 bytes */
     int n = snprintf(in, sizeof in, "%s%s", tag, s);
     SHA256((const unsigned char *)in, n < (int)sizeof in ? (size_t)n : sizeof in - 1, md);
     md[0] |= 1; /* never all zeros */
-    for (size_t i = 0; i < ndigits / 2; i++) {
-        out[2 * i] = digits[md[i] >> 4];
-        out[2 * i + 1] = digits[md[i] & 15];
-    }
-    out[ndigits] = '\0';
+    hex_encode(md, ndigits / 2, out);
 }
 
 void trace_id_of_exchange(const struct http_exchange *ex, char out[33])
