@@ -18,6 +18,7 @@
 #include "core/hex.h"
 #include "http/server.h"
 #include "identity/internal.h"
+#include "policy/policy.h"
 
 #define GRANT_TOKEN_EXCHANGE "urn:ietf:params:oauth:grant-type:token-exchange"
 #define TT_ACCESS "urn:ietf:params:oauth:token-type:access_token"
@@ -173,6 +174,65 @@ static int agent_id_ok(const char *s)
     return 1;
 }
 
+/* policy: may p delegate to target? Action::"delegate" on Agent::"target",
+ * with the caller's chain, the depth the child would have, and the scope and
+ * budget the child asks for in the context. 0 when allowed (or no policy
+ * set); -1 when it has answered (403 access_denied naming the permission and
+ * the determining policies, or 500). */
+static int delegate_allowed(struct http_exchange *ex, const struct identity_principal *p,
+                            const char *target, const char *scope, double budget)
+{
+    const struct config_policy *pol = &ex->cfg->policy;
+    if (pol->set == NULL)
+        return 0;
+    json_t *chain = json_array();
+    for (size_t i = 0; chain && i < p->chain_len; i++)
+        json_array_append_new(chain, json_string(p->chain[i]));
+    json_t *ctx = json_pack("{s:o, s:I, s:s}", "chain", chain, "depth", (json_int_t)p->chain_len,
+                            "scope", scope ? scope : "");
+    if (ctx != NULL && budget >= 0)
+        json_object_set_new(ctx, "budget_micro_usd", json_integer((json_int_t)(budget * 1e6)));
+    struct policy_request req = {
+        .principal = policy_uid_make("Agent", p->agent),
+        .action = policy_uid_make("Action", "delegate"),
+        .resource = policy_uid_make("Agent", target),
+        .context = ctx,
+    };
+    struct policy_decision d;
+    int rc = ctx ? policy_decide(pol->set, pol->entities, &req, &d) : -1;
+    json_decref(ctx);
+    if (rc < 0) {
+        if (ctx)
+            policy_decision_free(&d);
+        ex->decision = "error";
+        identity_oauth_error(ex, 500, "server_error", "the policy decision for this request failed");
+        return -1;
+    }
+    char ids[512];
+    size_t off = 0;
+    ids[0] = '\0';
+    for (size_t i = 0; i < d.nreasons && off < sizeof ids; i++)
+        off += (size_t)snprintf(ids + off, sizeof ids - off, "%s%s", i ? ", " : "", d.reasons[i]);
+    int deny = !d.allow && (!pol->default_allow || d.nreasons > 0);
+    int forbid = !d.allow && d.nreasons > 0;
+    policy_decision_free(&d);
+    if (ids[0])
+        ex->policy_ids = arena_printf(&ex->arena, "%s", ids);
+    if (!deny)
+        return 0;
+    if (forbid)
+        identity_oauth_error(ex, 403, "access_denied",
+                             "permission denied: Action::\"delegate\" on Agent::\"%.64s\" for "
+                             "Agent::\"%.64s\" is forbidden by policy %.200s",
+                             target, p->agent, ids);
+    else
+        identity_oauth_error(ex, 403, "access_denied",
+                             "permission denied: no policy permits Action::\"delegate\" on "
+                             "Agent::\"%.64s\" for Agent::\"%.64s\"",
+                             target, p->agent);
+    return -1;
+}
+
 void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
 {
     const struct config *cfg = ex->cfg;
@@ -321,6 +381,8 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
     }
     if (budget < 0)
         budget = p->budget_usd;
+    if (delegate_allowed(ex, p, target, scope, budget) < 0)
+        return;
 
     struct identity_keys *k = identity_keys_get(id);
     if (k == NULL || k->signing_jwk == NULL) {
@@ -376,7 +438,11 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
     }
     ex->decision = "allow";
     ex->decision_reason =
-        arena_printf(&ex->arena, "delegated %s -> %s (depth %zu)", p->agent, target, p->chain_len);
+        ex->policy_ids
+            ? arena_printf(&ex->arena, "delegated %s -> %s (depth %zu), permitted by %s", p->agent,
+                           target, p->chain_len, ex->policy_ids)
+            : arena_printf(&ex->arena, "delegated %s -> %s (depth %zu)", p->agent, target,
+                           p->chain_len);
     http_add_header(ex, "Cache-Control", "no-store");
     http_respond(ex, 200, "application/json", text, strlen(text));
     explicit_bzero(text, strlen(text));

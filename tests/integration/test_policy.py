@@ -273,3 +273,81 @@ def test_example_policy_config(start_gateway):
     err = assert_openai_error(chat(gw, None, "gpt-4o-mini"), 403)
     assert "no-anonymous-paid-models" in err["message"]
     assert chat(gw, key, "gpt-4o-mini").status_code == 200
+
+
+DELEGATION = """\
+// Agents under research may hand work to researcher, and only with a small budget.
+@id("research-may-delegate")
+permit (principal in Agent::"research", action == Action::"delegate", resource == Agent::"researcher")
+when { context has budget_micro_usd && context.budget_micro_usd <= 5000000 };
+
+// Nobody delegates to sales.
+@id("never-to-sales")
+forbid (principal, action == Action::"delegate", resource == Agent::"sales");
+"""
+
+
+def delegate(gw, subject: str, audience: str, **params) -> httpx.Response:
+    data = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": subject,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "audience": audience,
+        **params,
+    }
+    with gw.http() as h:
+        return h.post("/oauth/token", data=data)
+
+
+def test_delegation_is_decided_by_cedar_delegate_action(start_gateway):
+    agents = [
+        {
+            "id": "acme",
+            "children": [
+                {"id": "research", "children": [{"id": "researcher"}, {"id": "lead"}]},
+                {"id": "sales"},
+            ],
+        }
+    ]
+    cfg = config(free_port())
+    cfg["agents"] = agents
+    gw = start_gateway(cfg, start=False)
+    (gw.dir / "policies").mkdir()
+    (gw.dir / "policies" / "main.cedar").write_text(POLICIES + DELEGATION)
+    lead, sales = create_key(gw, "lead"), create_key(gw, "sales")
+    gw.start()
+
+    # Permitted: lead (in research) -> researcher with a budget under the cap.
+    r = delegate(gw, lead, "researcher", budget_usd="2.5")
+    assert r.status_code == 200, r.text
+    assert r.json()["token_type"] == "Bearer"
+
+    # The same delegation asking for more budget than the policy allows: no permit applies.
+    r = delegate(gw, lead, "researcher", budget_usd="50")
+    assert r.status_code == 403, r.text
+    body = r.json()
+    assert body["error"] == "access_denied"
+    assert 'no policy permits Action::"delegate" on Agent::"researcher"' in body["error_description"]
+    assert 'Agent::"lead"' in body["error_description"]
+
+    # A forbid wins and is named.
+    r = delegate(gw, lead, "sales", budget_usd="1")
+    assert r.status_code == 403
+    assert "never-to-sales" in r.json()["error_description"]
+
+    # sales is outside research: no permit.
+    r = delegate(gw, sales, "researcher", budget_usd="1")
+    assert r.status_code == 403 and r.json()["error"] == "access_denied"
+
+    # Each decision is audited: one allow naming the permitting policy, three denials.
+    def rows():
+        return [r for r in audit_rows(gw) if r["action"] == "token_exchange"]
+
+    wait_until(lambda: len(rows()) == 4)
+    got = rows()
+    allow = [r for r in got if r["decision"] == "allow"]
+    deny = [r for r in got if r["decision"] == "deny"]
+    assert len(allow) == 1 and "research-may-delegate" in allow[0]["reason"]
+    assert len(deny) == 3 and all(r["status"] == 403 for r in deny)
+    assert any("never-to-sales" in r["reason"] for r in deny)
+    assert all(r["resource"] in ("agent:researcher", "agent:sales") for r in got)
