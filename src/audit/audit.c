@@ -116,10 +116,23 @@ static struct record *record_of(const struct http_exchange *ex)
     const struct http_request *r = ex->req;
     trace_id_of_exchange(ex, trace);
     const char *root = p && p->root_request_id ? p->root_request_id : ex->request_id;
+    const char *parent = p ? p->parent_request_id : NULL;
+    /* Not delegated: made on behalf of an earlier request if its
+     * traceparent carries a span this gateway sent upstream. */
+    char tp_parent[64], tp_root[64];
+    if (parent == NULL && trace_parent_of_exchange(ex, tp_parent, tp_root)) {
+        parent = tp_parent;
+        root = tp_root;
+    }
+    char permit[300];
+    if (reason == NULL && ex->policy_ids != NULL && strcmp(decision, "allow") == 0) {
+        snprintf(permit, sizeof permit, "permit: %s", ex->policy_ids);
+        reason = permit;
+    }
     struct record tmp = {0};
     struct field f[] = {
         {ex->request_id, 0, &tmp.row.request_id},
-        {p ? p->parent_request_id : NULL, 0, &tmp.row.parent_request_id},
+        {parent, 0, &tmp.row.parent_request_id},
         {root, 0, &tmp.row.root_request_id},
         {trace, 0, &tmp.row.trace_id},
         {protocol_of(ex->route), 0, &tmp.row.protocol},

@@ -2,6 +2,9 @@
 #include "telemetry/trace.h"
 
 #include <openssl/sha.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -68,11 +71,77 @@ void trace_id_of_exchange(const struct http_exchange *ex, char out[33])
     hex_of_hash("trace:", root, out, 32);
 }
 
+/* ---- spans sent upstream, for parent links --------------------------------
+ * A fixed table indexed by the span id's low bits (span ids are hashes, so
+ * uniform); a slot is overwritten by the next span that lands on it. One
+ * mutex: only calls that go to MCP/A2A upstreams, and requests arriving with
+ * a traceparent, touch it. */
+struct span_slot {
+    char span[17];
+    char rid[64];
+    char root[64];
+};
+
+static struct span_slot *spans;
+static pthread_mutex_t spans_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t span_index(const char *span)
+{
+    size_t v = 0;
+    for (int i = 12; i < 16; i++)
+        v = v << 4 | (size_t)hex_value(span[i]);
+    return v & (TRACE_SPANS_REMEMBERED - 1);
+}
+
+static void copy_id(char dst[64], const char *src)
+{
+    size_t n = strnlen(src, 63);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void span_remember(const char *span, const char *rid, const char *root)
+{
+    pthread_mutex_lock(&spans_mu);
+    if (spans == NULL)
+        spans = calloc(TRACE_SPANS_REMEMBERED, sizeof *spans);
+    if (spans != NULL) {
+        struct span_slot *s = &spans[span_index(span)];
+        memcpy(s->span, span, 17);
+        copy_id(s->rid, rid);
+        copy_id(s->root, root);
+    }
+    pthread_mutex_unlock(&spans_mu);
+}
+
+int trace_parent_of_exchange(const struct http_exchange *ex, char parent[64], char root[64])
+{
+    const struct http_header *h = ex->req ? http_request_header(ex->req, "traceparent") : NULL;
+    char trace[33], span[17];
+    if (h == NULL || !traceparent_parse(h->value, h->value_len, trace, span))
+        return 0;
+    int found = 0;
+    pthread_mutex_lock(&spans_mu);
+    if (spans != NULL) {
+        const struct span_slot *s = &spans[span_index(span)];
+        if (memcmp(s->span, span, 17) == 0 && strcmp(s->rid, ex->request_id) != 0) {
+            memcpy(parent, s->rid, 64);
+            memcpy(root, s->root, 64);
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&spans_mu);
+    return found;
+}
+
 void trace_outbound(const struct http_exchange *ex, char out[TRACEPARENT_LEN + 1])
 {
     char trace[33], span[17];
     trace_id_of_exchange(ex, trace);
     hex_of_hash("span:", ex->request_id, span, 16);
+    const struct identity_principal *p = ex->principal;
+    span_remember(span, ex->request_id,
+                  p && p->root_request_id ? p->root_request_id : ex->request_id);
     memcpy(out, "00-", 3);
     memcpy(out + 3, trace, 32);
     out[35] = '-';

@@ -180,6 +180,47 @@ static void test_outbound_traceparent_keeps_the_trace(void **state)
     assert_memory_not_equal(a + 36, b + 36, 16);
 }
 
+/* A request that comes back with a span the gateway sent upstream is the
+ * child of the request that sent it (and shares its root); an unknown span,
+ * or none, links nothing. */
+static void test_inbound_traceparent_links_to_the_sending_request(void **state)
+{
+    (void)state;
+    const char *chain[] = {"root-agent", "agent"};
+    struct identity_principal p = {.agent = "agent", .chain = chain, .chain_len = 2,
+                                   .root_request_id = "req-root"};
+    struct http_exchange parent = {.principal = &p};
+    snprintf(parent.request_id, sizeof parent.request_id, "req-parent");
+    char tp[TRACEPARENT_LEN + 1], got_parent[64], got_root[64];
+    trace_outbound(&parent, tp);
+
+    struct http_header h = {.name = "traceparent", .name_len = 11, .value = tp,
+                            .value_len = strlen(tp)};
+    struct http_request req = {.headers = &h, .nheaders = 1};
+    struct http_exchange child = {.req = &req};
+    snprintf(child.request_id, sizeof child.request_id, "req-child");
+    assert_int_equal(trace_parent_of_exchange(&child, got_parent, got_root), 1);
+    assert_string_equal(got_parent, "req-parent");
+    assert_string_equal(got_root, "req-root");
+    /* the child's trace is the parent's */
+    char t1[33], t2[33];
+    trace_id_of_exchange(&parent, t1);
+    trace_id_of_exchange(&child, t2);
+    assert_string_equal(t1, t2);
+
+    /* a span nobody here sent */
+    char other[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    h.value = other;
+    h.value_len = strlen(other);
+    assert_int_equal(trace_parent_of_exchange(&child, got_parent, got_root), 0);
+    /* a malformed header, and no header */
+    h.value = "00-zz";
+    h.value_len = 5;
+    assert_int_equal(trace_parent_of_exchange(&child, got_parent, got_root), 0);
+    req.nheaders = 0;
+    assert_int_equal(trace_parent_of_exchange(&child, got_parent, got_root), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -188,6 +229,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_traceparent_parse),
         cmocka_unit_test(test_outbound_traceparent_keeps_the_trace),
+        cmocka_unit_test(test_inbound_traceparent_links_to_the_sending_request),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
