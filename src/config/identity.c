@@ -180,6 +180,9 @@ void cfg_build_identity(struct cfg_ctx *c, yaml_node_t *n)
     if (cfg_map(c, n, "identity", keys, 5, f) < 0)
         return;
     id->present = 1;
+    /* An identity: section means callers are to be known: a request with no
+     * credential is a 401 unless required: false says otherwise. */
+    id->required = 1;
     if (f[0] != NULL)
         read_bool(c, f[0], "identity.required", &id->required);
     if (f[1] != NULL)

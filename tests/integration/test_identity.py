@@ -383,3 +383,13 @@ def test_audit_records_survive_kill_9(start_gateway):
     recs = [json.loads(l) for l in lines]
     assert set(ids) <= {r["request_id"] for r in recs}
     assert all(r["decision"] == "allow" and r["status"] == 200 for r in recs)
+
+
+def test_an_identity_section_requires_a_credential_by_default(start_gateway):
+    g = start_gateway(base_config(free_port(), identity={"api_keys": True}, agents=AGENTS))
+    with g.http() as h:
+        err = assert_openai_error(h.get("/v1/models"), 401)
+    assert "credential" in err["message"].lower() or "api key" in err["message"].lower(), err
+    key = create_key(g, "A")
+    assert chat(g, key).http_response.status_code == 200
+    assert not any("identity.required is false" in l for l in g.log_lines())
