@@ -15,6 +15,7 @@ struct scan {
     /* optional: members of the root object to pick up while validating */
     const char *const *keys;
     size_t nkeys;
+    const size_t *klen; /* strlen of each key */
     struct json_span *out;
     int dup;
     size_t dup_index;
@@ -296,7 +297,7 @@ static int scan_value(struct scan *sc, int depth, struct json_span *out)
 static void pick_member(struct scan *sc, const struct json_span *name, const struct json_span *val)
 {
     for (size_t i = 0; i < sc->nkeys; i++) {
-        if (!name_equals(name, sc->keys[i], strlen(sc->keys[i])))
+        if (!name_equals(name, sc->keys[i], sc->klen[i]))
             continue;
         if (sc->out[i].kind != JS_NONE && !sc->dup) {
             sc->dup = 1;
@@ -310,8 +311,9 @@ static int validate(struct scan *sc, struct json_span *root, struct json_error *
 
 int json_validate(const char *s, size_t len, struct json_span *root, struct json_error *err)
 {
-    struct scan sc = {(const unsigned char *)s, (const unsigned char *)s + len,
-                      (const unsigned char *)s, NULL, NULL, 0, NULL, 0, 0};
+    struct scan sc = {.s = (const unsigned char *)s,
+                      .end = (const unsigned char *)s + len,
+                      .cur = (const unsigned char *)s};
     return validate(&sc, root, err);
 }
 
@@ -319,10 +321,23 @@ int json_validate_lookup(const char *s, size_t len, struct json_span *root,
                          const char *const *keys, size_t nkeys, struct json_span *out,
                          size_t *dup_index, struct json_error *err)
 {
-    for (size_t i = 0; i < nkeys; i++)
+    size_t klen[16];
+    if (nkeys > 16) { /* more than any caller reads; refused rather than ignored */
+        if (err)
+            *err = (struct json_error){0, 1, 1, "too many keys to look up"};
+        return -1;
+    }
+    for (size_t i = 0; i < nkeys; i++) {
         out[i].kind = JS_NONE;
-    struct scan sc = {(const unsigned char *)s, (const unsigned char *)s + len,
-                      (const unsigned char *)s, NULL, keys, nkeys, out, 0, 0};
+        klen[i] = strlen(keys[i]);
+    }
+    struct scan sc = {.s = (const unsigned char *)s,
+                      .end = (const unsigned char *)s + len,
+                      .cur = (const unsigned char *)s,
+                      .keys = keys,
+                      .nkeys = nkeys,
+                      .klen = klen,
+                      .out = out};
     if (validate(&sc, root, err) < 0)
         return -1;
     if (sc.dup) {
@@ -365,13 +380,18 @@ static int validate(struct scan *sc_, struct json_span *root, struct json_error 
     return -1;
 }
 
-/* Decodes escapes of a member name and compares it with key. */
+/* Decodes escapes of a member name and compares it with key (keys are plain
+ * names without backslashes). Decoding only ever shortens a name, so a name
+ * no longer than the key matches only byte for byte, and only a longer one
+ * can need decoding. */
 static int name_equals(const struct json_span *name, const char *key, size_t klen)
 {
     const char *p = name->p + 1;
     size_t n = name->len - 2;
-    if (!memchr(p, '\\', n))
+    if (n <= klen)
         return n == klen && memcmp(p, key, n) == 0;
+    if (!memchr(p, '\\', n))
+        return 0;
     char tmp[256];
     size_t tl;
     if (json_string_decode(name, tmp, sizeof(tmp), &tl) < 0)

@@ -44,7 +44,8 @@ int json_validate(const char *s, size_t len, struct json_span *root, struct json
 
 /* json_validate and json_lookup on the root object in one pass (no second
  * walk over a large body). 0, -1 when invalid (*err), -2 when one of the
- * keys occurs twice (*dup_index). out[i] is JS_NONE for absent keys. */
+ * keys occurs twice (*dup_index). out[i] is JS_NONE for absent keys. At
+ * most 16 keys (more is -1). */
 int json_validate_lookup(const char *s, size_t len, struct json_span *root,
                          const char *const *keys, size_t nkeys, struct json_span *out,
                          size_t *dup_index, struct json_error *err)

@@ -217,11 +217,14 @@ static int check_answer(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
     struct json_span root, usage, v[2];
-    if (json_validate(call->resp.data ? call->resp.data : "", call->resp.len, &root, NULL) < 0 ||
-        root.kind != JS_OBJECT)
+    static const char *const usage_key[] = {"usage"};
+    /* one pass: validated and "usage" picked up on the way */
+    int rc = json_validate_lookup(call->resp.data ? call->resp.data : "", call->resp.len, &root,
+                                  usage_key, 1, &usage, NULL, NULL);
+    if (rc == -1 || root.kind != JS_OBJECT)
         return -1;
-    if (json_get(&root, "usage", &usage) != 1)
-        return 0;
+    if (rc == -2 || usage.kind == JS_NONE)
+        return 0; /* "usage" twice: which one counts is a guess, so neither */
     static const char *const openai_keys[] = {"prompt_tokens", "completion_tokens"};
     static const char *const anthropic_keys[] = {"input_tokens", "output_tokens"};
     if (json_lookup(&usage, call->api == LLM_MESSAGES ? anthropic_keys : openai_keys, 2, v,

@@ -188,6 +188,36 @@ static void validate_lookup_matches_validate_then_lookup(void **state)
     assert_int_equal(v[0].kind, JS_NONE);
 }
 
+/* Names shorter, equal or longer than the key, escaped or not: only the
+ * decoded form decides, and near misses of every length stay misses. */
+static void member_names_of_every_length_compare_by_decoded_form(void **state)
+{
+    const char *keys[] = {"usage"};
+    struct json_span root, v;
+    static const struct {
+        const char *doc;
+        int found;
+    } cases[] = {
+        {"{\"usage\":1}", 1},          {"{\"usag\":1}", 0},
+        {"{\"usagee\":1}", 0},         {"{\"\\u0075sage\":1}", 1},
+        {"{\"us\\u0061ge\":1}", 1},    {"{\"usag\\u0065s\":1}", 0},
+        {"{\"usa\\\"e\":1}", 0},       {"{\"\\u0075\\u0073\\u0061\\u0067\\u0065\":1}", 1},
+        {"{\"USAGE\":1}", 0},          {"{\"\":1,\"usage\":2}", 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *d = cases[i].doc;
+        assert_int_equal(json_validate_lookup(d, strlen(d), &root, keys, 1, &v, NULL, NULL), 0);
+        assert_int_equal(v.kind != JS_NONE, cases[i].found);
+        assert_int_equal(json_get(&root, "usage", &v), cases[i].found);
+    }
+    const char *many[17];
+    struct json_span out[17];
+    for (int i = 0; i < 17; i++)
+        many[i] = "k";
+    struct json_error err;
+    assert_int_equal(json_validate_lookup("{}", 2, &root, many, 17, out, NULL, &err), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +232,7 @@ int main(void)
         cmocka_unit_test(json_int_rejects_fractions_and_overflow),
         cmocka_unit_test(long_strings_scan_in_words),
         cmocka_unit_test(validate_lookup_matches_validate_then_lookup),
+        cmocka_unit_test(member_names_of_every_length_compare_by_decoded_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
