@@ -42,6 +42,10 @@ void rl_give(struct rl_bucket *b, uint64_t cost);
  * bucket may go into debt and refuse until it has refilled. Thread-safe. */
 void rl_charge(struct rl_bucket *b, uint64_t cost, uint64_t now_ns);
 void rl_peek(struct rl_bucket *b, uint64_t now_ns, struct rl_view *view);
+/* The view of a bucket of LIMIT per minute whose time is AHEAD_NS past now. */
+void rl_view_fill(uint64_t limit, uint64_t ahead_ns, struct rl_view *v);
+/* Keeps in *BEST the view with the least remaining (*HAS: BEST is set). */
+void rl_view_keep_tighter(struct rl_view *best, int *has, const struct rl_view *v);
 
 /* ---- circuit breakers --------------------------------------------------- */
 
@@ -205,6 +209,48 @@ void breaker_rl_settle(struct breaker_set *s, const struct breaker_chain *c,
 struct breaker *breaker_chain_breaker(struct breaker_set *s, const struct breaker_chain *c,
                                       size_t i);
 void breaker_count_rate_limited(struct breaker_set *s, const char *node);
+
+/* The buckets a chain's rate limits check, in the order breaker_rl_admit
+ * takes them (per node: requests, then tokens). */
+struct rl_bucket_ref {
+    const char *node; /* points into the set */
+    int tokens;       /* 0 requests per minute, 1 tokens per minute */
+    uint64_t limit;
+};
+#define BREAKER_MAX_BUCKETS (2 * BREAKER_MAX_NODES)
+/* Fills OUT (room for BREAKER_MAX_BUCKETS) and returns how many. */
+size_t breaker_chain_buckets(const struct breaker_set *s, const struct breaker_chain *c,
+                             struct rl_bucket_ref *out);
+
+/* ---- rate limits in Redis (src/breaker/redis.c) --------------------------
+ * With state: {redis: URL}, every bucket is one Redis key (pc:rl:NODE:req,
+ * pc:rl:NODE:tok) holding its GCRA time in microseconds of the Redis
+ * server's clock, so gateways sharing the server share one exact total. A
+ * Lua script checks the caller's and every ancestor's buckets and takes
+ * them all or none; a key expires once its bucket would be full again. */
+struct budget_redis;
+
+/* Called on the loop: rc 0 taken (adm filled), 1 refused (why filled, and
+ * adm with the views of every bucket), -2 Redis failed. */
+typedef void (*breaker_rl_cb)(void *arg, int rc);
+
+/* Starts breaker_rl_admit in Redis over connection R. ADM and WHY must stay
+ * alive until CB. Returns 2 pending (CB runs later), 0 when the chain has no
+ * rate limit (CB is not called, adm zeroed), -2 when Redis is unavailable. */
+int breaker_rl_admit_redis(struct budget_redis *r, struct breaker_set *s,
+                           const struct breaker_chain *c, uint64_t tokens, struct rl_admission *adm,
+                           struct rl_refusal *why, breaker_rl_cb cb, void *arg)
+    __attribute__((warn_unused_result));
+/* breaker_rl_settle in Redis: corrects the tokens buckets with the real
+ * usage (sent, not waited for; lost when Redis is down). */
+void breaker_rl_settle_redis(struct budget_redis *r, struct breaker_set *s,
+                             const struct breaker_chain *c, struct rl_admission *adm,
+                             uint64_t actual);
+
+/* Parses the admit script's reply, given as integers (V, N of them), for the
+ * buckets REFS: 0 taken, 1 refused, -1 malformed. Exposed for unit tests. */
+int breaker_rl_redis_reply(const struct rl_bucket_ref *refs, size_t nrefs, const long long *v,
+                           size_t n, struct rl_admission *adm, struct rl_refusal *why);
 
 /* Appends Prometheus text for every breaker and rate-limited node. 0 or -1. */
 int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *out);

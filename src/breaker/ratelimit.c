@@ -18,16 +18,25 @@ static uint64_t span(const struct rl_bucket *b, uint64_t cost)
     return (cost * MINUTE_NS + b->limit - 1) / b->limit;
 }
 
+void rl_view_fill(uint64_t limit, uint64_t ahead_ns, struct rl_view *v)
+{
+    v->limit = limit;
+    v->reset_ns = ahead_ns;
+    /* free room is MINUTE_NS - ahead of bucket time, limit units per minute */
+    if (ahead_ns >= MINUTE_NS)
+        v->remaining = 0;
+    else if (limit > UINT64_MAX / MINUTE_NS) /* no overflow: round down per ns */
+        v->remaining = (uint64_t)((double)(MINUTE_NS - ahead_ns) * (double)limit / MINUTE_NS);
+    else
+        v->remaining = (MINUTE_NS - ahead_ns) * limit / MINUTE_NS;
+    if (v->remaining > limit)
+        v->remaining = limit;
+    v->retry_after_ns = 0;
+}
+
 static void fill_view(const struct rl_bucket *b, uint64_t tat, uint64_t now_ns, struct rl_view *v)
 {
-    uint64_t ahead = tat > now_ns ? tat - now_ns : 0;
-    v->limit = b->limit;
-    v->reset_ns = ahead;
-    /* free room is MINUTE_NS - ahead of bucket time, limit units per minute */
-    v->remaining = ahead >= MINUTE_NS ? 0 : (MINUTE_NS - ahead) * b->limit / MINUTE_NS;
-    if (v->remaining > b->limit)
-        v->remaining = b->limit;
-    v->retry_after_ns = 0;
+    rl_view_fill(b->limit, tat > now_ns ? tat - now_ns : 0, v);
 }
 
 int rl_take(struct rl_bucket *b, uint64_t cost, uint64_t now_ns, struct rl_view *view)

@@ -264,8 +264,24 @@ int breaker_chain_limits(const struct breaker_set *s, const struct breaker_chain
     return kinds;
 }
 
+size_t breaker_chain_buckets(const struct breaker_set *s, const struct breaker_chain *c,
+                             struct rl_bucket_ref *out)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < c->n && k < BREAKER_MAX_NODES; k++) {
+        const struct rl_node *node = &s->nodes[c->nodes[k]];
+        if (node->rl == NULL)
+            continue;
+        if (node->rl->req.limit)
+            out[n++] = (struct rl_bucket_ref){node->id, 0, node->rl->req.limit};
+        if (node->rl->tok.limit)
+            out[n++] = (struct rl_bucket_ref){node->id, 1, node->rl->tok.limit};
+    }
+    return n;
+}
+
 /* Keeps the view with the least remaining. */
-static void keep_tighter(struct rl_view *best, int *has, const struct rl_view *v)
+void rl_view_keep_tighter(struct rl_view *best, int *has, const struct rl_view *v)
 {
     if (!*has || v->remaining < best->remaining ||
         (v->remaining == best->remaining && v->reset_ns > best->reset_ns)) {
@@ -287,20 +303,20 @@ int breaker_rl_admit(struct breaker_set *s, const struct breaker_chain *c, uint6
             continue;
         if (n->rl->req.limit) {
             if (rl_take(&n->rl->req, 1, now_ns, &v) != 0) {
-                keep_tighter(&adm->requests, &adm->has_requests, &v);
+                rl_view_keep_tighter(&adm->requests, &adm->has_requests, &v);
                 *why = (struct rl_refusal){n->id, 0, v.limit, v.retry_after_ns};
                 goto refuse;
             }
-            keep_tighter(&adm->requests, &adm->has_requests, &v);
+            rl_view_keep_tighter(&adm->requests, &adm->has_requests, &v);
         }
         if (n->rl->tok.limit) {
             if (rl_take(&n->rl->tok, tokens, now_ns, &v) != 0) {
-                keep_tighter(&adm->tokens_view, &adm->has_tokens, &v);
+                rl_view_keep_tighter(&adm->tokens_view, &adm->has_tokens, &v);
                 rl_give(&n->rl->req, 1);
                 *why = (struct rl_refusal){n->id, 1, v.limit, v.retry_after_ns};
                 goto refuse;
             }
-            keep_tighter(&adm->tokens_view, &adm->has_tokens, &v);
+            rl_view_keep_tighter(&adm->tokens_view, &adm->has_tokens, &v);
         }
     }
     return 0;

@@ -217,6 +217,18 @@ void budget_redis_on_alert(struct budget_redis *r,
 void budget_store_alert(void *store, const char *node, enum budget_period p, int64_t key,
                         int64_t cap, int64_t spent);
 
+/* Runs SCRIPT (a string that lives as long as the process; EVALSHA with its
+ * SHA1 cached per connection, EVAL after a NOSCRIPT) on this worker's Redis
+ * connection, the one budgets use: ARGS are what follows the script in
+ * EVAL (numkeys, keys, argv), copied. CB runs on the loop with the reply, or
+ * with NULL when the connection failed before one came. 0 sent; -1 when
+ * Redis is unreachable now (CB is not called). Rate limits use this. */
+struct redisReply;
+typedef void (*budget_redis_reply_cb)(void *arg, struct redisReply *reply);
+int budget_redis_eval(struct budget_redis *r, const char *script, int nargs,
+                      const char *const *args, const size_t *lens, budget_redis_reply_cb cb,
+                      void *arg) __attribute__((warn_unused_result));
+
 /* `portcullis budget show [ID] -c FILE [--json]` (src/budget/cli.c);
  * argv[0] is "budget". Returns the exit code. */
 int budget_cli_main(int argc, char **argv);

@@ -21,6 +21,7 @@
 
 #define RECONNECT_MS 250
 #define MAX_KEYS (BUDGET_MAX_CHAIN * BUDGET_NPERIODS)
+#define MAX_EXTRA_SCRIPTS 8
 
 /* Keys, per node, period and period key: a hash {spent, reserved, alerted,
  * r:<id> = amount of reservation id} and a sorted set of reservation ids by
@@ -102,7 +103,12 @@ struct budget_redis {
     char *host, *password;
     int port, db;
     char sha[NSCRIPTS][41];
-    uint64_t seq;   /* reservation ids: <instance>-<seq> */
+    struct {
+        const char *text; /* a caller's script (budget_redis_eval), by address */
+        char sha[41];
+    } extra[MAX_EXTRA_SCRIPTS];
+    int nextra;
+    uint64_t seq; /* reservation ids: <instance>-<seq> */
     char instance[24];
     int closing;
     int timer_closed; /* freed once this is set and ac is gone */
@@ -116,12 +122,15 @@ struct budget_redis {
  * NOSCRIPT) and what to call with the reply. */
 struct op {
     struct budget_redis *r;
-    int script;
+    const char *text; /* the script, and its SHA1 (hex) */
+    const char *sha;
     int argc;
     char **argv;
     size_t *argvlen;
     int retried;
     void (*done)(struct op *op, redisReply *reply);
+    /* budget_redis_eval */
+    budget_redis_reply_cb reply_cb;
     /* reserve */
     struct budget_reservation *res;
     budget_reserve_cb cb;
@@ -394,8 +403,8 @@ struct budget_redis *budget_redis_new(uv_loop_t *loop, const char *url, char *er
         memset(rnd, 0, sizeof rnd);
     if (f)
         fclose(f);
-    snprintf(r->instance, sizeof r->instance, "%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1],
-             rnd[2], rnd[3], rnd[4], rnd[5], (int)getpid() % 100000);
+    snprintf(r->instance, sizeof r->instance, "%02x%02x%02x%02x%02x%02x-%d", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], (int)getpid() % 100000);
     uv_timer_init(loop, &r->reconnect);
     r->reconnect.data = r;
     start_connect(r);
@@ -449,7 +458,7 @@ static int send_op(struct op *op)
     free(op->argv[0]);
     free(op->argv[1]);
     op->argv[0] = strdup(op->retried ? "EVAL" : "EVALSHA");
-    op->argv[1] = strdup(op->retried ? scripts[op->script] : r->sha[op->script]);
+    op->argv[1] = strdup(op->retried ? op->text : op->sha);
     if (op->argv[0] == NULL || op->argv[1] == NULL)
         return -1;
     op->argvlen[0] = strlen(op->argv[0]);
@@ -483,7 +492,8 @@ static struct op *op_new(struct budget_redis *r, int script, int argc)
     if (op == NULL)
         return NULL;
     op->r = r;
-    op->script = script;
+    op->text = scripts[script];
+    op->sha = r->sha[script];
     op->argv = calloc((size_t)argc, sizeof *op->argv);
     op->argvlen = calloc((size_t)argc, sizeof *op->argvlen);
     if (op->argv == NULL || op->argvlen == NULL) {
@@ -551,8 +561,8 @@ static void reserve_done(struct op *op, redisReply *rep)
 }
 
 int budget_redis_reserve(struct budget_redis *r, struct budget_tree *t, const char *const *chain,
-                         size_t n, int64_t micro_usd, time_t now,
-                         struct budget_reservation *res, budget_reserve_cb cb, void *arg)
+                         size_t n, int64_t micro_usd, time_t now, struct budget_reservation *res,
+                         budget_reserve_cb cb, void *arg)
 {
     int rc = budget_reservation_prepare(t, chain, n, micro_usd, now, res);
     if (rc < 0 || t == NULL || res->nnodes == 0)
@@ -658,10 +668,63 @@ void budget_redis_settle(struct budget_reservation *res, int64_t actual, time_t 
     }
     op->done = settle_done;
     if (bad || send_op(op) < 0) {
-        log_msg(LOG_ERROR, NULL, "budgets: Redis unavailable: a settlement of %lld micro-USD is "
-                                 "lost (its reservation expires)", (long long)actual);
+        log_msg(LOG_ERROR, NULL,
+                "budgets: Redis unavailable: a settlement of %lld micro-USD is "
+                "lost (its reservation expires)",
+                (long long)actual);
         op_free(op);
     }
+}
+
+/* ---- scripts of other modules (rate limits) ------------------------------ */
+
+static void eval_done(struct op *op, redisReply *rep)
+{
+    op->reply_cb(op->arg, rep);
+}
+
+int budget_redis_eval(struct budget_redis *r, const char *script, int nargs,
+                      const char *const *args, const size_t *lens, budget_redis_reply_cb cb,
+                      void *arg)
+{
+    if (r == NULL || r->ac == NULL || r->closing)
+        return -1;
+    const char *sha = NULL;
+    for (int i = 0; i < r->nextra && sha == NULL; i++)
+        if (r->extra[i].text == script)
+            sha = r->extra[i].sha;
+    if (sha == NULL) {
+        if (r->nextra == MAX_EXTRA_SCRIPTS)
+            return -1;
+        r->extra[r->nextra].text = script;
+        sha1_hex(script, r->extra[r->nextra].sha);
+        sha = r->extra[r->nextra++].sha;
+    }
+    struct op *op = op_new(r, 0, nargs + 2);
+    if (op == NULL)
+        return -1;
+    op->text = script;
+    op->sha = sha;
+    op->argc = 2;
+    for (int i = 0; i < nargs; i++) {
+        char *a = malloc(lens[i] + 1);
+        if (a == NULL) {
+            op_free(op);
+            return -1;
+        }
+        memcpy(a, args[i], lens[i]);
+        a[lens[i]] = '\0';
+        op->argv[op->argc] = a;
+        op->argvlen[op->argc++] = lens[i];
+    }
+    op->reply_cb = cb;
+    op->arg = arg;
+    op->done = eval_done;
+    if (send_op(op) < 0) {
+        op_free(op);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- blocking reads for `budget show` and the admin listener ------------ */

@@ -79,6 +79,8 @@ void llm_mock_stop(struct llm_call *call);
 /* Called by attempts (upstream or mock) when they finish. ok=1 when the
  * attempt produced the client's answer; otherwise the call falls back. */
 void llm_call_attempt_failed(struct llm_call *call, int kind, int timeout, const char *msg);
+/* Past rate limits and breakers: the first attempt (proxy.c). */
+void llm_call_admitted(struct llm_call *call);
 /* Releases the call's hold on the exchange: the last thing an attempt does. */
 void llm_call_release(struct llm_call *call);
 

@@ -206,6 +206,76 @@ static void abandon_agents(struct llm_limits *l, uint64_t now)
     l->nagent = 0;
 }
 
+/* The rate limits' verdict (rc 0 taken, 1 refused): headers on the answer;
+ * a refusal answers 429 and frees the call. 0 or -1 as llm_limits_admit. */
+static int rl_answer(struct llm_call *call, int rc)
+{
+    struct http_exchange *ex = call->ex;
+    struct llm_limits *l = &call->lim;
+    const struct rl_refusal *why = &l->why;
+    if (l->rl.has_requests)
+        add_views(ex, "requests", &l->rl.requests);
+    if (l->rl.has_tokens)
+        add_views(ex, "tokens", &l->rl.tokens_view);
+    if (rc == 0) {
+        l->has_rl = l->rl.has_requests || l->rl.has_tokens;
+        return 0;
+    }
+    abandon_agents(l, now_ms());
+    drop(call);
+    char wait[32];
+    breaker_format_duration(why->retry_after_ns, wait, sizeof wait);
+    ex->decision = "deny";
+    ex->decision_reason = arena_printf(&ex->arena, "rate_limit_exceeded: %s %s", why->node,
+                                       why->tokens ? "tokens" : "requests");
+    http_add_header(
+        ex, "Retry-After",
+        arena_printf(&ex->arena, "%llu", (unsigned long long)secs_up(why->retry_after_ns)));
+    if (why->tokens)
+        llm_error(ex, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
+                  "rate limit reached for agent '%s' on tokens per minute: limit %llu, this "
+                  "call needs about %llu; try again in %s",
+                  why->node, (unsigned long long)why->limit, (unsigned long long)l->rl.tokens,
+                  wait);
+    else
+        llm_error(ex, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
+                  "rate limit reached for agent '%s' on requests per minute: limit %llu; try "
+                  "again in %s",
+                  why->node, (unsigned long long)why->limit, wait);
+    return -1;
+}
+
+/* Redis could not decide: refuse (fail closed, like budgets) with 503. */
+static void rl_store_unavailable(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
+    abandon_agents(&call->lim, now_ms());
+    drop(call);
+    ex->decision = "deny";
+    ex->decision_reason = "rate_limit_store_unavailable";
+    llm_error(ex, 503, "server_error", "rate_limit_store_unavailable", NULL,
+              "the rate limit store (Redis) is unavailable; the call was not forwarded");
+}
+
+/* The answer of breaker_rl_admit_redis. */
+static void on_rl_redis(void *arg, int rc)
+{
+    struct llm_call *call = arg;
+    struct http_exchange *ex = call->ex;
+    struct llm_limits *l = &call->lim;
+    if (ex->aborted || ex->ended) { /* the client left while Redis answered */
+        if (rc == 0 && l->rl.has_tokens)
+            breaker_rl_settle_redis(ex->worker->budget_redis, l->set, &l->chain, &l->rl, 0);
+        abandon_agents(l, now_ms());
+        drop(call);
+    } else if (rc < 0) {
+        rl_store_unavailable(call);
+    } else if (rl_answer(call, rc) == 0) {
+        llm_call_admitted(call);
+    }
+    http_exchange_unref(ex); /* the hold taken while waiting */
+}
+
 int llm_limits_admit(struct llm_call *call)
 {
     struct http_exchange *ex = call->ex;
@@ -244,7 +314,6 @@ int llm_limits_admit(struct llm_call *call)
                       "circuit breaker '%s' is half-open: one probe call is in flight", id);
         return -1;
     }
-    struct rl_refusal why;
     uint64_t est = 0;
     int kinds = breaker_chain_limits(l->set, &l->chain);
     if (kinds == 0)
@@ -252,36 +321,23 @@ int llm_limits_admit(struct llm_call *call)
     /* the body is parsed only when some node limits tokens */
     if (kinds & 2)
         est = token_estimate(call);
-    int rc = breaker_rl_admit(l->set, &l->chain, est, clock_mono_ns(), &l->rl, &why);
-    if (l->rl.has_requests)
-        add_views(ex, "requests", &l->rl.requests);
-    if (l->rl.has_tokens)
-        add_views(ex, "tokens", &l->rl.tokens_view);
-    if (rc == 0) {
-        l->has_rl = l->rl.has_requests || l->rl.has_tokens;
-        return 0;
+    struct budget_redis *r = ex->worker->budget_redis;
+    if (r != NULL) {
+        /* state.redis: the buckets are shared through Redis; the call goes
+         * on from on_rl_redis once the script has run */
+        http_exchange_ref(ex);
+        int rc =
+            breaker_rl_admit_redis(r, l->set, &l->chain, est, &l->rl, &l->why, on_rl_redis, call);
+        if (rc == 2)
+            return 1;
+        http_exchange_unref(ex);
+        if (rc == 0)
+            return 0;
+        rl_store_unavailable(call);
+        return -1;
     }
-    abandon_agents(l, now);
-    drop(call);
-    char wait[32];
-    breaker_format_duration(why.retry_after_ns, wait, sizeof wait);
-    ex->decision = "deny";
-    ex->decision_reason = arena_printf(&ex->arena, "rate_limit_exceeded: %s %s", why.node,
-                                       why.tokens ? "tokens" : "requests");
-    http_add_header(
-        ex, "Retry-After",
-        arena_printf(&ex->arena, "%llu", (unsigned long long)secs_up(why.retry_after_ns)));
-    if (why.tokens)
-        llm_error(ex, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
-                  "rate limit reached for agent '%s' on tokens per minute: limit %llu, this "
-                  "call needs about %llu; try again in %s",
-                  why.node, (unsigned long long)why.limit, (unsigned long long)est, wait);
-    else
-        llm_error(ex, 429, "rate_limit_exceeded", "rate_limit_exceeded", NULL,
-                  "rate limit reached for agent '%s' on requests per minute: limit %llu; try "
-                  "again in %s",
-                  why.node, (unsigned long long)why.limit, wait);
-    return -1;
+    int rc = breaker_rl_admit(l->set, &l->chain, est, clock_mono_ns(), &l->rl, &l->why);
+    return rl_answer(call, rc);
 }
 
 /* ---- attempts ---------------------------------------------------------------- */
@@ -403,6 +459,10 @@ void llm_limits_finish(struct llm_call *call)
     if (l->has_rl) {
         l->has_rl = 0;
         uint64_t used = status >= 200 && status < 300 ? ex->tokens_in + ex->tokens_out : 0;
-        breaker_rl_settle(l->set, &l->chain, &l->rl, used, clock_mono_ns());
+        if (ex->worker->budget_redis != NULL) {
+            if (l->rl.has_tokens)
+                breaker_rl_settle_redis(ex->worker->budget_redis, l->set, &l->chain, &l->rl, used);
+        } else
+            breaker_rl_settle(l->set, &l->chain, &l->rl, used, clock_mono_ns());
     }
 }

@@ -17,6 +17,7 @@ struct llm_limits {
     struct breaker_chain chain; /* caller and ancestors */
     int has_rl;
     struct rl_admission rl;
+    struct rl_refusal why;
     struct breaker_ticket agent[8]; /* agent breakers of the chain */
     size_t nagent;
     struct breaker_ticket target; /* the current attempt's provider breaker */
@@ -29,7 +30,9 @@ struct llm_limits {
 
 /* Agent breakers and rate limits of the caller's chain, after the budget
  * reservation. 0: go on (x-ratelimit-* headers added). -1: answered (429
- * rate_limit_exceeded or 503 circuit_breaker_open); the call is gone. */
+ * rate_limit_exceeded, 503 circuit_breaker_open, 503
+ * rate_limit_store_unavailable); the call is gone. 1: pending on Redis
+ * (state.redis): llm_call_admitted continues the call, or it is answered. */
 int llm_limits_admit(struct llm_call *call) __attribute__((warn_unused_result));
 
 /* The breaker of call->target's provider. 0: attempt it; 1: skip it (its

@@ -942,9 +942,16 @@ static void begin(struct http_exchange *ex, enum llm_api api)
 /* Past the budget: rate limits and breakers, then the first attempt. */
 static void proceed(struct llm_call *call)
 {
-    struct http_exchange *ex = call->ex;
-    if (llm_limits_admit(call) < 0)
+    int rc = llm_limits_admit(call);
+    if (rc < 0)
         return; /* answered (rate limit, agent breaker); the call is freed */
+    if (rc == 0)
+        llm_call_admitted(call); /* else from Redis' answer (rate limits) */
+}
+
+void llm_call_admitted(struct llm_call *call)
+{
+    struct http_exchange *ex = call->ex;
     call->retries_left = (int)ex->cfg->limits.max_retries;
     ex->handler_data = call;
     ex->on_abort = on_abort;
