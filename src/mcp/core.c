@@ -109,17 +109,75 @@ void hub_pending_fail(struct mcp_core *c, struct pending *p, const char *msg)
     hub_pending_free(c, p);
 }
 
-/* The newest client request in flight on u whose answer is still open: the
- * one an upstream's log messages and requests most likely belong to. */
-struct pending *hub_latest_call(struct mcp_core *c, struct up *u)
+/* The newest client request in flight on u, preferring one whose answer is
+ * still open (its stream can take what the server sends). */
+static struct pending *newest_call(struct mcp_core *c, struct up *u)
 {
     struct pending *best = NULL;
     for (size_t b = 0; b < PEND_BUCKETS; b++)
-        for (struct pending *p = c->pend[b]; p; p = p->next)
-            if (p->kind == P_CLIENT && p->up == u && (!best || p->id > best->id) &&
-                mcp_ticket_open(p->t))
+        for (struct pending *p = c->pend[b]; p; p = p->next) {
+            if (p->kind != P_CLIENT || p->up != u)
+                continue;
+            int open = mcp_ticket_open(p->t), best_open = best && mcp_ticket_open(best->t);
+            if (!best || open > best_open || (open == best_open && p->id > best->id))
                 best = p;
+        }
     return best;
+}
+
+/* A client call on u under the number the hub sent upstream for it. */
+static struct pending *call_numbered(struct mcp_core *c, struct up *u, uint64_t n)
+{
+    struct pending *p = n ? hub_pending_find(c, n) : NULL;
+    return p && p->kind == P_CLIENT && p->up == u ? p : NULL;
+}
+
+/* The same, named in a message: an integer, or a string of digits. */
+static struct pending *call_named(struct mcp_core *c, struct up *u, const json_t *id)
+{
+    const char *s = json_string_value(id);
+    char *end = NULL;
+    if (json_is_integer(id) && json_integer_value(id) > 0)
+        return call_numbered(c, u, (uint64_t)json_integer_value(id));
+    if (s == NULL || *s < '0' || *s > '9')
+        return NULL;
+    uint64_t n = strtoull(s, &end, 10);
+    return *end == '\0' ? call_numbered(c, u, n) : NULL;
+}
+
+struct pending *hub_call_of(struct mcp_core *c, struct up *u, uint64_t cookie, const json_t *params,
+                            enum attribution *how)
+{
+    struct pending *p;
+    if (cookie != 0) {
+        /* on the answer stream of the request sent with that cookie */
+        p = call_numbered(c, u, cookie);
+        *how = p ? ATTR_STREAM : ATTR_GONE;
+        return p;
+    }
+    const json_t *meta = json_object_get(params, "_meta");
+    const json_t *rel = json_object_get(meta, HUB_RELATED_REQUEST);
+    if (rel != NULL) {
+        p = call_named(c, u, rel);
+        *how = p ? ATTR_NAMED : ATTR_GONE;
+        return p;
+    }
+    const json_t *tok = json_object_get(meta, "progressToken");
+    if (tok != NULL && hub_token_id(tok, "pcl-p-") != 0) {
+        p = call_numbered(c, u, hub_token_id(tok, "pcl-p-"));
+        *how = p ? ATTR_NAMED : ATTR_GONE;
+        return p;
+    }
+    /* nothing names the call: only safe when a single session is calling u */
+    p = newest_call(c, u);
+    for (size_t b = 0; p && b < PEND_BUCKETS; b++)
+        for (struct pending *q = c->pend[b]; q; q = q->next)
+            if (q->kind == P_CLIENT && q->up == u && strcmp(q->session, p->session) != 0) {
+                *how = ATTR_AMBIGUOUS;
+                return NULL;
+            }
+    *how = p ? ATTR_ONLY : ATTR_NONE;
+    return p;
 }
 
 /* ---- sessions --------------------------------------------------------------- */

@@ -130,9 +130,20 @@ void hub_pending_free(struct mcp_core *c, struct pending *p);
 /* Answers a client's pending request with an error naming the server, and
  * forgets it. */
 void hub_pending_fail(struct mcp_core *c, struct pending *p, const char *msg);
-/* The newest open client request in flight on u (where an upstream's log
- * messages and requests most likely belong). */
-struct pending *hub_latest_call(struct mcp_core *c, struct up *u);
+/* Which client call a message from server u belongs to (its requests to
+ * clients, its log messages). Never a guess across sessions:
+ * - cookie: the request whose HTTP answer stream carried the message (the
+ *   transport reports it; 0 for the GET stream and stdio);
+ * - else params._meta names the call: HUB_RELATED_REQUEST with the request id
+ *   the gateway sent the server, or a progress token the gateway made;
+ * - else the newest call in flight on u, if every call in flight on u belongs
+ *   to one session.
+ * NULL with *how: ATTR_NONE (no call in flight), ATTR_GONE (the call named
+ * is over), ATTR_AMBIGUOUS (several sessions have calls in flight on u). */
+enum attribution { ATTR_STREAM = 1, ATTR_NAMED, ATTR_ONLY, ATTR_NONE, ATTR_GONE, ATTR_AMBIGUOUS };
+#define HUB_RELATED_REQUEST "io.modelcontextprotocol/related-request-id"
+struct pending *hub_call_of(struct mcp_core *c, struct up *u, uint64_t cookie, const json_t *params,
+                            enum attribution *how);
 /* A new session for owner (192 random bits as its id); NULL on failure or
  * when MAX_SESSIONS are open. */
 struct session *hub_session_new(struct mcp_core *c, const char *owner, const char *version);

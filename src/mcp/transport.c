@@ -10,7 +10,7 @@ struct mcp_upstream *mcp_upstream_open(uv_loop_t *loop, const struct mcp_upstrea
                                        const struct mcp_upstream_events *ev, void *ctx)
 {
     const char *name = spec && spec->name ? spec->name : "?";
-    if (!spec || !ev || !ev->on_message || !ev->on_state) {
+    if (!spec || !ev || (!ev->on_message && !ev->on_message_via) || !ev->on_state) {
         log_msg(LOG_ERROR, NULL, "mcp server %s: incomplete transport setup", name);
         return NULL;
     }

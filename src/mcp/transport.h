@@ -57,6 +57,13 @@ struct mcp_upstream_events {
      * without a JSON-RPC response carrying the message's id. (stdio reports
      * such failures through DOWN instead.) why is safe to show. */
     void (*on_send_error)(void *ctx, uint64_t cookie, const char *why);
+    /* When set, called instead of on_message, with where the message came
+     * from: cookie is the one of the request (sent with expects_response)
+     * whose HTTP answer stream carried it, resumed or not; 0 when it came on
+     * the GET stream, from a stdio server, or in answer to a notification.
+     * The hub uses it to give a server's request made during a call to the
+     * client that made the call. Either callback may be NULL, not both. */
+    void (*on_message_via)(void *ctx, const char *json, size_t len, uint64_t cookie);
 };
 
 struct mcp_send_opts {

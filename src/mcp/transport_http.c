@@ -241,7 +241,10 @@ static int deliver(void *ctx, const char *json, size_t len)
     if (is_ours)
         x->answered = 1;
     x->delivered = 1;
-    h->ev.on_message(h->ctx, json, len);
+    if (h->ev.on_message_via != NULL)
+        h->ev.on_message_via(h->ctx, json, len, x->kind != X_GET && x->expects ? x->cookie : 0);
+    else
+        h->ev.on_message(h->ctx, json, len);
     return x->dead || h->closing ? 1 : 0;
 }
 

@@ -270,7 +270,10 @@ static int deliver_message(void *ctx, const char *json, size_t len)
     struct child *c = ctx;
     if (!c->up || c->up->closing)
         return 1;
-    c->up->ev.on_message(c->up->ctx, json, len);
+    if (c->up->ev.on_message_via != NULL)
+        c->up->ev.on_message_via(c->up->ctx, json, len, 0);
+    else
+        c->up->ev.on_message(c->up->ctx, json, len);
     return c->up && !c->up->closing ? 0 : 1;
 }
 

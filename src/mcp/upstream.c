@@ -332,33 +332,53 @@ static void up_reply(struct up *u, json_t *id, json_t *result, int code, const c
     hub_send(u, m, 0, 0);
 }
 
-static struct session *latest_session(struct mcp_core *c)
+/* Why a server's request reaches no client, for its error answer. */
+static const char *unrouted(struct mcp_core *c, enum attribution how)
 {
-    struct session *best = NULL;
-    for (struct session *s = c->sessions; s; s = s->next)
-        if (!best || s->last_ms > best->last_ms)
-            best = s;
-    return best;
+    switch (how) {
+    case ATTR_AMBIGUOUS:
+        return "refused: several client sessions have calls in flight on this server and the "
+               "request does not say which call it belongs to (send it on that call's answer "
+               "stream, or name the call in _meta \"" HUB_RELATED_REQUEST "\")";
+    case ATTR_GONE:
+        return "refused: the call it belongs to is over";
+    default:
+        return c->nsessions == 0 ? "no client session of the gateway is connected"
+                                 : "refused: no call is in flight on this server and several "
+                                   "client sessions are connected, so none can be chosen";
+    }
 }
 
-/* A request from an upstream to a client (sampling, elicitation, roots). */
-static void up_request(struct mcp_core *c, struct up *u, json_t *root, const char *method)
+/* A request from an upstream to a client (sampling, elicitation, roots):
+ * to the client whose call it belongs to (hub_call_of), never a guess. */
+static void up_request(struct mcp_core *c, struct up *u, json_t *root, const char *method,
+                       uint64_t cookie)
 {
     json_t *id = json_object_get(root, "id");
     if (strcmp(method, "ping") == 0) {
         up_reply(u, id, json_object(), 0, NULL);
         return;
     }
-    struct pending *p = hub_latest_call(c, u);
-    struct session *s = p ? hub_session_find(c, p->session) : latest_session(c);
+    enum attribution how;
+    struct pending *p = hub_call_of(c, u, cookie, json_object_get(root, "params"), &how);
+    struct session *s = p ? hub_session_find(c, p->session) : NULL;
+    if (p == NULL && how == ATTR_NONE && c->nsessions == 1)
+        s = c->sessions; /* nothing in flight, one client: it is that client's */
+    if (s == NULL) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s: %s", method, unrouted(c, how));
+        if (how == ATTR_AMBIGUOUS)
+            log_msg(LOG_WARN, NULL, "mcp: server %s: %s", u->conf->name, msg);
+        up_reply(u, id, NULL, JSONRPC_INVALID_REQUEST, msg);
+        return;
+    }
     const char *cap = strcmp(method, "sampling/createMessage") == 0 ? "sampling"
                       : strcmp(method, "elicitation/create") == 0   ? "elicitation"
                       : strcmp(method, "roots/list") == 0           ? "roots"
                                                                     : NULL;
-    if (s == NULL || cap == NULL || !json_object_get(s->client_caps, cap)) {
+    if (cap == NULL || !json_object_get(s->client_caps, cap)) {
         char msg[200];
-        snprintf(msg, sizeof msg, "%s: no client session of the gateway %s", method,
-                 s == NULL ? "is connected" : "supports it");
+        snprintf(msg, sizeof msg, "%s: the client session does not support it", method);
         up_reply(u, id, NULL, JSONRPC_METHOD_NOT_FOUND, msg);
         return;
     }
@@ -394,7 +414,8 @@ uint64_t hub_token_id(const json_t *tok, const char *prefix)
     return strtoull(s + n, NULL, 10);
 }
 
-static void up_notification(struct mcp_core *c, struct up *u, json_t *root, const char *method)
+static void up_notification(struct mcp_core *c, struct up *u, json_t *root, const char *method,
+                            uint64_t cookie)
 {
     json_t *params = json_object_get(root, "params");
     for (int k = 0; k < L_COUNT; k++) {
@@ -443,10 +464,14 @@ static void up_notification(struct mcp_core *c, struct up *u, json_t *root, cons
         }
         free(s);
     } else if (strcmp(method, "notifications/message") == 0) {
-        struct pending *p = hub_latest_call(c, u);
-        if (p == NULL || hub_to_client(c, p->session, p, root) < 0) {
+        enum attribution how;
+        struct pending *p = hub_call_of(c, u, cookie, params, &how);
+        if (p != NULL) {
+            hub_to_client(c, p->session, p, root);
+        } else if (how == ATTR_NONE) {
             char *s = json_dumps(root, JSON_COMPACT);
-            /* not tied to a call: only to sessions that asked for logs */
+            /* not tied to a call: only to sessions that asked for logs
+             * (one that belongs to a call another session made goes nowhere) */
             for (struct session *ss = c->sessions; s && ss; ss = ss->next)
                 if (ss->get && ss->logging)
                     mcp_ticket_event(ss->get, s, strlen(s));
@@ -473,7 +498,7 @@ static void on_client_answer(struct mcp_core *c, struct pending *p, json_t *root
     hub_pending_free(c, p);
 }
 
-static void ev_message(void *ctx, const char *json, size_t len)
+static void ev_message(void *ctx, const char *json, size_t len, uint64_t cookie)
 {
     struct up *u = ctx;
     struct mcp_core *c = u->core;
@@ -487,9 +512,9 @@ static void ev_message(void *ctx, const char *json, size_t len)
     const char *method = json_string_value(json_object_get(root, "method"));
     json_t *id = json_object_get(root, "id");
     if (method != NULL && id != NULL) {
-        up_request(c, u, root, method);
+        up_request(c, u, root, method, cookie);
     } else if (method != NULL) {
-        up_notification(c, u, root, method);
+        up_notification(c, u, root, method, cookie);
     } else if (json_is_integer(id)) {
         struct pending *p = hub_pending_find(c, (uint64_t)json_integer_value(id));
         if (p == NULL || p->up != u) {
@@ -510,7 +535,7 @@ static void ev_message(void *ctx, const char *json, size_t len)
 /* ---- opening and closing upstreams ------------------------------------------ */
 
 static const struct mcp_upstream_events events = {
-    .on_message = ev_message,
+    .on_message_via = ev_message,
     .on_state = ev_state,
     .on_send_error = ev_send_error,
 };

@@ -954,3 +954,119 @@ def test_http_upstream_gets_its_headers_and_a_signed_identity_token_not_the_clie
         token, key=jwt.PyJWK(jwk).key, algorithms=["ES256"], options={"verify_aud": False}
     )
     assert claims["sub"] == "alice", claims
+
+
+# =============================================================================
+# server-to-client requests during calls: each reaches the calling client only
+# =============================================================================
+
+
+def asking_client(who: str, others_asked: dict[str, anyio.Event], seen: dict[str, list]) -> dict:
+    """ClientSession callbacks for `who` that record each server request and
+    hold its answer until the other client has been asked too (so both calls
+    are in flight at once), then answer with who's own data."""
+
+    async def hold():
+        others_asked[who].set()
+        other = next(k for k in others_asked if k != who)
+        with anyio.move_on_after(10):  # a misrouted request must not hang the test
+            await others_asked[other].wait()
+
+    async def elicit(ctx, params):
+        seen[who].append(params.message)
+        await hold()
+        return types.ElicitResult(action="accept", content={"username": who, "email": f"{who}@example.com"})
+
+    async def sample(ctx, params):
+        seen[who].append(params.messages[0].content.text)
+        await hold()
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=f"answer for {who}"), model="m"
+        )
+
+    return {"elicitation_callback": elicit, "sampling_callback": sample}
+
+
+@pytest.mark.parametrize(
+    "tool,arg,answer",
+    [
+        ("test_elicitation", "message", 'User response: action=accept, content={{"username": "{who}", "email": "{who}@example.com"}}'),
+        ("test_sampling", "prompt", "LLM response: answer for {who}"),
+    ],
+)
+def test_server_requests_during_concurrent_calls_reach_only_the_calling_client(start_gateway, http_fixture, tool, arg, answer):
+    fx = http_fixture("fixture")
+    gw = start_gateway(mcp_config(free_port(), [{"name": "fixture", "url": fx.url}]))
+    clients = ("alice", "bob")
+    asked = {who: anyio.Event() for who in clients}
+    seen: dict[str, list] = {who: [] for who in clients}
+    results: dict[str, str] = {}
+
+    async def client(who: str):
+        async with connect(gw, **asking_client(who, asked, seen)) as s:
+            await wait_tools(s, tool)
+            r = await s.call_tool(tool, {arg: f"question from {who}"})
+            results[who] = texts(r)
+
+    async def body():
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for who in clients:
+                    tg.start_soon(client, who)
+
+    run(body)
+    for who in clients:
+        assert seen[who] == [f"question from {who}"], seen
+        assert results[who] == answer.format(who=who), results
+
+
+def test_server_request_that_cannot_be_attributed_is_refused_not_guessed(start_gateway):
+    """Over stdio nothing says which call a server's request belongs to: with
+    two sessions calling the server at once, the gateway refuses it."""
+    gw = start_gateway(mcp_config(free_port(), [stdio_fixture("fixture")]))
+    asked_alice = anyio.Event()
+    bob_done = anyio.Event()
+    seen: dict[str, list] = {"alice": [], "bob": []}
+    results: dict[str, object] = {}
+
+    def callbacks(who: str, hold: bool) -> dict:
+        async def elicit(ctx, params):
+            seen[who].append(params.message)
+            if hold:
+                asked_alice.set()
+                with anyio.move_on_after(20):
+                    await bob_done.wait()
+            return types.ElicitResult(action="accept", content={"username": who, "email": "x@example.com"})
+
+        return {"elicitation_callback": elicit}
+
+    async def alice():
+        async with connect(gw, **callbacks("alice", True)) as s:
+            await wait_tools(s, "test_elicitation")
+            results["alice"] = await s.call_tool("test_elicitation", {"message": "question from alice"})
+
+    async def bob():
+        async with connect(gw, **callbacks("bob", False)) as s:
+            await wait_tools(s, "test_elicitation")
+            with anyio.fail_after(WAIT):
+                await asked_alice.wait()  # alice's call is in flight, her request answered by nobody yet
+            try:
+                results["bob"] = await s.call_tool("test_elicitation", {"message": "question from bob"})
+            except MCPError as e:  # the fixture passes the refusal on as the call's error
+                results["bob"] = e
+            finally:
+                bob_done.set()
+
+    async def body():
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(alice)
+                tg.start_soon(bob)
+
+    run(body)
+    assert seen == {"alice": ["question from alice"], "bob": []}, seen
+    assert '"username": "alice"' in texts(results["alice"]), results["alice"]
+    bob = results["bob"]
+    refusal = str(bob) if isinstance(bob, MCPError) else texts(bob)
+    assert isinstance(bob, MCPError) or bob.is_error, bob
+    assert "several client sessions have calls in flight" in refusal, refusal

@@ -85,15 +85,19 @@ static json_t *last_sent(struct fake *f)
     return json_array_get(f->sent, n - 1);
 }
 
-static void inject(struct fake *f, const char *fmt, ...)
+/* A message from the server; via: the cookie of the request whose answer
+ * stream carried it (0: the GET stream, or stdio). */
+static void inject_via(struct fake *f, uint64_t via, const char *fmt, ...)
 {
     char buf[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    f->ev->on_message(f->ctx, buf, strlen(buf));
+    f->ev->on_message_via(f->ctx, buf, strlen(buf), via);
 }
+
+#define inject(f, ...) inject_via(f, 0, __VA_ARGS__)
 
 static json_int_t last_id(struct fake *f)
 {
@@ -509,6 +513,104 @@ static void server_requests_reach_the_calling_client_and_back(void **state)
     mcp_ticket_unref(call);
 }
 
+/* A second client session (with sampling), as setup makes the first. */
+static void open_session(char *out, size_t len)
+{
+    struct mcp_ticket *t =
+        post(NULL, "anonymous",
+             "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+             "\"protocolVersion\":\"2025-11-25\",\"capabilities\":{\"sampling\":{},"
+             "\"elicitation\":{}},\"clientInfo\":{\"name\":\"t2\",\"version\":\"1\"}}}");
+    assert_int_equal(t->status, 200);
+    snprintf(out, len, "%s", t->session_id);
+    mcp_ticket_unref(t);
+}
+
+/* What a client's answer stream got so far ("" for nothing). */
+static const char *got(struct mcp_ticket *t)
+{
+    return t->out.data ? t->out.data : "";
+}
+
+#define SAMPLE                                                                                     \
+    "{\"jsonrpc\":\"2.0\",\"id\":\"%s\",\"method\":\"sampling/createMessage\",\"params\":{"        \
+    "\"messages\":[{\"role\":\"user\",\"content\":{\"type\":\"text\",\"text\":\"%s\"}}],"          \
+    "\"maxTokens\":5%s}}"
+
+static void server_requests_during_calls_reach_only_the_calling_session(void **state)
+{
+    struct fake *a = fake_named("a");
+    char other[80];
+    open_session(other, sizeof other);
+    struct mcp_ticket *ca = post(session, "anonymous",
+                                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+                                 "\"params\":{\"name\":\"a__echo\"}}");
+    json_int_t ua = last_id(a);
+    struct mcp_ticket *cb = post(other, "anonymous",
+                                 "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\","
+                                 "\"params\":{\"name\":\"a__echo\"}}");
+    json_int_t ub = last_id(a);
+    assert_true(ua != ub);
+    /* on the answer stream of B's call (B's call is the newest, A's too) */
+    inject_via(a, (uint64_t)ua, SAMPLE, "s-1", "for-a", "");
+    inject_via(a, (uint64_t)ub, SAMPLE, "s-2", "for-b", "");
+    assert_non_null(strstr(got(ca), "for-a"));
+    assert_null(strstr(got(ca), "for-b"));
+    assert_non_null(strstr(got(cb), "for-b"));
+    assert_null(strstr(got(cb), "for-a"));
+    /* named in _meta, on no stream (stdio, the GET stream) */
+    char meta[96];
+    snprintf(meta, sizeof meta, ",\"_meta\":{\"io.modelcontextprotocol/related-request-id\":%lld}",
+             (long long)ua);
+    inject(a, SAMPLE, "s-3", "named-a", meta);
+    assert_non_null(strstr(got(ca), "named-a"));
+    assert_null(strstr(got(cb), "named-a"));
+    /* named by nothing while both sessions call a: refused, nobody gets it */
+    size_t before = json_array_size(a->sent);
+    inject(a, SAMPLE, "s-4", "whose", "");
+    assert_null(strstr(got(ca), "whose"));
+    assert_null(strstr(got(cb), "whose"));
+    assert_int_equal(json_array_size(a->sent), before + 1);
+    json_t *e = last_sent(a);
+    assert_string_equal(json_string_value(json_object_get(e, "id")), "s-4");
+    json_t *err = json_object_get(e, "error");
+    assert_int_equal(json_integer_value(json_object_get(err, "code")), -32600);
+    assert_non_null(strstr(json_string_value(json_object_get(err, "message")),
+                           "several client sessions have calls in flight"));
+    /* log messages are never guessed across sessions either */
+    inject(a, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{"
+              "\"level\":\"info\",\"data\":\"log-x\"}}");
+    assert_null(strstr(got(ca), "log-x"));
+    assert_null(strstr(got(cb), "log-x"));
+    inject_via(a, (uint64_t)ub,
+               "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{"
+               "\"level\":\"info\",\"data\":\"log-b\"}}");
+    assert_non_null(strstr(got(cb), "log-b"));
+    assert_null(strstr(got(ca), "log-b"));
+    /* A's call ends: a request on its stream afterwards is refused, and one
+     * named by nothing now belongs to the only session still calling a */
+    inject(a, "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"content\":[]}}", (long long)ua);
+    assert_true(ca->end);
+    inject_via(a, (uint64_t)ua, SAMPLE, "s-5", "late-a", "");
+    assert_null(strstr(got(ca), "late-a"));
+    assert_null(strstr(got(cb), "late-a"));
+    err = json_object_get(last_sent(a), "error");
+    assert_non_null(strstr(json_string_value(json_object_get(err, "message")), "is over"));
+    inject(a, SAMPLE, "s-6", "only-b", "");
+    assert_non_null(strstr(got(cb), "only-b"));
+    /* B answers A's request id: not B's to answer, the server hears nothing */
+    before = json_array_size(a->sent);
+    struct mcp_ticket *t = post(other, "anonymous",
+                                "{\"jsonrpc\":\"2.0\",\"id\":\"pcl-s2c-1\",\"result\":{"
+                                "\"role\":\"assistant\",\"content\":{\"type\":\"text\","
+                                "\"text\":\"x\"}}}");
+    assert_int_equal(t->status, 202);
+    mcp_ticket_unref(t);
+    assert_int_equal(json_array_size(a->sent), before);
+    mcp_ticket_unref(ca);
+    mcp_ticket_unref(cb);
+}
+
 static void list_changed_refetches_and_reaches_get_streams(void **state)
 {
     struct fake *b = fake_named("b");
@@ -613,6 +715,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(sessions_belong_to_their_principal, setup, teardown),
         cmocka_unit_test_setup_teardown(server_requests_reach_the_calling_client_and_back, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(server_requests_during_calls_reach_only_the_calling_session,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(list_changed_refetches_and_reaches_get_streams, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(restarted_server_is_initialized_again_and_calls_wait_for_it,

@@ -39,6 +39,7 @@ struct fixture {
     char url[128];
     struct mcp_upstream *u;
     json_t *messages;
+    json_t *cookies; /* the cookie each message came with */
     char states[64];
     int nstates;
     int nerrors;
@@ -48,10 +49,11 @@ struct fixture {
 
 static struct fixture F;
 
-static void ev_message(void *ctx, const char *json, size_t len)
+static void ev_message(void *ctx, const char *json, size_t len, uint64_t cookie)
 {
     json_t *v = json_loadb(json, len, 0, NULL);
     json_array_append_new(F.messages, v ? v : json_string("<not json>"));
+    json_array_append_new(F.cookies, json_integer((json_int_t)cookie));
 }
 
 static void ev_state(void *ctx, enum mcp_upstream_state st, const char *why)
@@ -71,7 +73,8 @@ static void ev_send_error(void *ctx, uint64_t cookie, const char *why)
     F.nerrors++;
 }
 
-static const struct mcp_upstream_events events = {ev_message, ev_state, ev_send_error};
+static const struct mcp_upstream_events events = {
+    .on_message_via = ev_message, .on_state = ev_state, .on_send_error = ev_send_error};
 
 static char *read_file(const char *path)
 {
@@ -106,6 +109,7 @@ static int setup(void **state)
     dup2(fd, STDERR_FILENO);
     close(fd);
     F.messages = json_array();
+    F.cookies = json_array();
     log_set_level(LOG_INFO);
     return 0;
 }
@@ -132,6 +136,7 @@ static int teardown(void **state)
     unlink(F.portfile);
     rmdir(F.dir);
     json_decref(F.messages);
+    json_decref(F.cookies);
     return 0;
 }
 
@@ -261,6 +266,14 @@ static void send_msg(const char *json, uint64_t cookie, int expects)
     assert_int_equal(mcp_upstream_send(F.u, json, strlen(json), &o), 0);
 }
 
+/* The cookie message i came with (0: not on a request's answer stream). */
+static json_int_t cookie_of(size_t i)
+{
+    json_t *c = json_array_get(F.cookies, i);
+    assert_non_null(c);
+    return json_integer_value(c);
+}
+
 static json_t *message(size_t i)
 {
     json_t *m = json_array_get(F.messages, i);
@@ -353,6 +366,9 @@ static void test_sse_batch_and_requests_before_the_response(void **state)
     assert_string_equal(mstr(message(2), "id", NULL), "s1");
     assert_true(json_is_true(json_object_get(json_object_get(message(3), "result"), "sse")));
     assert_int_equal(json_integer_value(json_object_get(message(3), "id")), 5);
+    /* what came on the answer stream names the request it answers */
+    for (size_t i = 1; i <= 3; i++)
+        assert_int_equal(cookie_of(i), 5);
 
     send_msg("{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"batch\"}", 6, 1);
     run_until(have_messages, (void *)6, "the batch answer");
@@ -475,8 +491,10 @@ static void test_answer_stream_closed_early_is_resumed_with_last_event_id(void *
     run_until(have_id, (void *)30, "the resumed answer");
     for (size_t i = 0; i < json_array_size(F.messages); i++) {
         json_t *m = json_array_get(F.messages, i);
-        if (json_integer_value(json_object_get(m, "id")) == 30)
+        if (json_integer_value(json_object_get(m, "id")) == 30) {
             assert_true(json_is_true(json_object_get(json_object_get(m, "result"), "resumed")));
+            assert_int_equal(cookie_of(i), 30); /* the resumed stream still names it */
+        }
     }
     assert_int_equal(F.nerrors, 0);
     json_t *gets = server_saw("GET");
@@ -515,6 +533,8 @@ static void test_get_stream_delivers_and_resumes_with_last_event_id(void **state
     assert_string_equal(mstr(message(1), "method", NULL), "notifications/from_get");
     assert_string_equal(mstr(message(2), "method", NULL), "notifications/resumed");
     assert_string_equal(mstr(message(2), "params", "last"), "e1");
+    assert_int_equal(cookie_of(1), 0); /* the GET stream belongs to no request */
+    assert_int_equal(cookie_of(2), 0);
     json_t *gets = server_saw("GET");
     assert_int_equal(json_array_size(gets), 2);
     assert_string_equal(mstr(json_array_get(gets, 0), "accept", NULL), "text/event-stream");
@@ -563,7 +583,7 @@ static void test_lost_session_is_down_then_ready_and_a_new_session_works(void **
 
 static void close_in_message(void *ctx, const char *json, size_t len)
 {
-    ev_message(ctx, json, len);
+    ev_message(ctx, json, len, 0);
     struct mcp_upstream *u = F.u;
     F.u = NULL;
     if (u)
@@ -575,6 +595,7 @@ static void test_close_from_inside_on_message(void **state)
     start_server("--no-get");
     struct mcp_upstream_events ev = events;
     ev.on_message = close_in_message;
+    ev.on_message_via = NULL;
     struct mcp_upstream_spec spec = {.name = "web", .url = F.url};
     F.u = mcp_upstream_open(&F.loop, &spec, &ev, &F);
     assert_non_null(F.u);

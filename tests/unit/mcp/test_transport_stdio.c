@@ -103,7 +103,8 @@ static void ev_send_error(void *ctx, uint64_t cookie, const char *why)
     fail_msg("stdio reported a send error: %s", why);
 }
 
-static const struct mcp_upstream_events events = {ev_message, ev_state, ev_send_error};
+static const struct mcp_upstream_events events = {
+    .on_message = ev_message, .on_state = ev_state, .on_send_error = ev_send_error};
 
 static int setup(void **state)
 {
