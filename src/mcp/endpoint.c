@@ -15,6 +15,7 @@
 #include "identity/identity.h"
 #include "mcp/internal.h"
 #include "mcp/mcp.h"
+#include "telemetry/trace.h"
 
 int mcp_route_match(const struct http_exchange *ex)
 {
@@ -303,6 +304,7 @@ static struct mcp_msg *msg_from(struct http_exchange *ex, enum mcp_http_method m
     m->owner = rc == 0 && o.data ? strdup(o.data) : NULL;
     buf_free(&o);
     snprintf(m->request_id, sizeof m->request_id, "%s", ex->request_id);
+    trace_outbound(ex, m->traceparent);
     if (p != NULL) {
 #define DUP(f) m->f = p->f ? strdup(p->f) : NULL
         DUP(auth);

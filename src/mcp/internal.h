@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "mcp/transport.h"
+#include "telemetry/trace.h"
 
 struct config;
 struct http_exchange;
@@ -87,6 +88,7 @@ struct mcp_msg {
     double budget_usd;
     int64_t expires;
     char request_id[64];
+    char traceparent[TRACEPARENT_LEN + 1]; /* for what the hub sends upstream for it */
 };
 
 void mcp_msg_free(struct mcp_msg *m);

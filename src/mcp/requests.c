@@ -435,7 +435,7 @@ static void do_set_level(struct call *k)
             continue;
         json_t *msg = json_pack("{s:s, s:I, s:s, s:O}", "jsonrpc", "2.0", "id", (json_int_t)p->id,
                                 "method", "logging/setLevel", "params", k->rpc->params);
-        if (hub_send(u, msg, p->id, 1) < 0)
+        if (hub_send_as(u, msg, p->id, 1, k->m) < 0)
             hub_pending_free(c, p);
     }
     hub_answer_result(k->m->t, k->rpc->id, json_object());
@@ -488,10 +488,10 @@ void req_notification(struct call *k)
                     continue;
                 json_t *params = json_deep_copy(k->rpc->params);
                 json_object_set_new(params, "requestId", json_integer((json_int_t)p->id));
-                hub_send(p->up,
-                         json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method",
-                                   "notifications/cancelled", "params", params),
-                         0, 0);
+                hub_send_as(p->up,
+                            json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method",
+                                      "notifications/cancelled", "params", params),
+                            0, 0, k->m);
                 hub_pending_fail(c, p, "request cancelled");
                 return;
             }

@@ -20,11 +20,36 @@ const char *const hub_list_note[L_COUNT] = {
     "notifications/tools/list_changed", "notifications/prompts/list_changed",
     "notifications/resources/list_changed", "notifications/resources/list_changed"};
 
-/* Sends msg (consumed). With m, a client's request: servers configured with
- * identity_header get a gateway-signed token for the caller in it. */
+/* The W3C trace context of the client's exchange in params._meta.traceparent
+ * (SEP-414: how MCP carries it where there are no HTTP headers, stdio; HTTP
+ * servers get it both there and as the traceparent header). A client's own
+ * _meta.traceparent is replaced: the gateway is the next hop in its trace. */
+static void set_meta_trace(json_t *msg, const char *traceparent)
+{
+    if (json_object_get(msg, "method") == NULL)
+        return; /* a response */
+    json_t *params = json_object_get(msg, "params");
+    if (params == NULL) {
+        params = json_object();
+        json_object_set_new(msg, "params", params);
+    }
+    json_t *meta = json_object_get(params, "_meta");
+    if (json_is_object(params) && meta == NULL) {
+        meta = json_object();
+        json_object_set_new(params, "_meta", meta);
+    }
+    if (json_is_object(meta))
+        json_object_set_new(meta, "traceparent", json_string(traceparent));
+}
+
+/* Sends msg (consumed). With m, a client's request: it carries the client's
+ * trace context (traceparent), and servers configured with identity_header
+ * get a gateway-signed token for the caller in it. */
 int hub_send_as(struct up *u, json_t *msg, uint64_t cookie, int expects, const struct mcp_msg *m)
 {
     struct mcp_core *c = u->core;
+    if (m != NULL && m->traceparent[0])
+        set_meta_trace(msg, m->traceparent);
     char *s = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
     if (s == NULL || u->conn == NULL || c->ops->send == NULL) {
@@ -32,8 +57,12 @@ int hub_send_as(struct up *u, json_t *msg, uint64_t cookie, int expects, const s
         return -1;
     }
     struct mcp_send_opts o = {.cookie = cookie, .expects_response = expects};
-    struct mcp_header h;
+    struct mcp_header h[2];
     char *token = NULL;
+    if (m != NULL && m->traceparent[0]) {
+        h[o.nheaders].name = "traceparent";
+        h[o.nheaders++].value = m->traceparent;
+    }
     if (m != NULL && u->conf->identity_header != NULL && c->identity != NULL) {
         const char *chain1[1] = {m->agent};
         struct identity_principal p = {
@@ -53,12 +82,11 @@ int hub_send_as(struct up *u, json_t *msg, uint64_t cookie, int expects, const s
         token = identity_outbound_token(c->identity, m->cfg->identity.issuer, anon ? NULL : &p,
                                         u->conf->name, m->request_id, 300);
         if (token != NULL) {
-            h.name = u->conf->identity_header;
-            h.value = token;
-            o.headers = &h;
-            o.nheaders = 1;
+            h[o.nheaders].name = u->conf->identity_header;
+            h[o.nheaders++].value = token;
         }
     }
+    o.headers = o.nheaders ? h : NULL;
     int rc = c->ops->send(u->conn, s, strlen(s), &o);
     free(s);
     free(token);

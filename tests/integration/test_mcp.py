@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -131,9 +132,10 @@ def upstream(http_fixture):
 
 
 @asynccontextmanager
-async def connect(gw, key: str | None = None, **session_kw):
+async def connect(gw, key: str | None = None, http_headers: dict | None = None, **session_kw):
     """An initialized ClientSession on the gateway's /mcp endpoint."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
+    headers.update(http_headers or {})
     session_kw.setdefault("read_timeout_seconds", 30)
     async with create_mcp_http_client(headers=headers) as http:
         async with streamable_http_client(gw.url + "/mcp", http_client=http) as (read, write):
@@ -1070,3 +1072,42 @@ def test_server_request_that_cannot_be_attributed_is_refused_not_guessed(start_g
     refusal = str(bob) if isinstance(bob, MCPError) else texts(bob)
     assert isinstance(bob, MCPError) or bob.is_error, bob
     assert "several client sessions have calls in flight" in refusal, refusal
+
+
+# =============================================================================
+# trace context: every request to an upstream carries the client's trace
+# =============================================================================
+
+TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+
+
+def test_upstream_requests_carry_the_clients_trace_context(start_gateway, http_fixture):
+    """HTTP servers get a traceparent header and, like stdio servers,
+    params._meta.traceparent (SEP-414): the client's trace id when it sent one,
+    a valid fresh one otherwise, with the gateway's own span id as parent."""
+    web = http_fixture("web")
+    gw = start_gateway(mcp_config(free_port(), [{"name": "web", "url": web.url}, stdio_fixture("local")]))
+    client_trace, client_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+    async def seen(http_headers: dict) -> dict:
+        async with connect(gw, http_headers=http_headers) as s:
+            await wait_tools(s, "web__trace", "local__trace")
+            return {
+                srv: json.loads(texts(await s.call_tool(f"{srv}__trace", {}))) for srv in ("web", "local")
+            }
+
+    traced = run(seen, {"traceparent": f"00-{client_trace}-{client_span}-01"})
+    assert traced["web"]["header"] == traced["web"]["meta"], traced
+    assert traced["local"]["header"] is None, traced  # stdio: no HTTP, _meta only
+    for srv in ("web", "local"):
+        m = TRACEPARENT.match(traced[srv]["meta"] or "")
+        assert m, traced
+        assert m.group(1) == client_trace, traced
+        assert m.group(2) != client_span, traced  # the gateway's span is the parent now
+
+    untraced = run(seen, {})
+    for srv in ("web", "local"):
+        m = TRACEPARENT.match(untraced[srv]["meta"] or "")
+        assert m and set(m.group(1)) != {"0"} and set(m.group(2)) != {"0"}, untraced
+        assert m.group(1) != client_trace, untraced
+    assert untraced["web"]["header"] == untraced["web"]["meta"], untraced

@@ -5,7 +5,7 @@
 It implements what the MCP conformance suite's server scenarios call (tools
 test_*, resources test://..., prompts test_*, completion, logging, sampling,
 elicitation, progress, SSE resumption) plus a few tools the integration tests
-and bench/mcp use: echo, add, sleep, cancelled, pid, add_tool, headers.
+and bench/mcp use: echo, add, sleep, cancelled, pid, add_tool, headers, trace.
 
     fixture_server.py --port 3001 [--name fixture]   # Streamable HTTP on 127.0.0.1:3001/mcp
     fixture_server.py --stdio [--name fixture]       # stdio
@@ -168,6 +168,7 @@ class Fixture:
             tool("pid", "Returns this server's process id"),
             tool("add_tool", "Adds a tool named 'name' and sends tools/list_changed", args(name="string")),
             tool("headers", "Returns the HTTP request headers this call arrived with (JSON)"),
+            tool("trace", "Returns the trace context this call carried: traceparent header and _meta (JSON)"),
             *self.extra_tools.values(),
         ]
 
@@ -349,6 +350,11 @@ class Fixture:
                 req = ctx.request
                 hdrs = dict(req.headers) if req is not None and hasattr(req, "headers") else {}
                 return result(json.dumps(hdrs, sort_keys=True))
+            case "trace":
+                req = ctx.request
+                hdrs = req.headers if req is not None and hasattr(req, "headers") else {}
+                meta = ctx.meta or {}
+                return result(json.dumps({"header": hdrs.get("traceparent"), "meta": meta.get("traceparent")}))
         if name in self.extra_tools:
             return result(f"{self.name}: {name} called")
         raise MCPError(code=-32602, message=f"Unknown tool: {name}")
