@@ -173,16 +173,33 @@ static uint64_t token_estimate(struct llm_call *call)
     return n + mock;
 }
 
-static void add_views(struct http_exchange *ex, const char *kind, const struct rl_view *v)
+/* v in decimal into out (at least 21 bytes); no printf on the hot path. */
+static const char *u64_dec(uint64_t v, char *out)
 {
-    char name[48], reset[32];
-    snprintf(name, sizeof name, "x-ratelimit-limit-%s", kind);
-    http_add_header(ex, name, arena_printf(&ex->arena, "%llu", (unsigned long long)v->limit));
-    snprintf(name, sizeof name, "x-ratelimit-remaining-%s", kind);
-    http_add_header(ex, name, arena_printf(&ex->arena, "%llu", (unsigned long long)v->remaining));
-    snprintf(name, sizeof name, "x-ratelimit-reset-%s", kind);
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    return out;
+}
+
+static void add_views(struct http_exchange *ex, int tokens, const struct rl_view *v)
+{
+    static const char *const names[2][3] = {
+        {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+         "x-ratelimit-reset-requests"},
+        {"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"},
+    };
+    char num[24], reset[32];
+    http_add_header(ex, names[tokens][0], u64_dec(v->limit, num));
+    http_add_header(ex, names[tokens][1], u64_dec(v->remaining, num));
     breaker_format_duration(v->reset_ns, reset, sizeof reset);
-    http_add_header(ex, name, reset);
+    http_add_header(ex, names[tokens][2], reset);
 }
 
 /* Frees what the call holds outside the arena before a refusal answers. */
@@ -214,9 +231,9 @@ static int rl_answer(struct llm_call *call, int rc)
     struct llm_limits *l = &call->lim;
     const struct rl_refusal *why = &l->why;
     if (l->rl.has_requests)
-        add_views(ex, "requests", &l->rl.requests);
+        add_views(ex, 0, &l->rl.requests);
     if (l->rl.has_tokens)
-        add_views(ex, "tokens", &l->rl.tokens_view);
+        add_views(ex, 1, &l->rl.tokens_view);
     if (rc == 0) {
         l->has_rl = l->rl.has_requests || l->rl.has_tokens;
         return 0;

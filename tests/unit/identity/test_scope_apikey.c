@@ -13,6 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "identity/internal.h"
 #include "state/state.h"
 
@@ -85,6 +88,35 @@ static void test_key_format_and_hash(void **unused)
     assert_memory_not_equal(h1, h3, 32); /* keyed: another install, another hash */
 }
 
+/* The per-thread pads give HMAC-SHA256 itself: a fixed vector (Python's
+ * hmac module), and OpenSSL's one-shot HMAC() for every message length
+ * across two secrets taking turns (the pads are re-keyed each time). */
+static void test_hash_is_hmac_sha256(void **unused)
+{
+    unsigned char secret[32], h[32];
+    for (int i = 0; i < 32; i++)
+        secret[i] = (unsigned char)i;
+    const char *k = "pcl_0123456789abcdef_the-rest-of-a-key";
+    apikey_hash(secret, k, strlen(k), h);
+    static const unsigned char want[32] = {
+        0x3b, 0x7d, 0x01, 0x1f, 0x9e, 0xa2, 0x9e, 0x17, 0xc5, 0xe3, 0x39, 0x82, 0x92, 0xbb, 0x8b, 0xb5,
+        0xd7, 0xc0, 0x85, 0xa9, 0x31, 0x1c, 0xed, 0x8f, 0x48, 0x56, 0x01, 0xb7, 0xeb, 0x00, 0x40, 0x85};
+    assert_memory_equal(h, want, 32);
+
+    unsigned char s2[32], ref[32];
+    memset(s2, 0xa5, sizeof s2);
+    char msg[200];
+    for (size_t i = 0; i < sizeof msg; i++)
+        msg[i] = (char)('a' + i % 26);
+    for (size_t len = 0; len <= sizeof msg; len++) {
+        const unsigned char *sec = len % 2 ? secret : s2;
+        unsigned int n = 32;
+        HMAC(EVP_sha256(), sec, 32, (const unsigned char *)msg, len, ref, &n);
+        apikey_hash(sec, msg, len, h);
+        assert_memory_equal(h, ref, 32);
+    }
+}
+
 static void test_table_from_store(void **unused)
 {
     char path[] = "/tmp/pcl-keys-XXXXXX";
@@ -148,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_scope_allows),
         cmocka_unit_test(test_scope_covers_is_attenuation),
         cmocka_unit_test(test_key_format_and_hash),
+        cmocka_unit_test(test_hash_is_hmac_sha256),
         cmocka_unit_test(test_table_from_store),
         cmocka_unit_test(test_ttl_parsing),
     };
