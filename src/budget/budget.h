@@ -175,8 +175,10 @@ int budget_store_metrics(struct budget_store *s, buf_t *b) __attribute__((warn_u
 
 /* One connection per worker, on its loop: reserve and settle are Lua
  * scripts (EVALSHA, loaded at connect; EVAL after a NOSCRIPT) that check
- * and update every node and period of a chain in one step, so gateways
- * sharing the server share the caps. Reconnects by itself; while the
+ * and update every capped node-period of a chain in one step (spend is
+ * counted in every period), so gateways sharing the server share the caps.
+ * A chain without any cap reserves nothing and needs no round trip (CB runs
+ * before budget_redis_reserve returns 2). Reconnects by itself; while the
  * server is unreachable reservations fail (the caller refuses the call) and
  * settlements are lost (their reservations expire in Redis). */
 struct budget_redis *budget_redis_new(struct uv_loop_s *loop, const char *url, char *err,
@@ -195,8 +197,8 @@ void budget_redis_free(struct budget_redis *r);
  * 1 refused (why filled), -2 Redis failed. */
 typedef void (*budget_reserve_cb)(void *arg, int rc, const struct budget_refusal *why);
 
-/* Starts a reservation in Redis. Returns 2 when pending (CB runs later on
- * this loop; RES must stay alive until then and, when granted, until
+/* Starts a reservation in Redis. Returns 2 when pending (CB runs on this
+ * loop, later or, for a chain without caps, at once; RES must stay alive until then and, when granted, until
  * budget_settle), 0 when there is nothing to reserve (CB is not called),
  * -1 chain too long, -2 Redis unavailable. */
 int budget_redis_reserve(struct budget_redis *r, struct budget_tree *t, const char *const *chain,

@@ -23,67 +23,80 @@
 #define MAX_KEYS (BUDGET_MAX_CHAIN * BUDGET_NPERIODS)
 #define MAX_EXTRA_SCRIPTS 8
 
-/* Keys, per node, period and period key: a hash {spent, reserved, alerted,
- * r:<id> = amount of reservation id} and a sorted set of reservation ids by
- * deadline (ms), so expired ones are released by the next reserve. */
+/* Keys: per node, period and period index a hash pc:b:<node>:<period>:<index>
+ * {spent, reserved, alerted}, and one sorted set pc:bz of the reservations
+ * not settled yet by deadline (ms). A reservation's member in it is
+ * "<id> <amount> <hash>..." (the hashes it holds the amount in), so the next
+ * reserve after its deadline releases it wherever it was taken. Only the
+ * periods a node has a cap in carry reservations; spend is counted in every
+ * period (one HINCRBY each, for `budget show`, the admin API and /metrics).
+ * Day and month hashes expire a day (plus the reservation TTL) after their
+ * period ends; the expiry is set when a hash is created. */
 
-/* KEYS: hash and zset of each node-period, callers first, root side last.
- * ARGV: now_ms, ttl_ms, id, amount, then one cap per node-period (-1 none).
- * Returns 0, or {index, spent, reserved} of the first (root side) refusal. */
+/* KEYS: the hash of each capped node-period, callers first, root side last;
+ * then pc:bz. ARGV: now_ms, ttl_ms, the reservation's member, amount, then
+ * per hash its cap and expiry (unix seconds, 0 = none). Returns 0, or
+ * {index, spent, reserved} of the first (root side) hash that refused. */
 static const char reserve_lua[] =
-    "local now, ttl, id, amt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])\n"
-    "local n = #KEYS / 2\n"
-    "for i = 1, n do\n"
-    "  local h, z = KEYS[2*i-1], KEYS[2*i]\n"
-    "  local old = redis.call('ZRANGEBYSCORE', z, '-inf', now)\n"
-    "  for _, rid in ipairs(old) do\n"
-    "    local a = tonumber(redis.call('HGET', h, 'r:'..rid) or '0')\n"
-    "    local left = redis.call('HINCRBY', h, 'reserved', -a)\n"
-    "    if left < 0 then redis.call('HSET', h, 'reserved', 0) end\n"
-    "    redis.call('HDEL', h, 'r:'..rid)\n"
+    "local now, ttl, member, amt = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], "
+    "tonumber(ARGV[4])\n"
+    "local n = #KEYS - 1\n"
+    "local z = KEYS[n+1]\n"
+    "local old = redis.call('ZRANGEBYSCORE', z, '-inf', now)\n"
+    "if #old > 0 then\n"
+    "  for _, m in ipairs(old) do\n"
+    "    local k, a = 0, 0\n"
+    "    for w in string.gmatch(m, '%S+') do\n"
+    "      k = k + 1\n"
+    "      if k == 2 then a = tonumber(w)\n"
+    "      elseif k > 2 then\n"
+    "        local left = redis.call('HINCRBY', w, 'reserved', -a)\n"
+    "        if left < 0 then redis.call('HSET', w, 'reserved', 0) end\n"
+    "      end\n"
+    "    end\n"
     "  end\n"
-    "  if #old > 0 then redis.call('ZREMRANGEBYSCORE', z, '-inf', now) end\n"
+    "  redis.call('ZREMRANGEBYSCORE', z, '-inf', now)\n"
     "end\n"
+    "local fresh = {}\n"
     "for i = n, 1, -1 do\n"
-    "  local cap = tonumber(ARGV[4+i])\n"
-    "  if cap >= 0 then\n"
-    "    local v = redis.call('HMGET', KEYS[2*i-1], 'spent', 'reserved')\n"
-    "    local s, r = tonumber(v[1] or '0'), tonumber(v[2] or '0')\n"
-    "    if s + r + amt > cap then return {i, s, r} end\n"
-    "  end\n"
+    "  local v = redis.call('HMGET', KEYS[i], 'spent', 'reserved')\n"
+    "  local s, r = tonumber(v[1] or '0'), tonumber(v[2] or '0')\n"
+    "  if s + r + amt > tonumber(ARGV[3+2*i]) then return {i, s, r} end\n"
+    "  fresh[i] = not v[1] and not v[2]\n"
     "end\n"
     "for i = 1, n do\n"
-    "  local h, z = KEYS[2*i-1], KEYS[2*i]\n"
-    "  redis.call('HINCRBY', h, 'reserved', amt)\n"
-    "  redis.call('HSET', h, 'r:'..id, amt)\n"
-    "  redis.call('ZADD', z, now + ttl, id)\n"
+    "  redis.call('HINCRBY', KEYS[i], 'reserved', amt)\n"
+    "  local exp = tonumber(ARGV[4+2*i])\n"
+    "  if fresh[i] and exp > 0 then redis.call('EXPIREAT', KEYS[i], exp) end\n"
     "end\n"
+    "redis.call('ZADD', z, now + ttl, member)\n"
     "return 0\n";
 
-/* KEYS: hash and zset of each node-period the reservation was taken in,
- * then the hash of each node-period of now (spend lands there).
- * ARGV: id, actual, soft limit, then one cap per node-period (-1 none).
- * Returns {index, spent, ...} for each period whose soft limit this crossed
- * first (HSETNX: once per period, whichever instance gets there). */
+/* KEYS: the hashes the reservation was taken in (ARGV[5] of them), then
+ * the hash of every period of now of each node (spend lands there), then
+ * pc:bz. ARGV: the reservation's member, its amount, actual, soft limit,
+ * number of reserved hashes, the expiry (unix seconds, 0 none) of the day,
+ * month and total hashes, then per spend hash its cap (-1 none). A reservation no longer in pc:bz
+ * was released by its deadline already. Returns {index, spent, ...} (index among the spend hashes)
+ * for each period whose soft limit this crossed first (HSETNX: once per period, whichever instance
+ * gets there). */
 static const char settle_lua[] =
-    "local id, actual, soft = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local n = #KEYS / 3\n"
-    "local out = {}\n"
-    "for i = 1, n do\n"
-    "  local h, z = KEYS[2*i-1], KEYS[2*i]\n"
-    "  local a = redis.call('HGET', h, 'r:'..id)\n"
-    "  if a then\n"
-    "    local left = redis.call('HINCRBY', h, 'reserved', -tonumber(a))\n"
-    "    if left < 0 then redis.call('HSET', h, 'reserved', 0) end\n"
-    "    redis.call('HDEL', h, 'r:'..id)\n"
-    "    redis.call('ZREM', z, id)\n"
+    "local member, amt, actual = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local soft, nr = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local ns = #KEYS - 1 - nr\n"
+    "if nr > 0 and redis.call('ZREM', KEYS[#KEYS], member) == 1 then\n"
+    "  for i = 1, nr do\n"
+    "    local left = redis.call('HINCRBY', KEYS[i], 'reserved', -amt)\n"
+    "    if left < 0 then redis.call('HSET', KEYS[i], 'reserved', 0) end\n"
     "  end\n"
     "end\n"
+    "local out = {}\n"
     "if actual > 0 then\n"
-    "  for i = 1, n do\n"
-    "    local h = KEYS[2*n+i]\n"
+    "  for i = 1, ns do\n"
+    "    local h = KEYS[nr+i]\n"
     "    local spent = redis.call('HINCRBY', h, 'spent', actual)\n"
-    "    local cap = tonumber(ARGV[3+i])\n"
+    "    local cap, exp = tonumber(ARGV[8+i]), tonumber(ARGV[6+(i-1)%3])\n"
+    "    if spent == actual and exp > 0 then redis.call('EXPIREAT', h, exp) end\n"
     "    if cap > 0 and soft > 0 and spent >= soft * cap and\n"
     "       redis.call('HSETNX', h, 'alerted', 1) == 1 then\n"
     "      table.insert(out, i)\n"
@@ -139,7 +152,8 @@ struct op {
     const struct budget_tree *tree;
     int nodes[BUDGET_MAX_CHAIN];
     size_t nnodes;
-    int64_t caps[MAX_KEYS];
+    int kmap[MAX_KEYS]; /* reserve: script index -> node * BUDGET_NPERIODS + period */
+    size_t nk;
     int64_t keys[BUDGET_NPERIODS];
 };
 
@@ -527,6 +541,25 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* When the keys of period P with index KEY may go: a day after the period
+ * ends plus the reservation TTL (a call reserved just before the boundary
+ * still settles there); 0 (never) for the total. */
+static long long expire_at(enum budget_period p, int64_t key, long ttl_s)
+{
+    time_t end;
+    if (p == BUDGET_DAY)
+        end = (time_t)((key + 1) * 86400);
+    else if (p == BUDGET_MONTH) {
+        struct tm tm = {0};
+        tm.tm_year = (int)(70 + (key + 1) / 12);
+        tm.tm_mon = (int)((key + 1) % 12);
+        tm.tm_mday = 1;
+        end = timegm(&tm);
+    } else
+        return 0;
+    return (long long)end + 86400 + ttl_s;
+}
+
 static void reserve_done(struct op *op, redisReply *rep)
 {
     struct budget_reservation *res = op->res;
@@ -539,10 +572,12 @@ static void reserve_done(struct op *op, redisReply *rep)
         res->settled = 1;
     } else if (rep->type == REDIS_REPLY_INTEGER && rep->integer == 0) {
         rc = 0;
-    } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3) {
-        long long i = rep->element[0]->integer - 1; /* node-period index */
-        size_t node = (size_t)i / BUDGET_NPERIODS;
-        int p = (int)(i % BUDGET_NPERIODS);
+    } else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+               rep->element[0]->type == REDIS_REPLY_INTEGER && rep->element[0]->integer >= 1 &&
+               (size_t)rep->element[0]->integer <= op->nk) {
+        int k = op->kmap[rep->element[0]->integer - 1];
+        size_t node = (size_t)k / BUDGET_NPERIODS;
+        int p = k % BUDGET_NPERIODS;
         struct budget_node_view v;
         budget_tree_node_view(res->tree, res->nodes[node < res->nnodes ? node : 0], &v);
         why.node = v.id;
@@ -560,6 +595,44 @@ static void reserve_done(struct op *op, redisReply *rep)
     op->cb(op->arg, rc, &why);
 }
 
+/* The capped node-periods of RES (where it reserves): node index *
+ * BUDGET_NPERIODS + period, callers first. Returns how many. */
+static size_t capped(const struct budget_reservation *res, int kmap[MAX_KEYS])
+{
+    size_t nk = 0;
+    struct budget_node_view v;
+    for (size_t j = 0; j < res->nnodes; j++) {
+        budget_tree_node_view(res->tree, res->nodes[j], &v);
+        for (int p = 0; p < BUDGET_NPERIODS; p++)
+            if (v.cap[p] >= 0)
+                kmap[nk++] = (int)j * BUDGET_NPERIODS + p;
+    }
+    return nk;
+}
+
+/* Appends the hash key of node-period K of RES (in its reservation's
+ * periods) as an argument, and to MEMBER when not NULL. */
+static int hash_arg(struct op *op, const struct budget_reservation *res, int k, buf_t *member)
+{
+    struct budget_node_view v;
+    int p = k % BUDGET_NPERIODS;
+    budget_tree_node_view(res->tree, res->nodes[k / BUDGET_NPERIODS], &v);
+    if (op_arg(op, "pc:b:%s:%d:%lld", v.id, p, (long long)res->period_key[p]) < 0)
+        return -1;
+    if (member != NULL &&
+        (buf_append(member, " ", 1) < 0 ||
+         buf_append(member, op->argv[op->argc - 1], op->argvlen[op->argc - 1]) < 0))
+        return -1;
+    return 0;
+}
+
+/* The member of RES in pc:bz: "<id> <amount> <hash>...". */
+static int member_start(buf_t *m, const struct budget_reservation *res)
+{
+    buf_init(m, 64 * 1024);
+    return buf_appendf(m, "%s %lld", res->redis_id, (long long)res->micro_usd);
+}
+
 int budget_redis_reserve(struct budget_redis *r, struct budget_tree *t, const char *const *chain,
                          size_t n, int64_t micro_usd, time_t now, struct budget_reservation *res,
                          budget_reserve_cb cb, void *arg)
@@ -567,32 +640,45 @@ int budget_redis_reserve(struct budget_redis *r, struct budget_tree *t, const ch
     int rc = budget_reservation_prepare(t, chain, n, micro_usd, now, res);
     if (rc < 0 || t == NULL || res->nnodes == 0)
         return rc; /* nothing to reserve in Redis: the caller goes on at once */
-    size_t nk = res->nnodes * BUDGET_NPERIODS;
-    struct op *op = op_new(r, SCRIPT_RESERVE, (int)(3 + 2 * nk + 4 + nk));
-    if (op == NULL)
-        return -1;
-    op->argc = 2;
+    int kmap[MAX_KEYS];
+    size_t nk = capped(res, kmap);
     res->redis = r;
     snprintf(res->redis_id, sizeof res->redis_id, "%s-%llu", r->instance,
              (unsigned long long)++r->seq);
-    int bad = op_arg(op, "%zu", 2 * nk);
-    for (size_t j = 0; j < res->nnodes; j++) {
-        struct budget_node_view v;
-        budget_tree_node_view(t, res->nodes[j], &v);
-        for (int p = 0; p < BUDGET_NPERIODS; p++) {
-            bad |= op_arg(op, "pc:b:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
-            bad |= op_arg(op, "pc:bz:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
+    if (nk == 0) {
+        /* no cap on the chain: nothing to check, the spend is still counted
+         * at settle; granted at once, without a round trip */
+        if (r->ac == NULL || r->closing) {
+            res->settled = 1;
+            return -2;
         }
+        cb(arg, 0, NULL);
+        return 2;
     }
+    struct op *op = op_new(r, SCRIPT_RESERVE, (int)(3 + nk + 1 + 4 + 2 * nk));
+    if (op == NULL)
+        return -1;
+    op->argc = 2;
+    memcpy(op->kmap, kmap, nk * sizeof kmap[0]);
+    op->nk = nk;
+    buf_t member;
+    int bad = member_start(&member, res);
+    bad |= op_arg(op, "%zu", nk + 1);
+    for (size_t i = 0; i < nk; i++)
+        bad |= hash_arg(op, res, kmap[i], &member);
+    bad |= op_arg(op, "pc:bz");
     bad |= op_arg(op, "%lld", (long long)now_ms());
     bad |= op_arg(op, "%lld", (long long)budget_tree_ttl(t) * 1000);
-    bad |= op_arg(op, "%s", res->redis_id);
+    bad |= op_arg(op, "%.*s", (int)member.len, member.data ? member.data : "");
     bad |= op_arg(op, "%lld", (long long)res->micro_usd);
-    for (size_t j = 0; j < res->nnodes; j++) {
+    buf_free(&member);
+    for (size_t i = 0; i < nk; i++) {
         struct budget_node_view v;
-        budget_tree_node_view(t, res->nodes[j], &v);
-        for (int p = 0; p < BUDGET_NPERIODS; p++)
-            bad |= op_arg(op, "%lld", (long long)v.cap[p]);
+        int p = kmap[i] % BUDGET_NPERIODS;
+        budget_tree_node_view(t, res->nodes[kmap[i] / BUDGET_NPERIODS], &v);
+        bad |= op_arg(op, "%lld", (long long)v.cap[p]);
+        bad |= op_arg(op, "%lld",
+                      expire_at((enum budget_period)p, res->period_key[p], budget_tree_ttl(t)));
     }
     op->res = res;
     op->cb = cb;
@@ -617,6 +703,8 @@ static void settle_done(struct op *op, redisReply *rep)
         return;
     for (size_t k = 0; k + 1 < rep->elements; k += 2) {
         long long i = rep->element[k]->integer - 1;
+        if (i < 0)
+            continue;
         size_t node = (size_t)i / BUDGET_NPERIODS;
         int p = (int)(i % BUDGET_NPERIODS);
         if (node >= op->nnodes)
@@ -632,8 +720,12 @@ void budget_redis_settle(struct budget_reservation *res, int64_t actual, time_t 
 {
     struct budget_redis *r = res->redis;
     struct budget_tree *t = res->tree;
-    size_t nk = res->nnodes * BUDGET_NPERIODS;
-    struct op *op = op_new(r, SCRIPT_SETTLE, (int)(3 + 3 * nk + 3 + nk));
+    int kmap[MAX_KEYS];
+    size_t nr = capped(res, kmap); /* the reservation is held there */
+    if (actual <= 0 && nr == 0)
+        return; /* nothing reserved, nothing spent */
+    size_t ns = actual > 0 ? res->nnodes * BUDGET_NPERIODS : 0;
+    struct op *op = op_new(r, SCRIPT_SETTLE, (int)(3 + nr + ns + 1 + 8 + ns));
     if (op == NULL) {
         log_msg(LOG_ERROR, NULL, "budgets: out of memory settling in Redis");
         return;
@@ -644,24 +736,28 @@ void budget_redis_settle(struct budget_reservation *res, int64_t actual, time_t 
     memcpy(op->nodes, res->nodes, res->nnodes * sizeof res->nodes[0]);
     for (int p = 0; p < BUDGET_NPERIODS; p++)
         op->keys[p] = budget_period_key((enum budget_period)p, now);
-    int bad = op_arg(op, "%zu", 3 * nk);
+    buf_t member;
+    int bad = member_start(&member, res);
+    bad |= op_arg(op, "%zu", nr + ns + 1);
+    for (size_t i = 0; i < nr; i++)
+        bad |= hash_arg(op, res, kmap[i], &member);
     struct budget_node_view v;
-    for (size_t j = 0; j < res->nnodes; j++) {
-        budget_tree_node_view(t, res->nodes[j], &v);
-        for (int p = 0; p < BUDGET_NPERIODS; p++) {
-            bad |= op_arg(op, "pc:b:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
-            bad |= op_arg(op, "pc:bz:%s:%d:%lld", v.id, p, (long long)res->period_key[p]);
-        }
-    }
-    for (size_t j = 0; j < res->nnodes; j++) {
+    for (size_t j = 0; j < res->nnodes && ns > 0; j++) {
         budget_tree_node_view(t, res->nodes[j], &v);
         for (int p = 0; p < BUDGET_NPERIODS; p++)
             bad |= op_arg(op, "pc:b:%s:%d:%lld", v.id, p, (long long)op->keys[p]);
     }
-    bad |= op_arg(op, "%s", res->redis_id);
+    bad |= op_arg(op, "pc:bz");
+    bad |= op_arg(op, "%.*s", (int)member.len, member.data ? member.data : "");
+    buf_free(&member);
+    bad |= op_arg(op, "%lld", (long long)res->micro_usd);
     bad |= op_arg(op, "%lld", (long long)(actual < 0 ? 0 : actual));
     bad |= op_arg(op, "%.6f", budget_tree_soft_limit(t));
-    for (size_t j = 0; j < res->nnodes; j++) {
+    bad |= op_arg(op, "%zu", nr);
+    for (int p = 0; p < BUDGET_NPERIODS; p++)
+        bad |=
+            op_arg(op, "%lld", expire_at((enum budget_period)p, op->keys[p], budget_tree_ttl(t)));
+    for (size_t j = 0; j < res->nnodes && ns > 0; j++) {
         budget_tree_node_view(t, res->nodes[j], &v);
         for (int p = 0; p < BUDGET_NPERIODS; p++)
             bad |= op_arg(op, "%lld", (long long)v.cap[p]);

@@ -5,6 +5,7 @@
 # and lets through the ideal number of calls give or take one reservation.
 from __future__ import annotations
 
+import calendar
 import json
 import shutil
 import socket
@@ -92,6 +93,22 @@ def test_three_gateways_sharing_redis_never_pass_the_cap(start_gateway, redis_se
     micro = round(spent * 1e6)
     assert int(redis_cli(redis_server, "HGET", "pc:b:org:2:0", "spent")) == micro
     assert int(redis_cli(redis_server, "HGET", "pc:b:org:2:0", "reserved")) == 0
+    # only capped periods carry reservations; spend is counted in every period,
+    # and day and month keys expire (a day after their period ends), the total never
+    day, now = int(time.time()) // 86400, time.time()
+    assert redis_cli(redis_server, "ZCARD", "pc:bz") == "0"  # no reservation left
+    assert redis_cli(redis_server, "HGET", f"pc:b:bot:0:{day}", "reserved") == ""
+    assert int(redis_cli(redis_server, "HGET", f"pc:b:bot:0:{day}", "spent")) == micro
+    assert int(redis_cli(redis_server, "HGET", f"pc:b:org:0:{day}", "spent")) == micro
+    ttl = int(redis_cli(redis_server, "TTL", f"pc:b:bot:0:{day}"))
+    day_end = (day + 1) * 86400
+    assert day_end - now + 86400 < ttl <= day_end - now + 86400 + 1800 + 5, ttl
+    assert int(redis_cli(redis_server, "TTL", "pc:b:org:2:0")) == -1
+    t = time.gmtime(now)
+    month_end = calendar.timegm((t.tm_year + t.tm_mon // 12, t.tm_mon % 12 + 1, 1, 0, 0, 0))
+    month_key = (t.tm_year - 1970) * 12 + t.tm_mon - 1
+    ttl = int(redis_cli(redis_server, "TTL", f"pc:b:org:1:{month_key}"))
+    assert month_end - now + 86400 < ttl <= month_end - now + 86400 + 1800 + 5, ttl
     # the admin API of any instance reads the shared numbers
     nodes = {n["id"]: n for n in admin_get(aport, "/admin/budgets").json()["nodes"]}
     assert nodes["org"]["periods"]["total"]["spent_micro_usd"] == micro
@@ -159,3 +176,54 @@ def call_status(gw, key: str) -> int:
     with gw.http() as h:
         return h.post("/v1/chat/completions", json={"model": "mock-1", "messages": MSGS},
                       headers={"Authorization": f"Bearer {key}"}).status_code
+
+
+def test_soft_limit_alert_fires_once_across_instances(start_gateway, redis_server, tmp_path,
+                                                      request):
+    from test_budget_alerts import Receiver
+    rx = Receiver()
+    request.addfinalizer(rx.server.shutdown)
+    # org: a total cap; team: a day cap; bot: none. The settle script reports each
+    # crossing once, whichever instance gets there
+    cfg = budget_config([{"id": "org", "budget": {"usd_total": 0.2}, "children": [
+        {"id": "team", "budget": {"usd_per_day": 0.2}, "children": [{"id": "bot"}]}]}])
+    cfg["state"] = {"redis": f"redis://127.0.0.1:{redis_server}"}
+    cfg["state_path"] = str(tmp_path / "shared.db")
+    cfg["budget"] = {"soft_limit": 0.5, "webhook": rx.url}
+    gws = [start_gateway(dict(cfg, listen=f"127.0.0.1:{free_port()}")) for _ in range(2)]
+    key = create_key(gws[0], "bot")
+    spent, i = 0.0, 0
+    while spent < 0.12:
+        s, usage = call(gws[i % 2], key, False)
+        assert s == 200
+        spent += cost_of(usage)
+        i += 1
+    bodies = sorted((b["body"]["node"], b["body"]["period"]) for b in rx.wait(2))
+    assert bodies == [("org", "total"), ("team", "day")], bodies
+    time.sleep(0.3)
+    assert len(rx.bodies) == 2, rx.bodies
+
+
+def test_a_chain_without_caps_needs_no_reservation_but_counts_spend(start_gateway, redis_server,
+                                                                     tmp_path):
+    # budgets are on (another subtree has a cap), but org and bot have none
+    cfg = budget_config([{"id": "org", "children": [{"id": "bot"}]},
+                         {"id": "capped", "budget": {"usd_total": 1}}])
+    cfg["state"] = {"redis": f"redis://127.0.0.1:{redis_server}"}
+    cfg["state_path"] = str(tmp_path / "shared.db")
+    gw = start_gateway(cfg)
+    key = create_key(gw, "bot")
+    redis_cli(redis_server, "CONFIG", "RESETSTAT")
+    s, usage = call(gw, key, False)
+    assert s == 200
+    micro = round(cost_of(usage) * 1e6)
+    deadline = time.monotonic() + 5
+    while redis_cli(redis_server, "HGET", "pc:b:org:2:0", "spent") != str(micro):
+        assert time.monotonic() < deadline, "the spend never reached Redis"
+        time.sleep(0.05)
+    assert redis_cli(redis_server, "HGET", "pc:b:bot:2:0", "spent") == str(micro)
+    # one script ran (the settlement), not two
+    stats = redis_cli(redis_server, "INFO", "commandstats")
+    evals = sum(int(l.split("calls=")[1].split(",")[0]) for l in stats.splitlines()
+                if l.startswith(("cmdstat_evalsha:", "cmdstat_eval:")))
+    assert evals == 1, stats
