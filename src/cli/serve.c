@@ -17,6 +17,7 @@
 #include "core/worker.h"
 #include "http/server.h"
 #include "http/tls.h"
+#include "a2a/a2a.h"
 #include "admin/admin.h"
 #include "audit/audit.h"
 #include "breaker/breaker.h"
@@ -38,6 +39,7 @@ struct runtime {
     struct audit *audit;            /* audit writer; NULL when audit.enabled is false */
     struct admin *admin;            /* admin listener; NULL when no admin: */
     struct mcp_hub *mcp;            /* MCP hub thread; NULL without an mcp: section */
+    struct a2a *a2a;                /* A2A proxy: agent card cache */
     struct budget_store *budget;    /* settled spend in the state file, alerts */
     struct worker *workers;
     unsigned nworkers;
@@ -118,6 +120,10 @@ static void route(struct http_exchange *ex)
         ex->on_finish = audit_on_finish;
     if (mcp_route_match(ex)) {
         mcp_endpoint(rt->mcp, rt->identity, ex);
+        return;
+    }
+    if (a2a_route_match(ex)) {
+        a2a_endpoint(rt->a2a, rt->identity, ex);
         return;
     }
     for (size_t i = 0; i < sizeof protocol_routes / sizeof protocol_routes[0]; i++) {
@@ -399,6 +405,10 @@ int serve_main(const char *config_path)
             log_msg(LOG_ERROR, NULL, "mcp: %s", err);
             return 1;
         }
+        if (!(rt.a2a = a2a_new())) {
+            log_msg(LOG_ERROR, NULL, "a2a: out of memory");
+            return 1;
+        }
         if (!(rt.budget = budget_store_open(rt.cfg->state_path, err, sizeof(err))) ||
             budget_store_attach(rt.budget, rt.cfg->budget, rt.cfg->budget_opts.webhook) < 0) {
             log_msg(LOG_ERROR, NULL, "budgets: %s", rt.budget ? "out of memory" : err);
@@ -465,6 +475,7 @@ int serve_main(const char *config_path)
     }
     admin_stop(rt.admin);
     mcp_hub_free(rt.mcp); /* after the workers: no exchange is left to answer */
+    a2a_free(rt.a2a);
     log_msg(LOG_INFO, NULL, "drained; exiting");
     free(rt.workers);
     metrics_free(rt.metrics);

@@ -67,6 +67,7 @@ void config_free(struct config *cfg)
     cfg_free_guard(cfg);
     cfg_free_admin(cfg);
     cfg_free_mcp(cfg);
+    cfg_free_a2a(cfg);
     free(cfg);
 }
 

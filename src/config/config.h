@@ -221,6 +221,29 @@ struct config_guard {
     struct guard *guard;             /* the compiled rule pack; NULL without guard: */
 };
 
+/* a2a: (src/config/a2a.c). A2A agents the gateway fronts at /a2a/<name>. */
+struct config_a2a_agent {
+    char *name;
+    unsigned line;                  /* in the config file, for messages */
+    char *url;                      /* the agent's JSON-RPC endpoint */
+    char *card_url;                 /* its agent card; default <origin of url>/.well-known/agent-card.json */
+    struct config_mcp_pair *headers; /* static headers. May hold secrets */
+    size_t nheaders;
+    char *identity_header;          /* gets the gateway-signed token for the caller; default
+                                     * "Authorization" (sent as "Bearer <token>") */
+    int untrusted;                  /* trust: untrusted */
+    uint32_t timeout_ms;            /* per call (streams included); default 5m */
+};
+
+struct config_a2a {
+    int present;                    /* an a2a: section was written */
+    char *public_url;               /* base URL clients reach the gateway at (agent cards point
+                                     * there); NULL = from the request's Host header */
+    uint32_t card_ttl_ms;           /* how long a fetched agent card is reused; default 60s */
+    struct config_a2a_agent *agents;
+    size_t nagents;
+};
+
 struct config {
     atomic_int refs;
     char *path; /* file it was loaded from */
@@ -262,6 +285,7 @@ struct config {
     struct config_policy policy;
     struct config_guard guard;
     struct config_mcp mcp;
+    struct config_a2a a2a;
 };
 
 /* One validation error; errors are collected, not stopped at. */
@@ -312,6 +336,9 @@ void *config_policy_entities_json(const struct config *cfg);
 
 /* A server of mcp.servers by name; NULL when absent. */
 const struct config_mcp_server *config_find_mcp_server(const struct config *c, const char *name);
+
+/* An agent of a2a.agents by name; NULL when absent. */
+const struct config_a2a_agent *config_find_a2a_agent(const struct config *c, const char *name);
 
 /* "openai", "anthropic", "mock" ("?" for anything else). */
 const char *config_provider_kind_name(enum provider_kind kind);

@@ -137,6 +137,10 @@ void cfg_mcp_defaults(struct cfg_ctx *c);
 void cfg_build_mcp(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_free_mcp(struct config *cfg);
 
+/* a2a: (a2a.c). */
+void cfg_build_a2a(struct cfg_ctx *c, yaml_node_t *n);
+void cfg_free_a2a(struct config *cfg);
+
 /* Whole document -> c->cfg (load.c). */
 void cfg_build(struct cfg_ctx *c, yaml_node_t *root);
 

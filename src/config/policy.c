@@ -76,6 +76,16 @@ static json_t *uid_json(const char *type, const char *id)
     return json_pack("{s:s, s:s}", "type", type, "id", id);
 }
 
+/* Attributes of Agent::"id": for an agent of a2a.agents, {a2a: true, trust:
+ * "trusted" | "untrusted"}; {} otherwise. */
+static json_t *a2a_attrs(const struct config *cfg, const char *id)
+{
+    const struct config_a2a_agent *a = config_find_a2a_agent(cfg, id);
+    if (a == NULL)
+        return json_object();
+    return json_pack("{s:b, s:s}", "a2a", 1, "trust", a->untrusted ? "untrusted" : "trusted");
+}
+
 /* Cedar entities JSON for the agents tree and the models (also the base the
  * MCP hub adds its Tool:: entities to). */
 void *config_policy_entities_json(const struct config *cfg)
@@ -89,9 +99,17 @@ void *config_policy_entities_json(const struct config *cfg)
         json_t *parents = json_array();
         if (a->parent != NULL)
             json_array_append_new(parents, uid_json("Agent", a->parent));
-        json_array_append_new(arr, json_pack("{s:o, s:{}, s:o}", "uid", uid_json("Agent", a->id),
-                                             "attrs", "parents", parents));
+        json_array_append_new(arr, json_pack("{s:o, s:o, s:o}", "uid", uid_json("Agent", a->id),
+                                             "attrs", a2a_attrs(cfg, a->id), "parents", parents));
         anon |= strcmp(a->id, "anonymous") == 0;
+    }
+    /* A2A agents not in the tree are entities of their own. */
+    for (size_t i = 0; i < cfg->a2a.nagents; i++) {
+        const char *name = cfg->a2a.agents[i].name;
+        if (name != NULL && config_find_agent(cfg, name) == NULL)
+            json_array_append_new(arr, json_pack("{s:o, s:o, s:[]}", "uid", uid_json("Agent", name),
+                                                 "attrs", a2a_attrs(cfg, name), "parents"));
+        anon |= name != NULL && strcmp(name, "anonymous") == 0;
     }
     if (!anon)
         json_array_append_new(arr, json_pack("{s:o, s:{}, s:[]}", "uid",

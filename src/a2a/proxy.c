@@ -1,0 +1,813 @@
+// SPDX-License-Identifier: Apache-2.0
+// The A2A stage of the pipeline, on a worker's loop: /a2a/<name> JSON-RPC and
+// /a2a/<name>/.well-known/agent-card.json. identity -> agent -> Cedar
+// (Action::"send_message" on Agent::"<name>") -> upstream (identity token,
+// traceparent) -> reply scanned by the guard -> client; streams go through
+// event by event. JSON-RPC errors are answered with HTTP 200, as A2A agents
+// answer them, except 401 (no identity) and 404 (no such agent).
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "a2a/a2a.h"
+#include "a2a/internal.h"
+#include "config/config.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "guard/guard.h"
+#include "http/server.h"
+#include "identity/identity.h"
+#include "policy/policy.h"
+#include "telemetry/trace.h"
+#include "upstream/upstream.h"
+
+#define CARD_PATH "/.well-known/agent-card.json"
+#define MAX_CARD (1u << 20)
+#define MAX_CARDS 1024
+#define TOKEN_TTL_S 300
+#define MAX_HEADERS 80
+
+/* ---- the card cache ---------------------------------------------------------- */
+
+struct card_entry {
+    char *url;  /* card_url it was fetched from */
+    char *text; /* the upstream's card, as fetched */
+    size_t len;
+    uint64_t fetched_ms; /* monotonic */
+};
+
+struct a2a {
+    uv_mutex_t lock;
+    struct card_entry cards[MAX_CARDS];
+    size_t ncards;
+};
+
+struct a2a *a2a_new(void)
+{
+    struct a2a *a = calloc(1, sizeof *a);
+    if (a != NULL && uv_mutex_init(&a->lock) != 0) {
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void a2a_free(struct a2a *a)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; i < a->ncards; i++) {
+        free(a->cards[i].url);
+        free(a->cards[i].text);
+    }
+    uv_mutex_destroy(&a->lock);
+    free(a);
+}
+
+static uint64_t now_ms(void)
+{
+    return clock_mono_ns() / 1000000u;
+}
+
+/* A copy of the cached card for url when younger than ttl_ms (caller frees). */
+static char *card_get(struct a2a *a, const char *url, uint32_t ttl_ms, size_t *len)
+{
+    char *copy = NULL;
+    uv_mutex_lock(&a->lock);
+    for (size_t i = 0; i < a->ncards; i++) {
+        struct card_entry *e = &a->cards[i];
+        if (strcmp(e->url, url) != 0)
+            continue;
+        if (now_ms() - e->fetched_ms < ttl_ms && (copy = malloc(e->len + 1)) != NULL) {
+            memcpy(copy, e->text, e->len + 1);
+            *len = e->len;
+        }
+        break;
+    }
+    uv_mutex_unlock(&a->lock);
+    return copy;
+}
+
+static void card_put(struct a2a *a, const char *url, const char *text, size_t len)
+{
+    char *t = malloc(len + 1), *u = strdup(url);
+    if (t == NULL || u == NULL) {
+        free(t);
+        free(u);
+        return;
+    }
+    memcpy(t, text, len);
+    t[len] = '\0';
+    uv_mutex_lock(&a->lock);
+    struct card_entry *e = NULL;
+    for (size_t i = 0; i < a->ncards && e == NULL; i++)
+        if (strcmp(a->cards[i].url, url) == 0)
+            e = &a->cards[i];
+    if (e == NULL && a->ncards < MAX_CARDS)
+        e = &a->cards[a->ncards++];
+    else if (e == NULL)
+        e = &a->cards[now_ms() % MAX_CARDS]; /* full: evict one */
+    free(e->url);
+    free(e->text);
+    e->url = u;
+    e->text = t;
+    e->len = len;
+    e->fetched_ms = now_ms();
+    uv_mutex_unlock(&a->lock);
+}
+
+/* ---- answers ------------------------------------------------------------------- */
+
+/* A JSON-RPC error answer; decision and reason go on the exchange for the
+ * audit record. */
+static void rpc_fail(struct http_exchange *ex, int status, const json_t *id, int code,
+                     const char *decision, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+static void rpc_fail(struct http_exchange *ex, int status, const json_t *id, int code,
+                     const char *decision, const char *reason, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ex->error_type = "a2a_error";
+    ex->decision = decision;
+    ex->decision_reason = arena_strdup(&ex->arena, reason ? reason : msg);
+    char *body = a2a_rpc_error(id, code, msg, reason);
+    if (body != NULL) {
+        http_respond(ex, status, "application/json", body, strlen(body));
+        free(body);
+    } else {
+        http_respond(ex, 500, "application/json", "{}\n", 3);
+    }
+}
+
+/* ---- one call -------------------------------------------------------------------- */
+
+struct call {
+    struct http_exchange *ex;
+    struct a2a *a2a;
+    const struct config_a2a_agent *agent; /* in ex->cfg, which the exchange holds */
+    struct upstream_req *ureq;
+    struct a2a_rpc rpc;
+    int is_card;
+    const char *rpc_url; /* the gateway's URL for this agent (card rewrite) */
+    char *token;         /* gateway-signed identity token, malloc'd */
+    long status;
+    int streaming;
+    int ended; /* the answer to the client is complete */
+    int client_gone;
+    int in_callback;
+    int paused;
+    int over_water;
+    int guard_on; /* guard.scan has a2a_replies */
+    buf_t resp;   /* the whole answer (not streamed) */
+    struct a2a_sse sse;
+    buf_t data; /* scratch: one event's data */
+    struct a2a_scan scan;
+};
+
+/* The guard findings so far into the audit record (before the answer ends:
+ * the record is built then). */
+static void audit_guard(struct call *c)
+{
+    struct http_exchange *ex = c->ex;
+    if (c->scan.findings.len > 0)
+        ex->guard =
+            arena_printf(&ex->arena, "[%.*s]", (int)c->scan.findings.len, c->scan.findings.data);
+}
+
+static void call_release(struct call *c)
+{
+    struct http_exchange *ex = c->ex;
+    free(c->token);
+    c->token = NULL;
+    a2a_rpc_clear(&c->rpc);
+    buf_free(&c->resp);
+    buf_free(&c->data);
+    a2a_sse_free(&c->sse);
+    a2a_scan_free(&c->scan);
+    ex->on_abort = NULL;
+    ex->on_drain = NULL;
+    ex->handler_data = NULL;
+    http_exchange_unref(ex); /* may free c (it lives in ex's arena) */
+}
+
+static const char *guard_action_name(const struct config_guard *g)
+{
+    return g->action == CONFIG_GUARD_BLOCK      ? "block"
+           : g->action == CONFIG_GUARD_SANITIZE ? "sanitize"
+                                                : "flag";
+}
+
+static void note_guard(struct call *c)
+{
+    struct http_exchange *ex = c->ex;
+    audit_guard(c);
+    if (c->scan.nhits == 0 || ex->head_sent)
+        return;
+    const struct config_guard *g = &ex->cfg->guard;
+    if (g->action == CONFIG_GUARD_SANITIZE)
+        http_add_header(ex, "x-portcullis-guard",
+                        arena_printf(&ex->arena, "sanitized; rules=%s", c->scan.rules));
+    else if (g->action == CONFIG_GUARD_FLAG)
+        http_add_header(ex, "x-portcullis-guard",
+                        arena_printf(&ex->arena, "flagged; rules=%s", c->scan.rules));
+}
+
+/* Scans one reply value; returns 1 when the guard blocks it, 0 to pass it on
+ * (rewritten in place with sanitize), -1 when it could not be scanned. */
+static int scan_value(struct call *c, json_t *v)
+{
+    const struct config_guard *g = &c->ex->cfg->guard;
+    size_t before = c->scan.nhits;
+    char source[96];
+    snprintf(source, sizeof source, "a2a:%s", c->agent->name);
+    if (a2a_reply_scan(v, g->guard, g->action == CONFIG_GUARD_SANITIZE, source,
+                       guard_action_name(g), &c->scan) < 0)
+        return -1;
+    return c->scan.nhits > before && g->action == CONFIG_GUARD_BLOCK;
+}
+
+static const char *withheld_reason(struct call *c)
+{
+    audit_guard(c);
+    return arena_printf(&c->ex->arena, "guard: reply withheld (rules %s)", c->scan.rules);
+}
+
+/* The whole (non-streamed) answer is in: check it, scan it, pass it on. */
+static void finish_whole(struct call *c)
+{
+    struct http_exchange *ex = c->ex;
+    const json_t *id = c->rpc.id;
+    const char *name = c->agent->name;
+    json_error_t e;
+    json_t *doc = c->resp.len ? json_loadb(c->resp.data, c->resp.len, 0, &e) : NULL;
+    if (c->is_card) {
+        char msg[200];
+        char *card = NULL;
+        if (c->status == 200)
+            card = a2a_card_rewrite(c->resp.data ? c->resp.data : "", c->resp.len, c->rpc_url, msg,
+                                    sizeof msg);
+        else
+            snprintf(msg, sizeof msg, "it answered HTTP %ld", c->status);
+        json_decref(doc);
+        if (card == NULL) {
+            rpc_fail(ex, 502, NULL, A2A_INVALID_AGENT_RESPONSE, "error", NULL,
+                     "could not get the agent card of A2A agent '%s': %s", name, msg);
+            return;
+        }
+        card_put(c->a2a, c->agent->card_url, c->resp.data, c->resp.len);
+        ex->decision = "allow";
+        http_respond(ex, 200, "application/json", card, strlen(card));
+        free(card);
+        return;
+    }
+    if (!json_is_object(doc) ||
+        (json_object_get(doc, "result") == NULL && json_object_get(doc, "error") == NULL)) {
+        json_decref(doc);
+        rpc_fail(ex, 200, id, A2A_INVALID_AGENT_RESPONSE, "error", NULL,
+                 "A2A agent '%s' answered HTTP %ld without a JSON-RPC response", name, c->status);
+        return;
+    }
+    int changed = 0;
+    json_t *result = json_object_get(doc, "result");
+    if (c->guard_on && result != NULL) {
+        int rc = scan_value(c, result);
+        if (rc < 0) {
+            json_decref(doc);
+            rpc_fail(ex, 200, id, A2A_INVALID_AGENT_RESPONSE, "error", NULL,
+                     "the reply of A2A agent '%s' could not be scanned (nested too deep?)", name);
+            return;
+        }
+        if (rc == 1) {
+            json_decref(doc);
+            rpc_fail(ex, 200, id, A2A_REPLY_WITHHELD, "deny", withheld_reason(c),
+                     "the reply of A2A agent '%s' was withheld: it reads as a prompt injection "
+                     "(score %.2f; guard rules %s)",
+                     name, c->scan.score, c->scan.rules);
+            return;
+        }
+        changed = c->scan.changed;
+    }
+    note_guard(c);
+    if (json_object_get(doc, "error") != NULL) {
+        ex->decision = "error";
+        ex->decision_reason =
+            arena_printf(&ex->arena, "A2A agent answered a JSON-RPC error (HTTP %ld)", c->status);
+    } else {
+        ex->decision = "allow";
+    }
+    if (changed) {
+        char *s = json_dumps(doc, JSON_COMPACT);
+        if (s != NULL) {
+            http_respond(ex, 200, "application/json", s, strlen(s));
+            free(s);
+        } else {
+            rpc_fail(ex, 200, id, A2A_INTERNAL_ERROR, "error", NULL, "out of memory");
+        }
+    } else {
+        http_respond(ex, 200, "application/json", c->resp.data, c->resp.len);
+    }
+    json_decref(doc);
+}
+
+/* Writes to the stream; -1 when the client is gone. */
+static int stream_write(struct call *c, const char *p, size_t n)
+{
+    c->in_callback++;
+    long q = http_stream_write(c->ex, p, n);
+    c->in_callback--;
+    if (q < 0 || c->client_gone)
+        return -1;
+    if (q > HTTP_OUT_HIGH_WATER)
+        c->over_water = 1;
+    return 0;
+}
+
+/* Ends the stream with a JSON-RPC error event. */
+static void stream_error(struct call *c, int code, const char *msg, const char *reason)
+{
+    char *body = a2a_rpc_error(c->rpc.id, code, msg, reason);
+    if (body != NULL) {
+        size_t n = strlen(body);
+        while (n > 0 && body[n - 1] == '\n')
+            body[--n] = '\0';
+        buf_t b;
+        buf_init(&b, n + 64);
+        if (buf_append_lit(&b, "event: error\ndata: ") == 0 && buf_append(&b, body, n) == 0 &&
+            buf_append_lit(&b, "\n\n") == 0)
+            (void)stream_write(c, b.data, b.len);
+        buf_free(&b);
+        free(body);
+    }
+    if (!c->client_gone)
+        http_stream_end(c->ex);
+    c->ended = 1;
+}
+
+static int on_event(void *ud, const char *ev, size_t len)
+{
+    struct call *c = ud;
+    if (c->ended)
+        return -1;
+    if (!c->guard_on)
+        return stream_write(c, ev, len);
+    buf_reset(&c->data);
+    if (a2a_sse_event_data(ev, len, &c->data, NULL, 0) <= 0)
+        return stream_write(c, ev, len); /* comments, keep-alives, ids only */
+    json_error_t e;
+    json_t *doc = json_loadb(c->data.data, c->data.len, 0, &e);
+    json_t *result = json_object_get(doc, "result");
+    if (result == NULL) {
+        json_decref(doc);
+        return stream_write(c, ev, len);
+    }
+    int rc = scan_value(c, result);
+    if (rc != 0) {
+        json_decref(doc);
+        struct http_exchange *ex = c->ex;
+        if (rc < 0) {
+            ex->decision = "error";
+            ex->decision_reason = "an event of the agent's stream could not be scanned";
+            stream_error(c, A2A_INVALID_AGENT_RESPONSE,
+                         "an event from the A2A agent could not be scanned", NULL);
+        } else {
+            ex->decision = "deny";
+            ex->decision_reason = withheld_reason(c);
+            char msg[512];
+            snprintf(msg, sizeof msg,
+                     "the stream of A2A agent '%s' was cut: an event reads as a prompt injection "
+                     "(score %.2f; guard rules %s)",
+                     c->agent->name, c->scan.score, c->scan.rules);
+            stream_error(c, A2A_REPLY_WITHHELD, msg, ex->decision_reason);
+        }
+        return -1;
+    }
+    int out;
+    if (c->scan.changed) {
+        c->scan.changed = 0;
+        char *s = json_dumps(doc, JSON_COMPACT);
+        buf_t b;
+        buf_init(&b, A2A_MAX_EVENT * 2);
+        out = s != NULL && buf_append_lit(&b, "data: ") == 0 && buf_append(&b, s, strlen(s)) == 0 &&
+                      buf_append_lit(&b, "\n\n") == 0
+                  ? stream_write(c, b.data, b.len)
+                  : -1;
+        buf_free(&b);
+        free(s);
+    } else {
+        out = stream_write(c, ev, len);
+    }
+    json_decref(doc);
+    return out;
+}
+
+static void on_drain(struct http_exchange *ex)
+{
+    struct call *c = ex->handler_data;
+    if (c != NULL && c->paused && c->ureq) {
+        c->paused = 0;
+        ex->on_drain = NULL;
+        c->in_callback++;
+        upstream_resume(c->ureq);
+        c->in_callback--;
+    }
+}
+
+static int up_headers(void *ud, long status, const char *ctype)
+{
+    struct call *c = ud;
+    struct http_exchange *ex = c->ex;
+    if (c->client_gone)
+        return -1;
+    c->status = status;
+    if (!c->is_card && status == 200 && ctype != NULL &&
+        strncasecmp(ctype, "text/event-stream", 17) == 0) {
+        c->streaming = 1;
+        a2a_sse_init(&c->sse, A2A_MAX_EVENT);
+        buf_init(&c->data, A2A_MAX_EVENT);
+        ex->decision = "allow";
+        http_add_header(ex, "Cache-Control", "no-cache");
+        http_stream_start(ex, 200, "text/event-stream");
+    }
+    return 0;
+}
+
+static int up_data(void *ud, const char *data, size_t len)
+{
+    struct call *c = ud;
+    if (c->client_gone || c->ended)
+        return -1;
+    if (!c->streaming)
+        return buf_append(&c->resp, data, len) == 0 ? 0 : -1;
+    c->over_water = 0;
+    int rc = a2a_sse_feed(&c->sse, data, len, on_event, c);
+    if (rc < 0) {
+        if (!c->ended && !c->client_gone) {
+            c->ex->decision = "error";
+            c->ex->decision_reason = "an event of the agent's stream was too large";
+            stream_error(c, A2A_INVALID_AGENT_RESPONSE,
+                         "an event from the A2A agent was larger than the gateway accepts", NULL);
+        }
+        return -1;
+    }
+    if (c->over_water) {
+        c->paused = 1;
+        c->ex->on_drain = on_drain;
+        return 1;
+    }
+    return 0;
+}
+
+static void up_done(void *ud, enum upstream_result result, const char *errmsg)
+{
+    struct call *c = ud;
+    struct http_exchange *ex = c->ex;
+    c->ureq = NULL;
+    ex->upstream_seconds = (double)(clock_mono_ns() - ex->start_ns) / 1e9;
+    if (c->client_gone) {
+        call_release(c);
+        return;
+    }
+    const char *name = c->agent->name;
+    if (c->streaming) {
+        if (!c->ended && result == UPSTREAM_OK && a2a_sse_finish(&c->sse, on_event, c) == 0 &&
+            !c->ended) {
+            note_guard(c);
+            http_stream_end(ex);
+            c->ended = 1;
+        } else if (!c->ended) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "the stream from A2A agent '%s' broke: %s", name,
+                     errmsg ? errmsg : "bad event");
+            ex->decision = "error";
+            ex->decision_reason = arena_strdup(&ex->arena, msg);
+            stream_error(c, A2A_UPSTREAM_UNAVAILABLE, msg, NULL);
+        }
+        call_release(c);
+        return;
+    }
+    if (result != UPSTREAM_OK) {
+        int timeout = result == UPSTREAM_ETIMEDOUT;
+        const char *what = result == UPSTREAM_ECANCELED ? "its reply was larger than the gateway "
+                                                          "accepts"
+                           : errmsg                     ? errmsg
+                                                        : "upstream error";
+        char reason[300];
+        snprintf(reason, sizeof reason, "upstream: %s", what);
+        rpc_fail(ex, c->is_card ? 502 : 200, c->rpc.id,
+                 timeout ? A2A_UPSTREAM_TIMEOUT : A2A_UPSTREAM_UNAVAILABLE, "error", reason,
+                 "A2A agent '%s' is unavailable: %s", name, what);
+        call_release(c);
+        return;
+    }
+    finish_whole(c);
+    call_release(c);
+}
+
+static const struct upstream_callbacks up_cb = {
+    .on_headers = up_headers,
+    .on_data = up_data,
+    .on_done = up_done,
+};
+
+static void on_abort(struct http_exchange *ex)
+{
+    struct call *c = ex->handler_data;
+    if (c == NULL)
+        return;
+    c->client_gone = 1;
+    if (c->in_callback)
+        return; /* the upstream callback returns -1 and up_done releases */
+    if (c->ureq) {
+        upstream_cancel(c->ureq);
+        c->ureq = NULL;
+        call_release(c);
+    }
+}
+
+/* Copies the client's header `name` into the outbound list when present. */
+static void pass_header(struct http_exchange *ex, struct upstream_header *h, size_t *n,
+                        const char *name)
+{
+    const struct http_header *v = http_request_header(ex->req, name);
+    if (v != NULL && *n < MAX_HEADERS)
+        h[(*n)++] =
+            (struct upstream_header){name, arena_strndup(&ex->arena, v->value, v->value_len)};
+}
+
+static void forward(struct call *c, struct identity *id)
+{
+    struct http_exchange *ex = c->ex;
+    const struct config_a2a_agent *ag = c->agent;
+    c->token = identity_outbound_token(id, ex->cfg->identity.issuer, ex->principal, ag->name,
+                                       ex->request_id, TOKEN_TTL_S);
+    if (c->token == NULL) {
+        rpc_fail(ex, c->is_card ? 500 : 200, c->rpc.id, A2A_INTERNAL_ERROR, "error",
+                 "no identity token", "the gateway could not sign an identity token for the call");
+        a2a_rpc_clear(&c->rpc);
+        return;
+    }
+    struct upstream_header *h = arena_alloc(&ex->arena, MAX_HEADERS * sizeof *h);
+    char *tp = arena_alloc(&ex->arena, TRACEPARENT_LEN + 1);
+    if (h == NULL || tp == NULL) {
+        free(c->token);
+        c->token = NULL;
+        rpc_fail(ex, 500, c->rpc.id, A2A_INTERNAL_ERROR, "error", NULL, "out of memory");
+        a2a_rpc_clear(&c->rpc);
+        return;
+    }
+    size_t n = 0;
+    trace_outbound(ex, tp);
+    if (!c->is_card)
+        h[n++] = (struct upstream_header){"Content-Type", "application/json"};
+    const struct http_header *acc = http_request_header(ex->req, "accept");
+    h[n++] = (struct upstream_header){"Accept",
+                                      acc ? arena_strndup(&ex->arena, acc->value, acc->value_len)
+                                      : c->is_card ? "application/json"
+                                                   : "application/json, text/event-stream"};
+    pass_header(ex, h, &n, "A2A-Version");
+    pass_header(ex, h, &n, "A2A-Extensions");
+    pass_header(ex, h, &n, "X-A2A-Extensions");
+    h[n++] = (struct upstream_header){"traceparent", tp};
+    for (size_t i = 0; i < ag->nheaders && n < MAX_HEADERS - 1; i++)
+        h[n++] = (struct upstream_header){ag->headers[i].name, ag->headers[i].value};
+    int bearer = strcasecmp(ag->identity_header, "Authorization") == 0;
+    h[n++] = (struct upstream_header){ag->identity_header,
+                                      bearer ? arena_concat(&ex->arena, "Bearer ", c->token, NULL)
+                                             : c->token};
+    struct upstream_opts o = {
+        .method = c->is_card ? "GET" : "POST",
+        .url = c->is_card ? ag->card_url : ag->url,
+        .headers = h,
+        .nheaders = n,
+        .body = c->is_card ? NULL : ex->req->body.data,
+        .body_len = c->is_card ? 0 : ex->req->body.len,
+        .timeout_ms = c->is_card ? 30000 : ag->timeout_ms,
+        .connect_timeout_ms = 5000,
+    };
+    buf_init(&c->resp, c->is_card ? MAX_CARD : A2A_MAX_REPLY);
+    a2a_scan_init(&c->scan);
+    ex->handler_data = c;
+    ex->on_abort = on_abort;
+    http_exchange_ref(ex);
+    c->ureq = upstream_start(ex->worker->upstream, &o, &up_cb, c);
+    if (c->ureq == NULL) {
+        rpc_fail(ex, c->is_card ? 502 : 200, c->rpc.id, A2A_UPSTREAM_UNAVAILABLE, "error",
+                 "upstream: could not start the request",
+                 "A2A agent '%s' is unavailable: the request could not be started", ag->name);
+        call_release(c);
+    }
+}
+
+/* ---- policy ------------------------------------------------------------------- */
+
+static const char *join_ids(struct http_exchange *ex, const struct policy_decision *d)
+{
+    buf_t b;
+    buf_init(&b, 4096);
+    for (size_t i = 0; i < d->nreasons; i++)
+        if (buf_appendf(&b, "%s%s", i ? ", " : "", d->reasons[i]) != 0)
+            break;
+    const char *s = b.len ? arena_strndup(&ex->arena, b.data, b.len) : NULL;
+    buf_free(&b);
+    return s;
+}
+
+/* Action::"send_message" on Agent::"<name>". 0 when allowed; -1 when it has
+ * answered. context: chain, depth, method, and skill when the message names
+ * one. */
+static int decide(struct http_exchange *ex, const struct config_a2a_agent *ag, const json_t *id,
+                  const char *method, const char *skill)
+{
+    const struct config_policy *pol = &ex->cfg->policy;
+    if (pol->set == NULL)
+        return 0;
+    const struct identity_principal *p = ex->principal;
+    const char *agent = p && p->agent ? p->agent : "anonymous";
+    json_t *chain = json_array();
+    for (size_t i = 0; p != NULL && i < p->chain_len; i++)
+        json_array_append_new(chain, json_string(p->chain[i]));
+    json_t *ctx =
+        json_pack("{s:o, s:I, s:s}", "chain", chain, "depth",
+                  (json_int_t)(p && p->chain_len > 0 ? p->chain_len - 1 : 0), "method", method);
+    if (ctx != NULL && skill != NULL)
+        json_object_set_new(ctx, "skill", json_string(skill));
+    struct policy_request req = {
+        .principal = policy_uid_make("Agent", agent),
+        .action = policy_uid_make("Action", "send_message"),
+        .resource = policy_uid_make("Agent", ag->name),
+        .context = ctx,
+    };
+    struct policy_decision d;
+    int rc = ctx ? policy_decide(pol->set, pol->entities, &req, &d) : -1;
+    json_decref(ctx);
+    if (rc < 0) {
+        if (ctx)
+            policy_decision_free(&d);
+        rpc_fail(ex, 200, id, A2A_INTERNAL_ERROR, "error", "policy evaluation failed",
+                 "the policy decision for this call failed");
+        return -1;
+    }
+    int deny = !d.allow && (!pol->default_allow || d.nreasons > 0);
+    ex->policy_ids = d.nreasons ? join_ids(ex, &d) : NULL;
+    policy_decision_free(&d);
+    if (!deny)
+        return 0;
+    if (ex->policy_ids)
+        rpc_fail(ex, 200, id, A2A_PERMISSION_DENIED, "deny",
+                 arena_printf(&ex->arena, "policy_denied: forbid %s", ex->policy_ids),
+                 "permission denied: Action::\"send_message\" on Agent::\"%s\" for "
+                 "Agent::\"%.200s\" is forbidden by policy %s",
+                 ag->name, agent, ex->policy_ids);
+    else
+        rpc_fail(ex, 200, id, A2A_PERMISSION_DENIED, "deny", "policy_denied: no permit",
+                 "permission denied: no policy permits Action::\"send_message\" on "
+                 "Agent::\"%s\" for Agent::\"%.200s\"",
+                 ag->name, agent);
+    return -1;
+}
+
+/* ---- the route ------------------------------------------------------------------ */
+
+int a2a_route_match(const struct http_exchange *ex)
+{
+    const struct http_request *r = ex->req;
+    return (r->path_len == 4 || (r->path_len > 4 && r->path[4] == '/')) &&
+           memcmp(r->path, "/a2a", 4) == 0;
+}
+
+/* Host header fit to build a URL from: host[:port], nothing else. */
+static int host_ok(const char *v, size_t n)
+{
+    if (n == 0 || n > 255)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = v[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '-' || ch == ':' || ch == '[' || ch == ']'))
+            return 0;
+    }
+    return 1;
+}
+
+/* The URL clients reach this agent at through the gateway. */
+static const char *gateway_url(struct http_exchange *ex, const char *name)
+{
+    const struct config *cfg = ex->cfg;
+    if (cfg->a2a.public_url != NULL)
+        return arena_printf(&ex->arena, "%s/a2a/%s", cfg->a2a.public_url, name);
+    const char *scheme = cfg->tls.cert_file ? "https" : "http";
+    const struct http_header *h = http_request_header(ex->req, "host");
+    if (h != NULL && host_ok(h->value, h->value_len))
+        return arena_printf(&ex->arena, "%s://%.*s/a2a/%s", scheme, (int)h->value_len, h->value,
+                            name);
+    return arena_printf(&ex->arena, "%s://%s:%u/a2a/%s", scheme, cfg->listen.host, cfg->listen.port,
+                        name);
+}
+
+void a2a_endpoint(struct a2a *a, struct identity *id, struct http_exchange *ex)
+{
+    const struct http_request *r = ex->req;
+    ex->route = "a2a";
+    /* /a2a/<name> or /a2a/<name>/.well-known/agent-card.json */
+    const char *name = r->path_len > 5 ? r->path + 5 : "";
+    size_t nlen = strcspn(name, "/");
+    const char *rest = name + nlen;
+    int card = strcmp(rest, CARD_PATH) == 0;
+    if (nlen == 0 || nlen > 64 || (!card && rest[0] != '\0')) {
+        int rc = identity_authenticate(id, ex);
+        if (rc == 0)
+            rpc_fail(ex, 404, NULL, A2A_METHOD_NOT_FOUND, "error", "unknown_route",
+                     "no A2A route here: use /a2a/<agent> (JSON-RPC) or "
+                     "/a2a/<agent>" CARD_PATH);
+        return;
+    }
+    int rc = identity_authenticate(id, ex);
+    if (rc != 0)
+        return; /* answered (401/403), or parked for a JWKS refetch */
+    if (ex->principal == NULL) {
+        http_add_header(ex, "WWW-Authenticate", "Bearer realm=\"portcullis\"");
+        rpc_fail(ex, 401, NULL, A2A_UNAUTHENTICATED, "deny", "identity: missing credential",
+                 "A2A routes need an identity: send a portcullis API key or a bearer token in "
+                 "Authorization");
+        return;
+    }
+    char *aname = arena_strndup(&ex->arena, name, nlen);
+    const struct config_a2a_agent *ag = aname ? config_find_a2a_agent(ex->cfg, aname) : NULL;
+    if (ag == NULL) {
+        rpc_fail(ex, 404, NULL, A2A_METHOD_NOT_FOUND, "error", "unknown agent",
+                 "no A2A agent named '%.64s' at this gateway", aname ? aname : "?");
+        return;
+    }
+    ex->resource = arena_printf(&ex->arena, "Agent::\"%s\"", ag->name);
+    struct call *c = arena_alloc(&ex->arena, sizeof *c);
+    if (c == NULL) {
+        rpc_fail(ex, 500, NULL, A2A_INTERNAL_ERROR, "error", NULL, "out of memory");
+        return;
+    }
+    memset(c, 0, sizeof *c);
+    c->ex = ex;
+    c->a2a = a;
+    c->agent = ag;
+    c->guard_on = ex->cfg->guard.guard != NULL && (ex->cfg->guard.scan & CONFIG_GUARD_A2A_REPLIES);
+    if (card) {
+        ex->action = "agent_card";
+        if (strcmp(r->method, "GET") != 0) {
+            http_add_header(ex, "Allow", "GET");
+            rpc_fail(ex, 405, NULL, A2A_INVALID_REQUEST, "error", NULL,
+                     "the agent card is read with GET");
+            return;
+        }
+        if (decide(ex, ag, NULL, "agent_card", NULL) < 0)
+            return;
+        c->is_card = 1;
+        c->rpc_url = gateway_url(ex, ag->name);
+        size_t len = 0;
+        char *cached = card_get(a, ag->card_url, ex->cfg->a2a.card_ttl_ms, &len);
+        if (cached != NULL) {
+            char msg[200];
+            char *out = a2a_card_rewrite(cached, len, c->rpc_url, msg, sizeof msg);
+            free(cached);
+            if (out != NULL) {
+                ex->decision = "allow";
+                ex->decision_reason = "agent card from the cache";
+                http_respond(ex, 200, "application/json", out, strlen(out));
+                free(out);
+                return;
+            }
+        }
+        forward(c, id);
+        return;
+    }
+    if (strcmp(r->method, "POST") != 0) {
+        http_add_header(ex, "Allow", "POST");
+        rpc_fail(ex, 405, NULL, A2A_INVALID_REQUEST, "error", NULL,
+                 "A2A JSON-RPC calls are POSTed to /a2a/%s", ag->name);
+        return;
+    }
+    char msg[300];
+    int code =
+        a2a_rpc_parse(r->body.data ? r->body.data : "", r->body.len, &c->rpc, msg, sizeof msg);
+    if (code != 0) {
+        const json_t *rid = c->rpc.id;
+        rpc_fail(ex, 200, rid, code, "error", NULL, "%s", msg);
+        a2a_rpc_clear(&c->rpc);
+        return;
+    }
+    ex->action = arena_strdup(&ex->arena, c->rpc.method);
+    if (decide(ex, ag, c->rpc.id, c->rpc.method, c->rpc.skill) < 0) {
+        a2a_rpc_clear(&c->rpc);
+        return;
+    }
+    forward(c, id);
+}

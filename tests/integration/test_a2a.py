@@ -1,0 +1,455 @@
+# SPDX-License-Identifier: Apache-2.0
+# The A2A proxy as A2A clients see it: the a2a-sdk client (A2A 1.0 JSON-RPC,
+# plus raw 0.3 calls) against portcullis' /a2a/<name>, with real a2a-sdk agents
+# behind it (tests/integration/a2a_agents.py: echo, a streaming agent the test
+# releases step by step, and one whose reply is a prompt injection). Agent
+# card rewrite, send, stream, tasks/get, Cedar allow/deny per identity with
+# audit, the identity token and traceparent the agent receives, guard on
+# replies, an agent that is down, and hostile bodies.
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+from a2a.client import ClientConfig, ClientFactory
+from a2a.types import GetTaskRequest, Message, Part, Role, SendMessageRequest
+
+from conftest import BIN, base_config, dead_port, free_port, require_binary
+
+AGENTS = Path(__file__).resolve().parent / "a2a_agents.py"
+WAIT = 20.0  # readiness waits, never a speed assertion
+
+POLICIES = """\
+// alice may talk to every A2A agent.
+@id("alice-agents")
+permit (principal == Agent::"alice", action == Action::"send_message", resource);
+
+// bob may talk to the echo agent only.
+@id("bob-echo")
+permit (principal == Agent::"bob", action == Action::"send_message", resource == Agent::"echo");
+
+// nobody asks the echo agent to shout.
+@id("no-shouting")
+forbid (principal, action == Action::"send_message", resource == Agent::"echo")
+  when { context has skill && context.skill == "shout" };
+"""
+
+
+# ---- fixtures ---------------------------------------------------------------
+
+
+def wait_port(port: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"a2a agents exited: {proc.stderr.read()}", pytrace=False)
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    pytest.fail("a2a agents did not start", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def agents():
+    """The three a2a-sdk agents, one port each: {"echo": url, "stream": url, "poison": url}."""
+    ports = [free_port() for _ in range(3)]
+    proc = subprocess.Popen(
+        [sys.executable, str(AGENTS), *map(str, ports)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for p in ports:
+        wait_port(p, proc)
+    yield {n: f"http://127.0.0.1:{p}" for n, p in zip(("echo", "stream", "poison"), ports)}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def keys_create(gw, agent: str) -> str:
+    require_binary()
+    p = subprocess.run(
+        [str(BIN), "keys", "create", "-c", str(gw.config_path), "--agent", agent],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def audit_rows(gw, **where) -> list[dict]:
+    db = sqlite3.connect(gw.dir / "portcullis.db", timeout=10)
+    db.row_factory = sqlite3.Row
+    q = "SELECT * FROM audit"
+    if where:
+        q += " WHERE " + " AND ".join(f"{k} = ?" for k in where)
+    rows = [dict(r) for r in db.execute(q + " ORDER BY id", tuple(where.values()))]
+    db.close()
+    return rows
+
+
+def wait_audit(gw, count: int = 1, **where) -> list[dict]:
+    deadline = time.monotonic() + WAIT
+    while True:
+        rows = audit_rows(gw, **where)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def seen(agent_url: str) -> list[dict]:
+    return httpx.get(agent_url + "/_seen", timeout=10).json()
+
+
+def a2a_config(port: int, agents: dict, guard: dict | None = None, **extra) -> dict:
+    agent_list = [
+        {"name": "echo", "url": agents["echo"] + "/"},
+        {"name": "stream", "url": agents["stream"] + "/", "trust": "untrusted"},
+        {"name": "poison", "url": agents["poison"] + "/", "identity_header": "X-Caller-Identity"},
+        {"name": "down", "url": f"http://127.0.0.1:{dead_port()}/"},
+    ]
+    cfg = base_config(
+        port,
+        a2a={"agents": agent_list},
+        identity={"required": True},
+        agents=[{"id": "alice"}, {"id": "bob"}],
+        policy={"files": ["policies/*.cedar"], "default": "deny"},
+        **extra,
+    )
+    if guard:
+        cfg["guard"] = guard
+    return cfg
+
+
+def start(start_gateway, agents, guard=None):
+    gw = start_gateway(a2a_config(free_port(), agents, guard), start=False)
+    (gw.dir / "policies").mkdir()
+    (gw.dir / "policies" / "a2a.cedar").write_text(POLICIES)
+    gw.keys = {a: keys_create(gw, a) for a in ("alice", "bob")}
+    return gw.start()
+
+
+@pytest.fixture
+def gw(start_gateway, agents):
+    return start(start_gateway, agents)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+async def client_for(gw, agent: str, key: str, streaming: bool = True):
+    http = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    cfg = ClientConfig(httpx_client=http, streaming=streaming)
+    client = await ClientFactory(cfg).create_from_url(f"{gw.url}/a2a/{agent}")
+    return client, http
+
+
+def user_message(text: str, **metadata) -> SendMessageRequest:
+    msg = Message(role=Role.ROLE_USER, message_id=str(uuid.uuid4()), parts=[Part(text=text)])
+    if metadata:
+        msg.metadata.update(metadata)
+    return SendMessageRequest(message=msg)
+
+
+def texts_of(ev) -> list[str]:
+    out = []
+    if ev.HasField("message"):
+        out += [p.text for p in ev.message.parts]
+    if ev.HasField("status_update") and ev.status_update.status.HasField("message"):
+        out += [p.text for p in ev.status_update.status.message.parts]
+    if ev.HasField("artifact_update"):
+        out += [p.text for p in ev.artifact_update.artifact.parts]
+    return out
+
+
+def rpc(gw, agent: str, body, key: str | None, headers: dict | None = None) -> httpx.Response:
+    h = {"Content-Type": "application/json"}
+    if key:
+        h["Authorization"] = f"Bearer {key}"
+    h.update(headers or {})
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return httpx.post(f"{gw.url}/a2a/{agent}", content=data, headers=h, timeout=30)
+
+
+def send_v03(text: str, rid=1) -> dict:
+    return {
+        "jsonrpc": "2.0",
+        "id": rid,
+        "method": "message/send",
+        "params": {
+            "message": {
+                "kind": "message",
+                "messageId": str(uuid.uuid4()),
+                "role": "user",
+                "parts": [{"kind": "text", "text": text}],
+            }
+        },
+    }
+
+
+# ---- agent card ---------------------------------------------------------------
+
+
+def test_agent_card_is_fetched_and_points_at_the_gateway(gw, agents):
+    key = gw.keys["alice"]
+    r = httpx.get(
+        f"{gw.url}/a2a/echo/.well-known/agent-card.json",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    card = r.json()
+    assert card["name"] == "echo"
+    assert [s["id"] for s in card["skills"]] == ["echo", "shout"]
+    urls = [i["url"] for i in card["supportedInterfaces"]]
+    assert urls == [f"{gw.url}/a2a/echo"], urls
+    assert agents["echo"] not in r.text
+    # without an identity: 401 as a JSON-RPC error, nothing fetched
+    r = httpx.get(f"{gw.url}/a2a/echo/.well-known/agent-card.json", timeout=30)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] < 0
+    # an agent that is not configured
+    r = httpx.get(
+        f"{gw.url}/a2a/nope/.well-known/agent-card.json",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert r.status_code == 404
+    assert "nope" in r.json()["error"]["message"]
+
+
+# ---- send, stream, tasks ------------------------------------------------------
+
+
+def test_sdk_client_sends_a_message_through_the_gateway(gw, agents):
+    async def body():
+        client, http = await client_for(gw, "echo", gw.keys["alice"])
+        try:
+            events = [ev async for ev in client.send_message(user_message("hello"))]
+        finally:
+            await http.aclose()
+        return events
+
+    events = run(body())
+    assert [t for ev in events for t in texts_of(ev)] == ["echo: hello"]
+    rows = wait_audit(gw, protocol="a2a", action="SendMessage")
+    assert len(rows) == 1, rows
+    row = rows[0]
+    assert row["agent"] == "alice"
+    assert json.loads(row["chain"]) == ["alice"]
+    assert row["resource"] == 'Agent::"echo"'
+    assert row["decision"] == "allow"
+    assert row["status"] == 200
+
+
+def test_streaming_events_arrive_one_by_one_and_tasks_get_works(gw, agents):
+    async def body():
+        client, http = await client_for(gw, "stream", gw.keys["alice"])
+        got = []
+        try:
+            stream = client.send_message(user_message("go"))
+            # the agent holds its second step until released: the first events
+            # can only be here if the gateway forwarded them as they came
+            async for ev in stream:
+                got.append(ev)
+                if any("working on it" in t for t in texts_of(ev)):
+                    break
+            httpx.post(agents["stream"] + "/_release", timeout=10)
+            async for ev in stream:
+                got.append(ev)
+            task_id = got[0].task.id
+            task = await client.get_task(GetTaskRequest(id=task_id))
+        finally:
+            await http.aclose()
+        return got, task
+
+    got, task = run(body())
+    texts = [t for ev in got for t in texts_of(ev)]
+    assert texts == ["working on it", "part one, ", "part two", "done"], texts
+    assert task.status.state == 3  # TASK_STATE_COMPLETED
+    assert "".join(p.text for a in task.artifacts for p in a.parts) == "part one, part two"
+    stream_rows = wait_audit(gw, action="SendStreamingMessage")
+    assert stream_rows and stream_rows[0]["decision"] == "allow"
+    assert wait_audit(gw, action="GetTask")
+
+
+def test_a2a_03_methods_pass_through(gw):
+    r = rpc(gw, "echo", send_v03("old dialect"), gw.keys["alice"])
+    assert r.status_code == 200, r.text
+    res = r.json()["result"]
+    assert res["parts"][0]["text"] == "echo: old dialect"
+
+
+# ---- identity token and traceparent ---------------------------------------------
+
+
+def test_agent_receives_a_verifiable_identity_token_and_traceparent_never_the_key(gw, agents):
+    key = gw.keys["bob"]
+    before = len(seen(agents["echo"]))
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    r = rpc(gw, "echo", send_v03("who am i"), key, {"traceparent": tp})
+    assert r.status_code == 200 and "result" in r.json(), r.text
+    h = seen(agents["echo"])[before]
+    assert key not in json.dumps(h)
+    auth = h["authorization"]
+    assert auth.startswith("Bearer ")
+    token = auth[len("Bearer ") :]
+    jwks = httpx.get(f"{gw.url}/.well-known/jwks.json", timeout=10).json()
+    kid = jwt.get_unverified_header(token)["kid"]
+    jwk = next(k for k in jwks["keys"] if k["kid"] == kid)
+    claims = jwt.decode(
+        token,
+        jwt.PyJWK(jwk).key,
+        algorithms=["ES256"],
+        audience="echo",
+        issuer="portcullis",
+    )
+    assert claims["sub"] == "bob"
+    # the trace continues: same trace id, the gateway's own span
+    assert h["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    assert h["traceparent"] != tp
+    # a configured identity_header carries the raw token instead
+    before = len(seen(agents["poison"]))
+    r = rpc(gw, "poison", send_v03("hi"), gw.keys["alice"])
+    assert r.status_code == 200, r.text
+    h = seen(agents["poison"])[before]
+    assert "authorization" not in h
+    claims = jwt.decode(h["x-caller-identity"], options={"verify_signature": False})
+    assert claims["sub"] == "alice" and claims["aud"] == "poison"
+
+
+# ---- policy ---------------------------------------------------------------------
+
+
+def test_policy_allows_and_denies_per_identity_and_the_denial_is_audited(gw, agents):
+    before = len(seen(agents["stream"]))
+    # bob may not use the stream agent: JSON-RPC error naming the permission
+    r = rpc(gw, "stream", send_v03("let me in", rid="b-1"), gw.keys["bob"])
+    assert r.status_code == 200
+    err = r.json()["error"]
+    assert r.json()["id"] == "b-1"
+    assert 'Action::"send_message"' in err["message"] and 'Agent::"stream"' in err["message"]
+    assert len(seen(agents["stream"])) == before  # never forwarded
+    # a forbid on the skill the message names
+    msg = send_v03("loud", rid=7)
+    msg["params"]["message"]["metadata"] = {"skill": "shout"}
+    r = rpc(gw, "echo", msg, gw.keys["alice"])
+    err = r.json()["error"]
+    assert "no-shouting" in err["message"], err
+    # the same through the SDK client: the error reaches the caller
+    async def body():
+        client, http = await client_for(gw, "echo", gw.keys["bob"])
+        try:
+            return [t async for ev in client.send_message(user_message("x", skill="shout"))
+                    for t in texts_of(ev)]
+        finally:
+            await http.aclose()
+
+    with pytest.raises(Exception) as denied:
+        run(body())
+    assert "no-shouting" in str(denied.value)
+    rows = wait_audit(gw, 3, decision="deny")
+    assert len(rows) >= 3, rows
+    bob = [r for r in rows if r["agent"] == "bob" and r["resource"] == 'Agent::"stream"']
+    assert bob and "policy_denied" in bob[0]["reason"]
+    shout = [r for r in rows if "no-shouting" in (r["reason"] or "")]
+    assert shout, rows
+
+
+# ---- guard ----------------------------------------------------------------------
+
+
+def test_guard_sanitizes_a_poisoned_reply_and_audits_it(start_gateway, agents):
+    gw = start(start_gateway, agents, guard={"scan": ["a2a_replies"], "action": "sanitize"})
+    r = rpc(gw, "poison", send_v03("summarise"), gw.keys["alice"])
+    assert r.status_code == 200, r.text
+    text = r.json()["result"]["parts"][0]["text"]
+    assert "untrusted-data" in text and "removed by guard" in text
+    assert "sanitized" in r.headers["x-portcullis-guard"]
+    # a clean reply is untouched
+    r = rpc(gw, "echo", send_v03("fine"), gw.keys["alice"])
+    assert r.json()["result"]["parts"][0]["text"] == "echo: fine"
+    rows = wait_audit(gw, resource='Agent::"poison"')
+    findings = json.loads(rows[0]["guard"])
+    assert findings and findings[0]["action"] == "sanitize"
+
+
+def test_guard_blocks_a_poisoned_reply(start_gateway, agents):
+    gw = start(start_gateway, agents, guard={"scan": ["a2a_replies"], "action": "block"})
+
+    async def body():
+        client, http = await client_for(gw, "poison", gw.keys["alice"])
+        try:
+            return [ev async for ev in client.send_message(user_message("summarise"))]
+        finally:
+            await http.aclose()
+
+    with pytest.raises(Exception) as blocked:
+        run(body())
+    assert "withheld" in str(blocked.value)
+    rows = wait_audit(gw, resource='Agent::"poison"', action="SendMessage")
+    assert rows[0]["decision"] == "deny" and "guard" in rows[0]["reason"]
+    assert json.loads(rows[0]["guard"])[0]["action"] == "block"
+
+
+# ---- failures and hostile input ---------------------------------------------------
+
+
+def test_agent_down_is_a_clear_jsonrpc_error(gw):
+    r = rpc(gw, "down", send_v03("anyone?", rid=42), gw.keys["alice"])
+    assert r.status_code == 200
+    body = r.json()
+    assert body["id"] == 42
+    assert "'down' is unavailable" in body["error"]["message"]
+    rows = wait_audit(gw, resource='Agent::"down"')
+    assert rows[0]["decision"] == "error"
+
+
+def test_bad_bodies_get_jsonrpc_errors_and_never_a_5xx(gw, agents):
+    key = gw.keys["alice"]
+    cases = [
+        (b"{not json", -32700),
+        (b"", -32700),
+        (b"[]", -32600),
+        (b'{"jsonrpc":"2.0","id":1}', -32600),
+        (b'{"jsonrpc":"1.0","id":1,"method":"message/send","params":{}}', -32600),
+        (b'{"jsonrpc":"2.0","method":"message/send","params":{}}', -32600),
+        (b'{"jsonrpc":"2.0","id":1,"method":"message/send","params":[]}', -32602),
+        (b'{"jsonrpc":"2.0","id":1,"method":"message/send","params":{}}', -32602),
+        (b'{"jsonrpc":"2.0","id":1,"method":"a","method":"message/send","params":{}}', -32600),
+        (b'{"jsonrpc":"2.0","id":{"x":1},"method":"message/send"}', -32600),
+        (b"\xff\xfe\x00garbage", -32700),
+        (b"[" * 5000, -32700),
+    ]
+    for raw, code in cases:
+        r = rpc(gw, "echo", raw, key)
+        assert r.status_code == 200, (raw, r.status_code, r.text)
+        assert r.json()["error"]["code"] == code, (raw, r.text)
+    # wrong verbs and paths
+    r = httpx.get(f"{gw.url}/a2a/echo", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert r.status_code == 405
+    r = httpx.post(f"{gw.url}/a2a/echo/extra", headers={"Authorization": f"Bearer {key}"},
+                   content=b"{}", timeout=10)
+    assert r.status_code == 404
+    # an unknown method goes to the agent, which answers for itself
+    r = rpc(gw, "echo", {"jsonrpc": "2.0", "id": 3, "method": "no/such"}, key)
+    assert r.status_code == 200 and r.json()["error"]["code"] == -32601
+    # no credential
+    r = rpc(gw, "echo", send_v03("x"), None)
+    assert r.status_code == 401
+    # the gateway still works
+    r = rpc(gw, "echo", send_v03("still here"), key)
+    assert r.json()["result"]["parts"][0]["text"] == "echo: still here"
