@@ -549,21 +549,26 @@ static void forward(struct call *c, struct identity *id)
 {
     struct http_exchange *ex = c->ex;
     const struct config_a2a_agent *ag = c->agent;
+    /* c lives in the exchange's arena: hold the exchange until call_release,
+     * whatever answers it first */
+    buf_init(&c->resp, c->is_card ? MAX_CARD : A2A_MAX_REPLY);
+    a2a_scan_init(&c->scan);
+    ex->handler_data = c;
+    ex->on_abort = on_abort;
+    http_exchange_ref(ex);
     c->token = identity_outbound_token(id, ex->cfg->identity.issuer, ex->principal, ag->name,
                                        ex->request_id, TOKEN_TTL_S);
     if (c->token == NULL) {
         rpc_fail(ex, c->is_card ? 500 : 200, c->rpc.id, A2A_INTERNAL_ERROR, "error",
                  "no identity token", "the gateway could not sign an identity token for the call");
-        a2a_rpc_clear(&c->rpc);
+        call_release(c);
         return;
     }
     struct upstream_header *h = arena_alloc(&ex->arena, MAX_HEADERS * sizeof *h);
     char *tp = arena_alloc(&ex->arena, TRACEPARENT_LEN + 1);
     if (h == NULL || tp == NULL) {
-        free(c->token);
-        c->token = NULL;
         rpc_fail(ex, 500, c->rpc.id, A2A_INTERNAL_ERROR, "error", NULL, "out of memory");
-        a2a_rpc_clear(&c->rpc);
+        call_release(c);
         return;
     }
     size_t n = 0;
@@ -595,11 +600,6 @@ static void forward(struct call *c, struct identity *id)
         .timeout_ms = c->is_card ? 30000 : ag->timeout_ms,
         .connect_timeout_ms = 5000,
     };
-    buf_init(&c->resp, c->is_card ? MAX_CARD : A2A_MAX_REPLY);
-    a2a_scan_init(&c->scan);
-    ex->handler_data = c;
-    ex->on_abort = on_abort;
-    http_exchange_ref(ex);
     c->ureq = upstream_start(ex->worker->upstream, &o, &up_cb, c);
     if (c->ureq == NULL) {
         rpc_fail(ex, c->is_card ? 502 : 200, c->rpc.id, A2A_UPSTREAM_UNAVAILABLE, "error",
@@ -796,18 +796,18 @@ void a2a_endpoint(struct a2a *a, struct identity *id, struct http_exchange *ex)
         return;
     }
     char msg[300];
-    int code =
-        a2a_rpc_parse(r->body.data ? r->body.data : "", r->body.len, &c->rpc, msg, sizeof msg);
+    struct a2a_rpc rpc; /* on the stack until the call holds the exchange */
+    int code = a2a_rpc_parse(r->body.data ? r->body.data : "", r->body.len, &rpc, msg, sizeof msg);
     if (code != 0) {
-        const json_t *rid = c->rpc.id;
-        rpc_fail(ex, 200, rid, code, "error", NULL, "%s", msg);
-        a2a_rpc_clear(&c->rpc);
+        rpc_fail(ex, 200, rpc.id, code, "error", NULL, "%s", msg); /* frees c with the arena */
+        a2a_rpc_clear(&rpc);
         return;
     }
-    ex->action = arena_strdup(&ex->arena, c->rpc.method);
-    if (decide(ex, ag, c->rpc.id, c->rpc.method, c->rpc.skill) < 0) {
-        a2a_rpc_clear(&c->rpc);
+    ex->action = arena_strdup(&ex->arena, rpc.method);
+    if (decide(ex, ag, rpc.id, rpc.method, rpc.skill) < 0) {
+        a2a_rpc_clear(&rpc);
         return;
     }
+    c->rpc = rpc;
     forward(c, id);
 }

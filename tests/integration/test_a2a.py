@@ -134,11 +134,16 @@ def a2a_config(port: int, agents: dict, guard: dict | None = None, **extra) -> d
 
 
 def start(start_gateway, agents, guard=None):
-    gw = start_gateway(a2a_config(free_port(), agents, guard), start=False)
+    port = free_port()
+    # keys are created on the config without guard: (compiling the rule pack
+    # for a CLI run is slow under ASan), then the whole config is written
+    gw = start_gateway(a2a_config(port, agents), start=False)
     (gw.dir / "policies").mkdir()
     (gw.dir / "policies" / "a2a.cedar").write_text(POLICIES)
     gw.keys = {a: keys_create(gw, a) for a in ("alice", "bob")}
-    return gw.start()
+    if guard:
+        gw.write_config(a2a_config(port, agents, guard))
+    return gw.start(timeout=120)
 
 
 @pytest.fixture
