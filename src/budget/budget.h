@@ -240,6 +240,18 @@ int budget_cli_main(int argc, char **argv);
 int budget_redis_load_tree(const char *url, struct budget_tree *t, time_t now, char *err,
                            size_t errlen);
 
+/* With state.redis the spend is in Redis: a thread copies every node's
+ * spend and reservations of the current periods from the server at URL into
+ * S's ledger every INTERVAL_MS (default 1000), so /metrics shows what all
+ * instances share. NULL with err filled. Stop (and free) with
+ * budget_redis_mirror_stop before closing S. */
+struct budget_redis_mirror;
+struct budget_redis_mirror *budget_redis_mirror_start(const char *url, struct budget_store *s,
+                                                      unsigned interval_ms, char *err,
+                                                      size_t errlen)
+    __attribute__((warn_unused_result));
+void budget_redis_mirror_stop(struct budget_redis_mirror *m);
+
 /* "day" | "month" | "total" */
 const char *budget_period_name(enum budget_period p);
 

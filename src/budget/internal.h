@@ -85,6 +85,8 @@ void budget_ledger_ref(struct ledger *lg);
 void budget_ledger_unref(struct ledger *lg);
 /* The counters of ID, created when absent. Caller holds lg->lock. */
 struct counters *budget_ledger_get(struct ledger *lg, const char *id);
+/* The store's ledger (every attached tree counts on it), or NULL. */
+struct ledger *budget_store_ledger(struct budget_store *s);
 /* The tree's ledger (for the store). */
 struct ledger *budget_tree_ledger(struct budget_tree *t);
 /* Makes T use LG (T not shared yet). 0 or -1 on OOM. */

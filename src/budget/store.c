@@ -447,6 +447,11 @@ static int label(buf_t *b, const char *v)
     return 0;
 }
 
+struct ledger *budget_store_ledger(struct budget_store *s)
+{
+    return s ? s->lg : NULL;
+}
+
 int budget_store_metrics(struct budget_store *s, buf_t *b)
 {
     if (s == NULL)
@@ -455,7 +460,9 @@ int budget_store_metrics(struct budget_store *s, buf_t *b)
     struct ledger *lg = s->lg;
     time_t now = time(NULL);
     rc |= buf_appendf(b, "# HELP portcullis_budget_spent_usd Settled spend per agent and period "
-                         "(current period).\n# TYPE portcullis_budget_spent_usd gauge\n");
+                         "(current period; with state.redis, every instance's spend as read "
+                         "from Redis at most a second ago).\n"
+                         "# TYPE portcullis_budget_spent_usd gauge\n");
     pthread_mutex_lock(&lg->lock);
     for (size_t i = 0; i < lg->n && rc == 0; i++) {
         const struct counters *c = lg->items[i];

@@ -41,6 +41,7 @@ struct runtime {
     struct mcp_hub *mcp;            /* MCP hub thread; NULL without an mcp: section */
     struct a2a *a2a;                /* A2A proxy: agent card cache */
     struct budget_store *budget;    /* settled spend in the state file, alerts */
+    struct budget_redis_mirror *budget_mirror; /* state.redis: spend from Redis for /metrics */
     struct worker *workers;
     unsigned nworkers;
     atomic_uint exited;             /* workers whose loops have ended */
@@ -414,6 +415,11 @@ int serve_main(const char *config_path)
             log_msg(LOG_ERROR, NULL, "budgets: %s", rt.budget ? "out of memory" : err);
             return 1;
         }
+        if (rt.cfg->state_redis && !(rt.budget_mirror = budget_redis_mirror_start(
+                                         rt.cfg->state_redis, rt.budget, 1000, err, sizeof err))) {
+            log_msg(LOG_ERROR, NULL, "budgets: %s", err);
+            return 1;
+        }
         if (!rt.cfg->identity.required)
             log_msg(LOG_WARN, NULL, "identity.required is false: requests without a portcullis "
                                     "credential run as anonymous");
@@ -482,6 +488,7 @@ int serve_main(const char *config_path)
     if (rt.tls)
         tls_ctx_free(rt.tls);
     audit_free(rt.audit); /* drains the queue */
+    budget_redis_mirror_stop(rt.budget_mirror);
     budget_store_close(rt.budget); /* writes the settlements still queued */
     identity_free(rt.identity);
     config_unref(rt.cfg);

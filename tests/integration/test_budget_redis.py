@@ -109,6 +109,14 @@ def test_three_gateways_sharing_redis_never_pass_the_cap(start_gateway, redis_se
     month_key = (t.tm_year - 1970) * 12 + t.tm_mon - 1
     ttl = int(redis_cli(redis_server, "TTL", f"pc:b:org:1:{month_key}"))
     assert month_end - now + 86400 < ttl <= month_end - now + 86400 + 1800 + 5, ttl
+    # /metrics of every instance shows the shared spend (read from Redis each
+    # second), not the share this instance settled
+    for gw in gws:
+        deadline = time.monotonic() + 5
+        want = f'portcullis_budget_spent_usd{{node="org",period="total"}} {spent:.6f}'
+        while want not in (m := metrics_text(gw)):
+            assert time.monotonic() < deadline, [l for l in m.splitlines() if "spent_usd" in l]
+            time.sleep(0.1)
     # the admin API of any instance reads the shared numbers
     nodes = {n["id"]: n for n in admin_get(aport, "/admin/budgets").json()["nodes"]}
     assert nodes["org"]["periods"]["total"]["spent_micro_usd"] == micro
@@ -170,6 +178,11 @@ def test_without_redis_calls_fail_closed_and_recover_when_it_is_back(start_gatew
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def metrics_text(gw) -> str:
+    with gw.http() as h:
+        return h.get("/metrics").text
 
 
 def call_status(gw, key: str) -> int:
