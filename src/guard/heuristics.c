@@ -53,14 +53,38 @@ static int hexdig(unsigned char c)
     return -1;
 }
 
-/* Share of printable ASCII / whitespace / UTF-8 bytes; encoded binary fails. */
+/* Length of the well-formed UTF-8 sequence at s[0..n) (2 to 4 bytes), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t k = s[0] >= 0xC2 && s[0] <= 0xDF   ? 2
+               : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+               : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                              : 0;
+    if (k == 0 || k > n)
+        return 0;
+    for (size_t j = 1; j < k; j++)
+        if ((s[j] & 0xC0) != 0x80)
+            return 0;
+    return k;
+}
+
+/* Share of printable ASCII / whitespace / well-formed UTF-8 bytes; encoded binary fails.
+ * (Stray bytes >= 0x80 do not count: a path or identifier that happens to be a base64
+ * run decodes to about half of them, and is no payload.) */
 static bool mostly_printable(const unsigned char *s, size_t n)
 {
     size_t ok = 0;
-    for (size_t i = 0; i < n; i++)
-        if ((s[i] >= 0x20 && s[i] < 0x7f) || s[i] == '\n' || s[i] == '\r' || s[i] == '\t' ||
-            s[i] >= 0x80)
-            ok++;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            ok += (c >= 0x20 && c < 0x7f) || c == '\n' || c == '\r' || c == '\t';
+            i++;
+            continue;
+        }
+        size_t k = utf8_seq(s + i, n - i);
+        ok += k;
+        i += k ? k : 1;
+    }
     return n > 0 && ok * 100 >= n * 95;
 }
 
@@ -109,24 +133,32 @@ size_t guard_next_encoded(const char *text, size_t len, size_t from, size_t *sta
 {
     const unsigned char *t = (const unsigned char *)text;
     size_t i = from;
-    /* Runs shorter than MIN_B64 are never decoded, so test the byte MIN_B64 - 1 ahead:
-     * when it is outside the alphabet no run of interest starts in [i, i + MIN_B64). */
+    /* Runs shorter than MIN_B64 are never decoded. Window [i, i + MIN_B64): when its
+     * last byte is outside the alphabet, or some byte before it is, no run of interest
+     * starts before that byte, so the next window starts right after it (a Horspool-like
+     * skip: prose moves about a word length per test). */
     while (i + MIN_B64 <= len) {
-        if (!is_b64[t[i + MIN_B64 - 1]]) {
-            i += MIN_B64;
+        size_t last = i + MIN_B64 - 1;
+        if (!is_b64[t[last]]) {
+            i = last + 1;
             continue;
         }
-        size_t s = i + MIN_B64 - 1;
-        while (s > i && is_b64[t[s - 1]])
-            s--;
-        if (s == from)
-            while (s > 0 && is_b64[t[s - 1]])
-                s--; /* a run that began before `from` was already judged */
+        size_t p = last;
+        while (p > i && is_b64[t[p - 1]])
+            p--;
+        if (p > i) {
+            i = p;
+            continue;
+        }
+        /* t[i .. i + MIN_B64) is all alphabet: one run holds it */
+        size_t s = i;
+        while (s > 0 && is_b64[t[s - 1]])
+            s--; /* only when i == from: a run that began before `from` was already judged */
         size_t e = i + MIN_B64;
         while (e < len && is_b64[t[e]])
             e++;
         i = e;
-        if (s < from || e - s < MIN_B64)
+        if (s < from)
             continue;
         size_t letters = 0, digits = 0, hexonly = 1;
         for (size_t k = s; k < e; k++) {
