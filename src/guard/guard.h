@@ -50,6 +50,27 @@ __attribute__((warn_unused_result)) struct guard *guard_load(const char *path, c
                                                              size_t errlen);
 void guard_free(struct guard *g);
 
+/* Compiled-database cache. Compiling a pack takes about a second for the fast database
+ * and a few more (in the background) for the span one; the compiled bytes are kept in a
+ * file keyed by a SHA-256 of the pack, the Vectorscan version and the platform, and
+ * the next guard for the same pack loads them in milliseconds. A file that is corrupt,
+ * truncated or for another key is ignored and rewritten. guard_new, guard_new_builtin
+ * and guard_load use the default directory: $PORTCULLIS_GUARD_CACHE ("off" disables),
+ * else $XDG_CACHE_HOME/portcullis, else ~/.cache/portcullis. */
+enum guard_cache {
+    GUARD_CACHE_OFF,  /* no cache directory */
+    GUARD_CACHE_MISS, /* compiled; the cache file is written once the span database is */
+    GUARD_CACHE_HIT,  /* both databases loaded from the cache file */
+};
+/* guard_new with databases cached in cache_dir (NULL: no cache). */
+__attribute__((warn_unused_result)) struct guard *
+guard_new_cached(const char *pack, size_t len, const char *cache_dir, char *err, size_t errlen);
+/* guard_load with databases cached in cache_dir (NULL: no cache). */
+__attribute__((warn_unused_result)) struct guard *
+guard_load_cached(const char *path, const char *cache_dir, char *err, size_t errlen);
+/* Whether g's databases came from the cache. */
+enum guard_cache guard_cache_state(const struct guard *g);
+
 /* guard_new returns once the fast database is compiled; the one that gives exact spans
  * compiles on a thread of its own for a few seconds more (until then a scan that hits
  * compiles the rules it needs, tens of milliseconds). This waits for it: for benchmarks

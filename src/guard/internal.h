@@ -44,6 +44,11 @@ struct guard {
     pthread_t som_thread;
     int som_thread_started;
     unsigned long gen; /* unique per guard: a thread's scratch fits the last gen it saw */
+    /* compiled-database cache (cache.c): where, under which key, and whether this guard's
+     * databases came from it */
+    char *cache_dir; /* owned; NULL: no cache */
+    unsigned char cache_key[32];
+    enum guard_cache cache_state;
     size_t nrules;
     struct guard_rule rules[GUARD_MAX_RULES];
 };
@@ -57,6 +62,37 @@ hs_database_t *guard_som_db(const struct guard *g);
 /* Meanwhile: a start-of-match database of just the rules with only[i] set (the few a scan
  * hit), compiled now in milliseconds. Caller frees (hs_free_database); NULL on failure. */
 hs_database_t *guard_som_subset(const struct guard *g, const unsigned char *only);
+
+/* ---- compiled-database cache (cache.c) ---- */
+
+#define GUARD_CACHE_KEY 32
+/* Largest cache file read or written. */
+#define GUARD_CACHE_MAX (64u << 20)
+
+/* SHA-256 over the Vectorscan version, the platform, the compile scheme and the pack
+ * text: what decides the compiled bytes. All zero if hashing failed (never cached). */
+void guard_cache_key(const char *pack, size_t len, unsigned char key[GUARD_CACHE_KEY]);
+/* dir/guard-<first 16 key bytes in hex>.hsdb into out; 0 or -1 (no dir, zero key, too long). */
+int guard_cache_path(const char *dir, const unsigned char key[GUARD_CACHE_KEY], char *out,
+                     size_t cap);
+/* The two databases from a cache file image buf[0..n): 0 with *db and *som set (caller
+ * frees both) when the magic, key, layout and SHA-256 trailer all check out and
+ * Vectorscan accepts both; else -1 with nothing allocated. buf is untrusted. */
+int guard_cache_parse(const unsigned char *buf, size_t n, const unsigned char key[GUARD_CACHE_KEY],
+                      hs_database_t **db, hs_database_t **som);
+/* A cache file image of db and som under key; caller frees *out. 0 or -1. */
+int guard_cache_image(const unsigned char key[GUARD_CACHE_KEY], const hs_database_t *db,
+                      const hs_database_t *som, unsigned char **out, size_t *outlen);
+/* Reads and parses dir's file for key: 0, or -1 when absent or not usable. */
+int guard_cache_load(const char *dir, const unsigned char key[GUARD_CACHE_KEY], hs_database_t **db,
+                     hs_database_t **som);
+/* Writes dir's file for key (dir created 0700 if missing), atomically by rename. 0 or -1;
+ * best effort: a cache that cannot be written only costs the next load its compile. */
+int guard_cache_store(const char *dir, const unsigned char key[GUARD_CACHE_KEY],
+                      const hs_database_t *db, const hs_database_t *som);
+/* $PORTCULLIS_GUARD_CACHE ("off" or empty: none), else $XDG_CACHE_HOME/portcullis, else
+ * $HOME/.cache/portcullis. 0, or -1 when there is none. */
+int guard_cache_default_dir(char *out, size_t cap);
 
 /* Heuristic findings (rule ids outside the pack), indexes into guard_heuristics. */
 enum {

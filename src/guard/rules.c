@@ -183,6 +183,7 @@ void guard_free(struct guard *g)
         rule_clear(&g->rules[i]);
     hs_free_database(g->db);
     hs_free_database(g->som);
+    free(g->cache_dir);
     free(g);
 }
 
@@ -432,6 +433,9 @@ static void *compile_som(void *arg)
     hs_database_t *db = NULL;
     if (compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, NULL, &db, NULL, 0) < 0)
         db = NULL;
+    /* before som_ready: guard_wait_ready then also means the cache file is written */
+    if (db && g->cache_dir)
+        (void)guard_cache_store(g->cache_dir, g->cache_key, g->db, db);
     g->som = db;
     atomic_store_explicit(&g->som_ready, 1, memory_order_release);
     return NULL;
@@ -457,15 +461,34 @@ hs_database_t *guard_som_subset(const struct guard *g, const unsigned char *only
     return db;
 }
 
-struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
+struct guard *guard_new_cached(const char *pack, size_t len, const char *cache_dir, char *err,
+                               size_t errlen)
 {
     struct guard *g = calloc(1, sizeof(*g));
     if (!g) {
         seterr(err, errlen, "out of memory");
         return NULL;
     }
-    if (parse_pack(g, pack, len, err, errlen) < 0 ||
-        compile_db(g, HS_FLAG_CASELESS, NULL, &g->db, err, errlen) < 0)
+    if (parse_pack(g, pack, len, err, errlen) < 0)
+        goto fail;
+    /* never 0, and never reused, so a thread's cached scratch can't be mistaken for fitting */
+    static atomic_ulong next_gen = 1;
+    g->gen = atomic_fetch_add(&next_gen, 1);
+    if (cache_dir && *cache_dir) {
+        if (!(g->cache_dir = strdup(cache_dir))) {
+            seterr(err, errlen, "out of memory");
+            goto fail;
+        }
+        guard_cache_key(pack, len, g->cache_key);
+        g->cache_state = GUARD_CACHE_MISS;
+        if (guard_cache_load(g->cache_dir, g->cache_key, &g->db, &g->som) == 0) {
+            g->cache_state = GUARD_CACHE_HIT;
+            measure_widths(g);
+            atomic_store_explicit(&g->som_ready, 1, memory_order_release);
+            return g;
+        }
+    }
+    if (compile_db(g, HS_FLAG_CASELESS, NULL, &g->db, err, errlen) < 0)
         goto fail;
     measure_widths(g);
     /* The SOM database is only needed once something matched: compile it in the
@@ -475,13 +498,17 @@ struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
     } else {
         compile_som(g);
     }
-    /* never 0, and never reused, so a thread's cached scratch can't be mistaken for fitting */
-    static atomic_ulong next_gen = 1;
-    g->gen = atomic_fetch_add(&next_gen, 1);
     return g;
 fail:
     guard_free(g);
     return NULL;
+}
+
+struct guard *guard_new(const char *pack, size_t len, char *err, size_t errlen)
+{
+    char dir[4096];
+    return guard_new_cached(pack, len, guard_cache_default_dir(dir, sizeof(dir)) == 0 ? dir : NULL,
+                            err, errlen);
 }
 
 struct guard *guard_new_builtin(char *err, size_t errlen)
@@ -489,7 +516,7 @@ struct guard *guard_new_builtin(char *err, size_t errlen)
     return guard_new((const char *)builtin_pack, sizeof(builtin_pack), err, errlen);
 }
 
-struct guard *guard_load(const char *path, char *err, size_t errlen)
+struct guard *guard_load_cached(const char *path, const char *cache_dir, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -507,9 +534,21 @@ struct guard *guard_load(const char *path, char *err, size_t errlen)
         free(buf);
         return NULL;
     }
-    struct guard *g = guard_new(buf, n, err, errlen);
+    struct guard *g = guard_new_cached(buf, n, cache_dir, err, errlen);
     free(buf);
     return g;
+}
+
+struct guard *guard_load(const char *path, char *err, size_t errlen)
+{
+    char dir[4096];
+    return guard_load_cached(path, guard_cache_default_dir(dir, sizeof(dir)) == 0 ? dir : NULL, err,
+                             errlen);
+}
+
+enum guard_cache guard_cache_state(const struct guard *g)
+{
+    return g->cache_state;
 }
 
 size_t guard_rule_count(const struct guard *g)
