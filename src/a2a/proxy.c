@@ -385,7 +385,8 @@ static int on_event(void *ud, const char *ev, size_t len)
             ex->decision_reason = withheld_reason(c);
             char msg[512];
             snprintf(msg, sizeof msg,
-                     "the stream of A2A agent '%s' was cut: an event reads as a prompt injection "
+                     "the stream of A2A agent '%s' was cut: an event was withheld, it reads as a "
+                     "prompt injection "
                      "(score %.2f; guard rules %s)",
                      c->agent->name, c->scan.score, c->scan.rules);
             stream_error(c, A2A_REPLY_WITHHELD, msg, ex->decision_reason);
@@ -750,6 +751,13 @@ void a2a_endpoint(struct a2a *a, struct identity *id, struct http_exchange *ex)
         return;
     }
     ex->resource = arena_printf(&ex->arena, "Agent::\"%s\"", ag->name);
+    const char *item = arena_printf(&ex->arena, "agent:%s", ag->name);
+    if (item == NULL || !identity_scope_allows(ex->principal, item)) {
+        rpc_fail(ex, 200, NULL, A2A_PERMISSION_DENIED, "deny", "scope_denied",
+                 "agent %.64s may not call A2A agent %s (scope: %.100s)", ex->principal->agent,
+                 ag->name, ex->principal->scope ? ex->principal->scope : "");
+        return;
+    }
     struct call *c = arena_alloc(&ex->arena, sizeof *c);
     if (c == NULL) {
         rpc_fail(ex, 500, NULL, A2A_INTERNAL_ERROR, "error", NULL, "out of memory");

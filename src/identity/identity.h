@@ -51,6 +51,12 @@ void identity_free(struct identity *id);
  * the server's handler once the fetch has finished. */
 int identity_authenticate(struct identity *id, struct http_exchange *ex);
 
+/* 1 when p's scope covers item ("model:NAME", "tool:SERVER/TOOL",
+ * "agent:NAME"; a protocol name or a trailing '*' covers a family); p NULL
+ * or without a scope is unrestricted. For stages that check the scope of
+ * what a request names themselves (the A2A agent in the path). */
+int identity_scope_allows(const struct identity_principal *p, const char *item);
+
 /* POST /oauth/token (RFC 8693 token exchange). Always answers. */
 void identity_token_endpoint(struct identity *id, struct http_exchange *ex);
 

@@ -113,3 +113,8 @@ int scope_covers(const char *parent, const char *child, const char **offending, 
     }
     return 1;
 }
+
+int identity_scope_allows(const struct identity_principal *p, const char *item)
+{
+    return p == NULL || scope_allows(p->scope, item);
+}

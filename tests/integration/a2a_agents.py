@@ -46,8 +46,20 @@ class Echo(AgentExecutor):
 
 
 class Poison(AgentExecutor):
+    """A Message with the injection; asked "task", a Task whose status is clean
+    and whose artifact carries the injection (so a stream has a clean event
+    before the poisoned one)."""
+
     async def execute(self, context: RequestContext, event_queue):
-        await event_queue.enqueue_event(new_text_message(POISON, context_id=context.context_id))
+        if context.get_user_input() != "task":
+            await event_queue.enqueue_event(new_text_message(POISON, context_id=context.context_id))
+            return
+        task = new_task_from_user_message(context.message)
+        await event_queue.enqueue_event(task)
+        up = TaskUpdater(event_queue, task.id, task.context_id)
+        await up.start_work(up.new_agent_message([new_text_part("reading the page")]))
+        await up.add_artifact([new_text_part(POISON)], artifact_id="page", name="page")
+        await up.complete()
 
     async def cancel(self, context, event_queue):
         pass
@@ -120,7 +132,7 @@ def app(name, port, executor, streaming):
 
 
 async def main(ports):
-    agents = [("echo", Echo(), False), ("stream", Stream(), True), ("poison", Poison(), False)]
+    agents = [("echo", Echo(), False), ("stream", Stream(), True), ("poison", Poison(), True)]
     servers = []
     for (name, ex, streaming), port in zip(agents, ports):
         cfg = uvicorn.Config(app(name, port, ex, streaming), host="127.0.0.1", port=port,

@@ -22,7 +22,14 @@ import httpx
 import jwt
 import pytest
 from a2a.client import ClientConfig, ClientFactory
-from a2a.types import GetTaskRequest, Message, Part, Role, SendMessageRequest
+from a2a.types import (
+    GetTaskRequest,
+    Message,
+    Part,
+    Role,
+    SendMessageRequest,
+    SubscribeToTaskRequest,
+)
 
 from conftest import BIN, base_config, dead_port, free_port, require_binary
 
@@ -30,9 +37,13 @@ AGENTS = Path(__file__).resolve().parent / "a2a_agents.py"
 WAIT = 20.0  # readiness waits, never a speed assertion
 
 POLICIES = """\
-// alice may talk to every A2A agent.
+// alice, and the sub-agents she delegates to, may talk to every A2A agent.
 @id("alice-agents")
-permit (principal == Agent::"alice", action == Action::"send_message", resource);
+permit (principal in Agent::"alice", action == Action::"send_message", resource);
+
+// alice may hand work to her helper.
+@id("alice-delegates")
+permit (principal == Agent::"alice", action == Action::"delegate", resource == Agent::"helper");
 
 // bob may talk to the echo agent only.
 @id("bob-echo")
@@ -124,7 +135,7 @@ def a2a_config(port: int, agents: dict, guard: dict | None = None, **extra) -> d
         port,
         a2a={"agents": agent_list},
         identity={"required": True},
-        agents=[{"id": "alice"}, {"id": "bob"}],
+        agents=[{"id": "alice", "children": [{"id": "helper"}]}, {"id": "bob"}],
         policy={"files": ["policies/*.cedar"], "default": "deny"},
         **extra,
     )
@@ -405,8 +416,8 @@ def test_guard_blocks_a_poisoned_reply(start_gateway, agents):
     with pytest.raises(Exception) as blocked:
         run(body())
     assert "withheld" in str(blocked.value)
-    rows = wait_audit(gw, resource='Agent::"poison"', action="SendMessage")
-    assert rows[0]["decision"] == "deny" and "guard" in rows[0]["reason"]
+    rows = wait_audit(gw, resource='Agent::"poison"', decision="deny")
+    assert rows and "guard" in rows[0]["reason"], rows
     assert json.loads(rows[0]["guard"])[0]["action"] == "block"
 
 
@@ -458,3 +469,142 @@ def test_bad_bodies_get_jsonrpc_errors_and_never_a_5xx(gw, agents):
     # the gateway still works
     r = rpc(gw, "echo", send_v03("still here"), key)
     assert r.json()["result"]["parts"][0]["text"] == "echo: still here"
+
+
+# ---- streams: resubscribe, guard per event ---------------------------------------
+
+
+def sse_events(resp: httpx.Response) -> list[tuple[str, dict]]:
+    """(event name, data as JSON) of each event of a streamed answer."""
+    out = []
+    for block in resp.text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        if data:
+            out.append((name, json.loads("\n".join(data))))
+    return out
+
+
+def stream_v10(gw, agent: str, text: str, key: str) -> httpx.Response:
+    body = {
+        "jsonrpc": "2.0",
+        "id": "s-1",
+        "method": "SendStreamingMessage",
+        "params": {"message": {"messageId": str(uuid.uuid4()), "role": "ROLE_USER",
+                               "parts": [{"text": text}]}},
+    }
+    return httpx.post(
+        f"{gw.url}/a2a/{agent}",
+        json=body,
+        headers={"Authorization": f"Bearer {key}", "A2A-Version": "1.0",
+                 "Accept": "text/event-stream"},
+        timeout=30,
+    )
+
+
+def test_a_client_that_leaves_a_stream_can_resubscribe_to_the_task(gw, agents):
+    async def body():
+        client, http = await client_for(gw, "stream", gw.keys["alice"])
+        try:
+            stream = client.send_message(user_message("go"))
+            task_id = None
+            async for ev in stream:
+                if ev.HasField("task"):
+                    task_id = ev.task.id
+                if any("working on it" in t for t in texts_of(ev)):
+                    break
+            await stream.aclose()  # the client goes away mid-stream
+            got = []
+            sub = client.subscribe(SubscribeToTaskRequest(id=task_id))
+            async for ev in sub:
+                got.append(ev)
+                if len(got) == 1:
+                    httpx.post(agents["stream"] + "/_release", timeout=10)
+                if ev.HasField("status_update") and ev.status_update.status.state == 3:
+                    break
+            await sub.aclose()
+        finally:
+            await http.aclose()
+        return got
+
+    got = run(body())
+    texts = [t for ev in got for t in texts_of(ev)]
+    assert texts[-3:] == ["part one, ", "part two", "done"], texts
+    rows = wait_audit(gw, action="SubscribeToTask")
+    assert rows and rows[0]["decision"] == "allow"
+    # the gateway is fine after the first stream was dropped
+    r = rpc(gw, "echo", send_v03("after"), gw.keys["alice"])
+    assert r.json()["result"]["parts"][0]["text"] == "echo: after"
+
+
+def test_guard_sanitizes_the_poisoned_event_of_a_stream(start_gateway, agents):
+    gw = start(start_gateway, agents, guard={"scan": ["a2a_replies"], "action": "sanitize"})
+    r = stream_v10(gw, "poison", "task", gw.keys["alice"])
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(r)
+    results = [d["result"] for _, d in events]
+    kinds = [next(iter(x)) for x in results]
+    assert kinds[0] == "task" and "artifactUpdate" in kinds and kinds[-1] == "statusUpdate"
+    status_texts = [p["text"] for x in results if "statusUpdate" in x
+                    for p in x["statusUpdate"]["status"].get("message", {}).get("parts", [])]
+    assert "reading the page" in status_texts  # clean events pass unchanged
+    art = next(x["artifactUpdate"] for x in results if "artifactUpdate" in x)
+    text = art["artifact"]["parts"][0]["text"]
+    assert "untrusted-data" in text and "IGNORE ALL PREVIOUS" not in text
+    rows = wait_audit(gw, action="SendStreamingMessage")
+    assert json.loads(rows[0]["guard"])[0]["action"] == "sanitize"
+
+
+def test_guard_cuts_a_stream_at_the_poisoned_event(start_gateway, agents):
+    gw = start(start_gateway, agents, guard={"scan": ["a2a_replies"], "action": "block"})
+    r = stream_v10(gw, "poison", "task", gw.keys["alice"])
+    assert r.status_code == 200
+    events = sse_events(r)
+    names = [n for n, _ in events]
+    assert names[-1] == "error" and names.count("error") == 1, names
+    err = events[-1][1]
+    assert err["id"] == "s-1" and err["error"]["code"] == -32053
+    assert "withheld" in err["error"]["message"]
+    assert "IGNORE ALL PREVIOUS" not in r.text
+    assert any("reading the page" in json.dumps(d) for _, d in events[:-1])
+    rows = wait_audit(gw, action="SendStreamingMessage")
+    assert rows[0]["decision"] == "deny" and "guard" in rows[0]["reason"]
+
+
+# ---- delegation -------------------------------------------------------------------
+
+
+def test_a_delegated_sub_agent_is_seen_by_the_agent_with_its_whole_chain(gw, agents):
+    r = httpx.post(
+        f"{gw.url}/oauth/token",
+        data={
+            "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+            "subject_token": gw.keys["alice"],
+            "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "audience": "helper",
+            "scope": "agent:echo",
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    helper = r.json()["access_token"]
+    before = len(seen(agents["echo"]))
+    r = rpc(gw, "echo", send_v03("from the helper"), helper)
+    assert r.json()["result"]["parts"][0]["text"] == "echo: from the helper", r.text
+    h = seen(agents["echo"])[before]
+    sent = h["authorization"][len("Bearer "):]
+    assert sent != helper
+    claims = jwt.decode(sent, options={"verify_signature": False})
+    assert claims["sub"] == "helper" and claims["act"]["sub"] == "alice", claims
+    rows = wait_audit(gw, agent="helper")
+    assert json.loads(rows[0]["chain"]) == ["alice", "helper"]
+    # its scope names the echo agent only
+    before = len(seen(agents["poison"]))
+    r = rpc(gw, "poison", send_v03("x"), helper)
+    err = r.json()["error"]
+    assert err["code"] == -32050 and "scope" in err["message"], err
+    assert len(seen(agents["poison"])) == before
