@@ -230,7 +230,10 @@ static void on_tick(uv_timer_t *t)
     struct http_exchange *ex = call->ex;
     const struct config_mock *mc = mock_cfg(call);
     if (call->mock_sent == 0 && !ex->head_sent) {
-        /* first tick: the latency has passed */
+        /* first tick: the latency has passed. This is when a real provider's
+         * answer headers would arrive: breakers judge latency by it, not by
+         * how long a stream then takes (chunk_delay) */
+        call->lim.ttfb_ns = clock_mono_ns();
         double roll = (double)(worker_rand(ex->worker) >> 11) / (double)(1ULL << 53);
         if (mc->failure_rate > 0 && roll < mc->failure_rate) {
             timer_close(call);
