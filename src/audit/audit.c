@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Audit records from finished exchanges: built on the worker (one malloc per
 // record), queued in a bounded ring, written by one thread in batches to the
-// state store and an optional JSONL file. A full queue drops (and counts)
-// rather than stall a worker.
+// state store and an optional JSONL file. Nothing is dropped: a queue past its
+// high-water mark holds the worker's new requests (backpressure, see
+// audit_should_hold), and a full queue makes the worker wait for the writer.
 #include "audit/audit.h"
 
 #include <errno.h>
@@ -33,16 +34,18 @@ struct audit {
     struct state *st;
     int jsonl_fd; /* -1 when off */
     pthread_mutex_t mu;
-    pthread_cond_t wake, idle;
+    pthread_cond_t wake, idle, space;
     struct record **ring;
     size_t cap, head, count;
+    atomic_size_t queued; /* count, readable without the mutex */
+    size_t high, low;     /* backpressure marks */
     struct state_audit_row *rows; /* the writer's batch, AUDIT_BATCH_MAX each */
     struct record **batch;
     int stop;
     int busy; /* the writer holds a batch */
     pthread_t thread;
     int started;
-    atomic_uint_fast64_t dropped, written;
+    atomic_uint_fast64_t dropped, written, waits;
 };
 
 /* ---- building a record ----------------------------------------------------- */
@@ -195,16 +198,34 @@ void audit_exchange(struct audit *a, const struct http_exchange *ex)
         return;
     }
     pthread_mutex_lock(&a->mu);
-    if (a->count == a->cap || a->stop) {
+    /* Full: the holds at the high-water mark did not stop enough requests
+     * already in flight. Waiting for the writer beats losing the record. */
+    while (a->count == a->cap && !a->stop) {
+        atomic_fetch_add(&a->waits, 1);
+        pthread_cond_wait(&a->space, &a->mu);
+    }
+    if (a->stop) { /* shutting down past the final drain */
         pthread_mutex_unlock(&a->mu);
         free(rec);
         atomic_fetch_add(&a->dropped, 1);
         return;
     }
     a->ring[(a->head + a->count) % a->cap] = rec;
-    if (a->count++ == 0)
+    atomic_store_explicit(&a->queued, ++a->count, memory_order_relaxed);
+    if (a->count == 1)
         pthread_cond_signal(&a->wake);
     pthread_mutex_unlock(&a->mu);
+}
+
+int audit_should_hold(const struct audit *a)
+{
+    return a != NULL && atomic_load_explicit(&a->queued, memory_order_relaxed) >= a->high;
+}
+
+int audit_still_held(void *arg)
+{
+    struct audit *a = arg;
+    return atomic_load_explicit(&a->queued, memory_order_relaxed) > a->low;
 }
 
 /* ---- the writer ------------------------------------------------------------ */
@@ -314,6 +335,8 @@ static void *writer(void *arg)
             a->head = (a->head + 1) % a->cap;
             a->count--;
         }
+        atomic_store_explicit(&a->queued, a->count, memory_order_relaxed);
+        pthread_cond_broadcast(&a->space);
         a->busy = 1;
         pthread_mutex_unlock(&a->mu);
         write_batch(a, batch, n);
@@ -322,9 +345,9 @@ static void *writer(void *arg)
         int64_t now = (int64_t)(clock_mono_ns() / 1000000000u);
         if (dropped != dropped_seen && now != last_drop_log) {
             log_msg(LOG_ERROR, NULL,
-                    "audit: %llu records dropped so far (queue of %zu full: the store cannot "
-                    "keep up; raise audit.buffer or move the state to faster storage)",
-                    (unsigned long long)dropped, a->cap);
+                    "audit: %llu records dropped so far (the store refused them: see the "
+                    "errors above)",
+                    (unsigned long long)dropped);
             dropped_seen = dropped;
             last_drop_log = now;
         }
@@ -347,7 +370,10 @@ struct audit *audit_new(const struct config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->wake, NULL);
     pthread_cond_init(&a->idle, NULL);
+    pthread_cond_init(&a->space, NULL);
     a->cap = cfg->audit.buffer ? cfg->audit.buffer : 4096;
+    a->high = a->cap - a->cap / 4; /* hold new requests at 3/4 full */
+    a->low = a->cap / 4;           /* resume at 1/4 */
     a->ring = calloc(a->cap, sizeof *a->ring);
     a->rows = calloc(AUDIT_BATCH_MAX, sizeof *a->rows);
     a->batch = calloc(AUDIT_BATCH_MAX, sizeof *a->batch);
@@ -392,6 +418,7 @@ void audit_free(struct audit *a)
         pthread_mutex_lock(&a->mu);
         a->stop = 1;
         pthread_cond_signal(&a->wake);
+        pthread_cond_broadcast(&a->space);
         pthread_mutex_unlock(&a->mu);
         pthread_join(a->thread, NULL);
     }
@@ -405,6 +432,7 @@ void audit_free(struct audit *a)
         close(a->jsonl_fd);
     pthread_cond_destroy(&a->wake);
     pthread_cond_destroy(&a->idle);
+    pthread_cond_destroy(&a->space);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -417,4 +445,9 @@ uint64_t audit_dropped(const struct audit *a)
 uint64_t audit_written(const struct audit *a)
 {
     return atomic_load(&((struct audit *)a)->written);
+}
+
+uint64_t audit_waits(const struct audit *a)
+{
+    return atomic_load(&((struct audit *)a)->waits);
 }

@@ -67,12 +67,17 @@ static void metrics_endpoint(struct http_exchange *ex)
     if (rc == 0 && rt->audit)
         rc = buf_appendf(&b,
                          "# HELP portcullis_audit_records_total Audit records by outcome "
-                         "(dropped: the queue was full).\n"
+                         "(dropped: the store refused them).\n"
                          "# TYPE portcullis_audit_records_total counter\n"
                          "portcullis_audit_records_total{outcome=\"written\"} %llu\n"
-                         "portcullis_audit_records_total{outcome=\"dropped\"} %llu\n",
+                         "portcullis_audit_records_total{outcome=\"dropped\"} %llu\n"
+                         "# HELP portcullis_audit_queue_full_waits_total Times a worker waited "
+                         "for the audit writer because the queue was full.\n"
+                         "# TYPE portcullis_audit_queue_full_waits_total counter\n"
+                         "portcullis_audit_queue_full_waits_total %llu\n",
                          (unsigned long long)audit_written(rt->audit),
-                         (unsigned long long)audit_dropped(rt->audit));
+                         (unsigned long long)audit_dropped(rt->audit),
+                         (unsigned long long)audit_waits(rt->audit));
     if (rc == 0)
         rc = budget_store_metrics(rt->budget, &b);
     if (rc == 0)
@@ -102,11 +107,14 @@ static const struct {
     {"/models", llm_models},
 };
 
-/* Hands the finished exchange to the audit writer (never blocks). */
+/* Hands the finished exchange to the audit writer; past the queue's
+ * high-water mark the worker holds new requests until it drains. */
 static void audit_on_finish(struct http_exchange *ex)
 {
     struct runtime *rt = ex->worker->runtime;
     audit_exchange(rt->audit, ex);
+    if (audit_should_hold(rt->audit))
+        http_server_hold(ex->worker, audit_still_held, rt->audit);
 }
 
 /* The pipeline in front of the protocol handlers (DESIGN.md): route, then

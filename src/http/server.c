@@ -44,6 +44,13 @@ struct http_server {
     char date[40];
     char readbuf[64 * 1024];
     buf_t tlsbuf;                   /* decrypted input scratch */
+    /* http_server_hold: no new request while held */
+    int held;
+    unsigned nheld;                 /* connections stopped by the hold */
+    int hold_timer_init;
+    uv_timer_t hold_timer;
+    int (*still_held)(void *arg);
+    void *hold_arg;
 };
 
 struct http_conn {
@@ -61,6 +68,7 @@ struct http_conn {
     int closing;
     int lingering;                  /* write side shut, draining input before close */
     int read_paused;
+    int held;                       /* stopped between requests by http_server_hold */
     int processing, reprocess;
 };
 
@@ -672,8 +680,28 @@ static void parse_input(struct http_conn *c)
     }
 }
 
+/* A connection between requests while the server is held: stop reading and
+ * wait for the resume. 1 when it is (now) held. */
+static int conn_hold(struct http_conn *c)
+{
+    struct http_server *srv = c->srv;
+    if (!srv->held || c->ex || c->closing || c->state != CONN_IDLE)
+        return 0;
+    if (!c->held) {
+        c->held = 1;
+        srv->nheld++;
+    }
+    if (!c->read_paused && !c->lingering) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->read_paused = 1;
+    }
+    return 1;
+}
+
 static void conn_process(struct http_conn *c)
 {
+    if (conn_hold(c))
+        return;
     if (c->processing) {
         c->reprocess = 1;
         return;
@@ -820,6 +848,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
     if (--c->handles_open > 0)
         return;
     struct http_server *srv = c->srv;
+    if (c->held)
+        srv->nheld--;
     if (c->parser)
         http_reqparser_free(c->parser);
     if (c->tls)
@@ -987,6 +1017,65 @@ static void stop_listening(struct http_server *srv)
         srv->listening = 0;
         uv_close((uv_handle_t *)&srv->listener, NULL);
     }
+    if (srv->hold_timer_init) {
+        srv->hold_timer_init = 0;
+        srv->held = 0; /* draining or closing: nothing waits for the resume */
+        uv_close((uv_handle_t *)&srv->hold_timer, NULL);
+    }
+}
+
+/* ---- backpressure ------------------------------------------------------- */
+
+static void resume_held(struct http_server *srv)
+{
+    srv->held = 0;
+    struct http_conn *c = srv->conns, *next;
+    for (; c && srv->nheld > 0; c = next) {
+        next = c->next; /* conn_process may close c; its memory outlives this loop */
+        if (!c->held)
+            continue;
+        c->held = 0;
+        srv->nheld--;
+        if (c->closing)
+            continue;
+        if (c->read_paused && !c->ex) {
+            c->read_paused = 0;
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        }
+        conn_process(c); /* bytes that arrived before the hold */
+        if (srv->held)
+            break; /* held again by what that request finished */
+    }
+}
+
+static void on_hold_timer(uv_timer_t *t)
+{
+    struct http_server *srv = t->data;
+    if (srv->still_held && srv->still_held(srv->hold_arg))
+        return;
+    uv_timer_stop(t);
+    resume_held(srv);
+}
+
+void http_server_hold(struct worker *w, int (*still_held)(void *arg), void *arg)
+{
+    struct http_server *srv = w->http;
+    if (srv == NULL || srv->held || srv->draining || !srv->listening)
+        return;
+    if (!srv->hold_timer_init) {
+        uv_timer_init(&w->loop, &srv->hold_timer);
+        srv->hold_timer.data = srv;
+        srv->hold_timer_init = 1;
+    }
+    srv->held = 1;
+    srv->still_held = still_held;
+    srv->hold_arg = arg;
+    uv_timer_start(&srv->hold_timer, on_hold_timer, HTTP_HOLD_POLL_MS, HTTP_HOLD_POLL_MS);
+}
+
+int http_server_held(struct worker *w)
+{
+    return w->http != NULL && w->http->held;
 }
 
 void http_server_drain(struct worker *w, void (*on_idle)(struct worker *w))

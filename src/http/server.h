@@ -100,6 +100,16 @@ void http_server_close_all(struct worker *w);
 void http_server_free(struct worker *w);
 unsigned http_server_connections(struct worker *w);
 
+/* Backpressure from a stage behind the event loop (the audit writer): while
+ * held, the worker starts no new request. Exchanges in flight go on and
+ * answer; a connection that is between requests stops reading (its bytes
+ * stay in the kernel). Every HTTP_HOLD_POLL_MS the worker asks still_held(arg)
+ * and, once it returns 0, resumes every connection it stopped. Holding a held
+ * worker again does nothing. */
+#define HTTP_HOLD_POLL_MS 1
+void http_server_hold(struct worker *w, int (*still_held)(void *arg), void *arg);
+int http_server_held(struct worker *w);
+
 /* Adds a response header (copied into the arena); before the head is sent. */
 void http_add_header(struct http_exchange *ex, const char *name, const char *value);
 

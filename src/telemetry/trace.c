@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/hex.h"
+#include "core/sha256.h"
 #include "http/parser.h"
 #include "http/server.h"
 #include "identity/identity.h"
@@ -55,8 +56,10 @@ static void hex_of_hash(const char *tag, const char *s, char *out, size_t ndigit
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     char in[160]; /* request ids are at most 63 bytes */
-    int n = snprintf(in, sizeof in, "%s%s", tag, s);
-    SHA256((const unsigned char *)in, n < (int)sizeof in ? (size_t)n : sizeof in - 1, md);
+    size_t tl = strlen(tag), sl = strnlen(s, sizeof in - 1 - tl);
+    memcpy(in, tag, tl);
+    memcpy(in + tl, s, sl);
+    sha256(in, tl + sl, md);
     md[0] |= 1; /* never all zeros */
     hex_encode(md, ndigits / 2, out);
 }

@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // The audit writer: a record per exchange with principal, chain, derived
 // action/resource/decision and cost; batches reach SQLite and the JSONL file;
-// audit_exchange never blocks, even while another process holds the store's
-// write lock, and a full queue drops and counts instead of waiting.
+// while another process holds the store's write lock the queue fills, asks
+// workers to hold new requests past its high-water mark, and a full queue
+// makes audit_exchange wait for the writer instead of dropping a record.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+
+#include <pthread.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -194,35 +198,57 @@ static void test_records_carry_chain_and_derived_fields(void **unused)
     config_unref(cfg);
 }
 
-static void test_never_blocks_and_drops_when_full(void **unused)
+struct submitter {
+    struct audit *a;
+    struct config *cfg;
+    int n;
+};
+
+static void *submit(void *arg)
+{
+    struct submitter *s = arg;
+    struct fake f;
+    char rid[32];
+    for (int i = 0; i < s->n; i++) {
+        snprintf(rid, sizeof rid, "r%d", i);
+        fake_init(&f, s->cfg, rid, 200);
+        audit_exchange(s->a, &f.ex);
+    }
+    return NULL;
+}
+
+static void test_full_queue_holds_and_waits_but_never_drops(void **unused)
 {
     struct config *cfg = config_with("audit: {buffer: 16}\n");
     char err[256];
     struct audit *a = audit_new(cfg, err, sizeof err);
     assert_non_null(a);
+    assert_false(audit_should_hold(a));
     /* Another process holds the write lock: the writer waits on it. */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(cfg->state_path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct submitter s = {a, cfg, 200};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, submit, &s), 0);
+    /* the queue fills: past 3/4 a worker would hold, and at 16 the
+     * submitter waits for the writer rather than dropping */
     uint64_t t0 = clock_mono_ns();
-    struct fake f;
-    char rid[32];
-    for (int i = 0; i < 200; i++) {
-        snprintf(rid, sizeof rid, "r%d", i);
-        fake_init(&f, cfg, rid, 200);
-        audit_exchange(a, &f.ex);
-    }
-    double ms = (double)(clock_mono_ns() - t0) / 1e6;
-    assert_true(ms < 500);                         /* 200 submissions while the store is locked */
-    assert_true(audit_dropped(a) >= 200 - 2 * 16); /* queue + the batch in flight */
-    assert_true(audit_dropped(a) > 0);
+    while (audit_waits(a) == 0 && clock_mono_ns() - t0 < 5000000000u)
+        usleep(1000);
+    assert_true(audit_waits(a) > 0);
+    assert_true(audit_should_hold(a));
+    assert_true(audit_still_held(a));
+    assert_int_equal(audit_dropped(a), 0);
     assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
+    pthread_join(t, NULL);
     audit_flush(a);
-    uint64_t written = audit_written(a), dropped = audit_dropped(a);
-    assert_int_equal(written + dropped, 200);
+    assert_false(audit_still_held(a)); /* drained: a held worker resumes */
+    assert_int_equal(audit_dropped(a), 0);
+    assert_int_equal(audit_written(a), 200);
     audit_free(a);
-    assert_int_equal(count_rows(""), (int)written);
+    assert_int_equal(count_rows(""), 200);
     config_unref(cfg);
 }
 
@@ -231,7 +257,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_records_carry_chain_and_derived_fields, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_never_blocks_and_drops_when_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_queue_holds_and_waits_but_never_drops, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
