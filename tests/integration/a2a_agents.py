@@ -6,8 +6,8 @@
           it (POST /_release), then an artifact chunk and "completed"
   poison  answers a Message whose text carries a prompt injection
 
-Every agent records the headers of each JSON-RPC request it receives; GET
-/_seen returns them as a JSON list, so a test can check what the gateway sent.
+Every agent records the headers of each JSON-RPC request and card fetch it
+receives (":path" says which); GET /_seen returns them as a JSON list, so a test can check what the gateway sent.
 
 Usage: python a2a_agents.py PORT_ECHO PORT_STREAM PORT_POISON
 """
@@ -123,9 +123,13 @@ def app(name, port, executor, streaming):
     inner = Starlette(routes=routes)
 
     async def recording(scope, receive, send):
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/":
-            seen.append({k.decode("latin-1").lower(): v.decode("latin-1")
-                         for k, v in scope["headers"]})
+        if scope["type"] == "http" and (
+            (scope["method"] == "POST" and scope["path"] == "/")
+            or scope["path"] == "/.well-known/agent-card.json"
+        ):
+            h = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            h[":path"] = scope["path"]
+            seen.append(h)
         await inner(scope, receive, send)
 
     return recording

@@ -9,11 +9,13 @@
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -120,8 +122,9 @@ def wait_audit(gw, count: int = 1, **where) -> list[dict]:
         time.sleep(0.05)
 
 
-def seen(agent_url: str) -> list[dict]:
-    return httpx.get(agent_url + "/_seen", timeout=10).json()
+def seen(agent_url: str, path: str = "/") -> list[dict]:
+    """Headers of the requests the agent received on path ("/" = JSON-RPC)."""
+    return [h for h in httpx.get(agent_url + "/_seen", timeout=10).json() if h[":path"] == path]
 
 
 def a2a_config(port: int, agents: dict, guard: dict | None = None, **extra) -> dict:
@@ -233,6 +236,22 @@ def test_agent_card_is_fetched_and_points_at_the_gateway(gw, agents):
     urls = [i["url"] for i in card["supportedInterfaces"]]
     assert urls == [f"{gw.url}/a2a/echo"], urls
     assert agents["echo"] not in r.text
+    # fetched once with a gateway token, then served from the cache (card_ttl)
+    fetches = seen(agents["echo"], "/.well-known/agent-card.json")
+    assert len(fetches) == 1 and key not in json.dumps(fetches)
+    assert fetches[0]["authorization"].startswith("Bearer ey")
+    for host in ("gw.example:8443", "evil.example\"/x"):
+        r = httpx.get(
+            f"{gw.url}/a2a/echo/.well-known/agent-card.json",
+            headers={"Authorization": f"Bearer {key}", "Host": host},
+            timeout=30,
+        )
+        assert r.status_code == 200
+        urls = [i["url"] for i in r.json()["supportedInterfaces"]]
+        # a well-formed Host is reflected; anything else falls back to the listen address
+        expect = "http://gw.example:8443/a2a/echo" if host == "gw.example:8443" else f"{gw.url}/a2a/echo"
+        assert urls == [expect], (host, urls)
+    assert len(seen(agents["echo"], "/.well-known/agent-card.json")) == 1
     # without an identity: 401 as a JSON-RPC error, nothing fetched
     r = httpx.get(f"{gw.url}/a2a/echo/.well-known/agent-card.json", timeout=30)
     assert r.status_code == 401
@@ -608,3 +627,109 @@ def test_a_delegated_sub_agent_is_seen_by_the_agent_with_its_whole_chain(gw, age
     err = r.json()["error"]
     assert err["code"] == -32050 and "scope" in err["message"], err
     assert len(seen(agents["poison"])) == before
+
+
+# ---- an agent that misbehaves -------------------------------------------------------
+
+
+class BadAgent(http.server.BaseHTTPRequestHandler):
+    """Answers by path: not JSON, HTML 500, too slow, an event too large, a
+    stream that breaks, a reply too large, a card that is not JSON."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, status, ctype, body: bytes):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def chunk(self, data: bytes):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def do_GET(self):
+        self.send(200, "application/json", b"<html>not a card</html>")
+
+    def do_POST(self):
+        try:
+            self.answer()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the gateway gave up first (slow), as it should
+
+    def answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        p = self.path
+        if p == "/notjson":
+            self.send(200, "application/json", b"hello, not json")
+        elif p == "/html500":
+            self.send(500, "text/html", b"<html>oops</html>")
+        elif p == "/slow":
+            time.sleep(3)
+            self.send(200, "application/json", b'{"jsonrpc":"2.0","id":1,"result":{}}')
+        elif p == "/huge":
+            self.send(200, "application/json",
+                      b'{"jsonrpc":"2.0","id":1,"result":{"x":"' + b"a" * (17 << 20) + b'"}}')
+        elif p in ("/bigevent", "/broken"):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.chunk(b'data: {"jsonrpc":"2.0","id":1,"result":{"statusUpdate":{}}}\n\n')
+            if p == "/bigevent":
+                for _ in range(5):
+                    self.chunk(b"data: " + b"x" * (1 << 20))
+                self.chunk(b"\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+            self.close_connection = True  # /broken: no last chunk
+
+
+@pytest.fixture
+def bad_agent():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), BadAgent)
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_an_agent_that_misbehaves_gets_a_clear_error_and_never_a_5xx(start_gateway, bad_agent):
+    names = ["notjson", "html500", "slow", "huge", "bigevent", "broken"]
+    cfg = base_config(
+        free_port(),
+        identity={"required": True},
+        agents=[{"id": "alice"}],
+        a2a={"agents": [{"name": n, "url": f"{bad_agent}/{n}", "timeout": "1s"} for n in names]},
+    )
+    gw = start_gateway(cfg, start=False)
+    key = keys_create(gw, "alice")
+    gw.start()
+    expect = {
+        "notjson": (-32006, "without a JSON-RPC response"),
+        "html500": (-32006, "HTTP 500"),
+        "slow": (-32052, "unavailable"),
+        "huge": (-32051, "larger than the gateway accepts"),
+    }
+    for name, (code, words) in expect.items():
+        r = rpc(gw, name, send_v03("x", rid=name), key)
+        assert r.status_code == 200, (name, r.status_code, r.text[:200])
+        err = r.json()["error"]
+        assert err["code"] == code and words in err["message"], (name, err)
+        assert r.json()["id"] == name
+    for name, code, words in (("bigevent", -32006, "larger than"), ("broken", -32051, "broke")):
+        r = stream_v10(gw, name, "x", key)
+        assert r.status_code == 200, (name, r.text[:200])
+        events = sse_events(r)
+        assert [n for n, _ in events] == ["message", "error"], (name, events)
+        err = events[-1][1]["error"]
+        assert err["code"] == code and words in err["message"], (name, err)
+    r = httpx.get(f"{gw.url}/a2a/notjson/.well-known/agent-card.json",
+                  headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert r.status_code == 502 and "agent card" in r.json()["error"]["message"]
+    rows = wait_audit(gw, 7, protocol="a2a")
+    assert len(rows) == 7 and all(r["decision"] == "error" for r in rows), rows
