@@ -361,8 +361,9 @@ static int on_event(void *ud, const char *ev, size_t len)
         return -1;
     if (!c->guard_on)
         return stream_write(c, ev, len);
+    char name[64];
     buf_reset(&c->data);
-    if (a2a_sse_event_data(ev, len, &c->data, NULL, 0) <= 0)
+    if (a2a_sse_event_data(ev, len, &c->data, name, sizeof name) <= 0)
         return stream_write(c, ev, len); /* comments, keep-alives, ids only */
     json_error_t e;
     json_t *doc = json_loadb(c->data.data, c->data.len, 0, &e);
@@ -399,10 +400,11 @@ static int on_event(void *ud, const char *ev, size_t len)
         char *s = json_dumps(doc, JSON_COMPACT);
         buf_t b;
         buf_init(&b, A2A_MAX_EVENT * 2);
-        out = s != NULL && buf_append_lit(&b, "data: ") == 0 && buf_append(&b, s, strlen(s)) == 0 &&
-                      buf_append_lit(&b, "\n\n") == 0
-                  ? stream_write(c, b.data, b.len)
-                  : -1;
+        /* the event's name is kept (data is one line of compact JSON) */
+        int rc = s == NULL || (name[0] != '\0' && buf_appendf(&b, "event: %s\n", name) != 0) ||
+                 buf_append_lit(&b, "data: ") != 0 || buf_append(&b, s, strlen(s)) != 0 ||
+                 buf_append_lit(&b, "\n\n") != 0;
+        out = rc == 0 ? stream_write(c, b.data, b.len) : -1;
         buf_free(&b);
         free(s);
     } else {
@@ -751,6 +753,7 @@ void a2a_endpoint(struct a2a *a, struct identity *id, struct http_exchange *ex)
         return;
     }
     ex->resource = arena_printf(&ex->arena, "Agent::\"%s\"", ag->name);
+    ex->model = ag->name; /* the metrics' model label: one per configured agent */
     const char *item = arena_printf(&ex->arena, "agent:%s", ag->name);
     if (item == NULL || !identity_scope_allows(ex->principal, item)) {
         rpc_fail(ex, 200, NULL, A2A_PERMISSION_DENIED, "deny", "scope_denied",

@@ -288,6 +288,10 @@ def test_sdk_client_sends_a_message_through_the_gateway(gw, agents):
     assert row["resource"] == 'Agent::"echo"'
     assert row["decision"] == "allow"
     assert row["status"] == 200
+    # /metrics counts A2A calls by agent
+    metrics = httpx.get(f"{gw.url}/metrics", timeout=10).text
+    assert any('route="a2a"' in l and 'model="echo"' in l and l.startswith("portcullis_requests")
+               for l in metrics.splitlines()), metrics[:2000]
 
 
 def test_streaming_events_arrive_one_by_one_and_tasks_get_works(gw, agents):
