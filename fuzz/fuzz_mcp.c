@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Fuzz target for the MCP hub's JSON-RPC entry: the input is split at the
-// first NUL byte into a client POST body (sent on an initialized session)
+// first NUL byte into a client POST body (sent on an initialized session of
+// protocol 2025-03-26, so JSON arrays are batches)
 // and a message from the upstream (a fake transport), so request parsing,
 // dispatch, id/progressToken rewriting and upstream message handling all
 // see hostile bytes. Nothing may crash, leak or trip the sanitizers.
@@ -54,7 +55,7 @@ static void inject(struct fake *f, const char *fmt, long long id)
 {
     char buf[512];
     snprintf(buf, sizeof buf, fmt, id);
-    f->ev->on_message(f->ctx, buf, strlen(buf));
+    f->ev->on_message_via(f->ctx, buf, strlen(buf), 0);
 }
 
 static struct mcp_ticket *post(struct mcp_core *c, struct config *cfg, const char *session,
@@ -101,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                "\"resourceTemplates\":[{\"uriTemplate\":\"r://{x}\"}]}}",
                f->last_id - 3 + i);
     const char init[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
-                        "\"protocolVersion\":\"2025-06-18\",\"capabilities\":{\"sampling\":{},"
+                        "\"protocolVersion\":\"2025-03-26\",\"capabilities\":{\"sampling\":{},"
                         "\"roots\":{}}}}";
     struct mcp_ticket *t = post(c, cfg, "", init, sizeof init - 1);
     char session[80];
@@ -114,7 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nul && f->ev) {
         /* the upstream's turn: raw bytes, then the same bytes as the answer
          * to whatever was forwarded */
-        f->ev->on_message(f->ctx, (const char *)nul + 1, size - n1 - 1);
+        /* on the answer stream of the last request (HTTP) or on none (stdio,
+         * the GET stream), by the parity of the length */
+        size_t n2 = size - n1 - 1;
+        f->ev->on_message_via(f->ctx, (const char *)nul + 1, n2,
+                              n2 % 2 ? (uint64_t)f->last_id : 0);
     }
     mcp_ticket_unref(t);
     mcp_core_close(c);

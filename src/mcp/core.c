@@ -350,12 +350,111 @@ void hub_unpark(struct mcp_core *c)
     }
 }
 
+/* The session a POST names, checked against its caller and protocol
+ * version; NULL after answering why not (id: of the request, for that). */
+static struct session *post_session(struct mcp_core *c, struct mcp_msg *m, const json_t *id)
+{
+    char why[128];
+    if (m->session[0] == '\0' || m->session_bad) {
+        hub_answer_error(m->t, 400, id, JSONRPC_INVALID_REQUEST,
+                         m->session_bad ? "Bad Request: unknown Mcp-Session-Id"
+                                        : "Bad Request: Mcp-Session-Id header is required");
+        return NULL;
+    }
+    struct session *s = hub_session_find(c, m->session);
+    if (s == NULL || strcmp(s->owner, m->owner) != 0) {
+        hub_answer_error(m->t, 404, id, -32001, "Session not found");
+        return NULL;
+    }
+    if (m->version[0] && !mcp_version_supported(m->version)) {
+        snprintf(why, sizeof why, "Bad Request: unsupported MCP-Protocol-Version %.40s",
+                 m->version);
+        hub_answer_error(m->t, 400, id, JSONRPC_INVALID_REQUEST, why);
+        return NULL;
+    }
+    s->last_ms = hub_now(c);
+    return s;
+}
+
+/* A JSON-RPC batch (elems, consumed): only on a session that negotiated
+ * 2025-03-26. Each element is handled as a message of its own (a copy of m
+ * answered on an element ticket of m's); the answers come back as one JSON
+ * array (mcp_ticket_batch_element). initialize cannot be batched; one
+ * tools/call per batch, as each call is one audit record. */
+static void handle_batch(struct mcp_core *c, struct mcp_msg *m, json_t *elems)
+{
+    struct session *s = post_session(c, m, NULL);
+    if (s == NULL)
+        goto done;
+    if (strcmp(s->version, "2025-03-26") != 0) {
+        char why[200];
+        snprintf(why, sizeof why,
+                 "Invalid Request: JSON-RPC batches were removed after protocol version "
+                 "2025-03-26 and this session speaks %s: send one message per POST",
+                 s->version);
+        hub_answer_error(m->t, 400, NULL, JSONRPC_INVALID_REQUEST, why);
+        goto done;
+    }
+    mcp_ticket_set_method(m->t, "batch");
+    int calls = 0;
+    size_t i;
+    json_t *el;
+    json_array_foreach(elems, i, el)
+    {
+        const char *meth = json_string_value(json_object_get(el, "method"));
+        const char *refuse = NULL;
+        if (json_is_array(el))
+            refuse = "Invalid Request: a batch inside a batch";
+        else if (!json_is_object(el))
+            refuse = "Invalid Request: a JSON-RPC message is an object";
+        else if (meth && strcmp(meth, "initialize") == 0)
+            refuse = "Invalid Request: initialize cannot be part of a batch";
+        else if (meth && strcmp(meth, "tools/call") == 0 && calls++ > 0)
+            refuse = "Invalid Request: one tools/call per batch (each call is its own audit "
+                     "record): send the others in POSTs of their own";
+        if (refuse != NULL) {
+            json_t *id = json_object_get(el, "id");
+            char *body = mcp_rpc_error(json_is_string(id) || json_is_integer(id) ? id : NULL,
+                                       JSONRPC_INVALID_REQUEST, refuse, NULL);
+            if (body)
+                mcp_ticket_batch_add(m->t, body, strlen(body));
+            free(body);
+            continue;
+        }
+        char *body = json_dumps(el, JSON_COMPACT | JSON_ENCODE_ANY);
+        struct mcp_ticket *t = body ? mcp_ticket_batch_element(m->t) : NULL;
+        struct mcp_msg *one = t ? mcp_msg_copy(m, body, strlen(body), t) : NULL;
+        if (t == NULL)
+            free(body);
+        if (one != NULL)
+            mcp_core_handle(c, one);
+        else if (t != NULL)
+            mcp_ticket_respond(t, 500, NULL, 0);
+        if (t != NULL)
+            mcp_ticket_unref(t);
+    }
+    mcp_ticket_batch_end(m->t);
+done:
+    json_decref(elems);
+    mcp_msg_free(m);
+}
+
 static void handle_post(struct mcp_core *c, struct mcp_msg *m)
 {
     struct mcp_rpc rpc;
     json_t *id = NULL;
     char why[300];
-    int code = m->body
+    json_t *elems = NULL;
+    /* an element of a batch that is an array again is refused by the parse */
+    int batch = m->body && m->t->batch == NULL
+                    ? mcp_rpc_batch(m->body, m->len, &elems, why, sizeof why)
+                    : 0;
+    if (batch == 1) {
+        handle_batch(c, m, elems);
+        return;
+    }
+    int code = batch != 0 ? batch
+               : m->body
                    ? mcp_rpc_parse(m->body, m->len, &rpc, &id, why, sizeof why)
                    : (snprintf(why, sizeof why, "Parse error: empty body"), JSONRPC_PARSE_ERROR);
     if (code != 0) {
@@ -370,26 +469,8 @@ static void handle_post(struct mcp_core *c, struct mcp_msg *m)
         mcp_ticket_set_method(m->t, rpc.method);
     int is_init = rpc.kind == MCP_REQUEST && strcmp(rpc.method, "initialize") == 0;
     struct session *s = NULL;
-    if (!is_init) {
-        if (m->session[0] == '\0' || m->session_bad) {
-            hub_answer_error(m->t, 400, rpc.id, JSONRPC_INVALID_REQUEST,
-                             m->session_bad ? "Bad Request: unknown Mcp-Session-Id"
-                                            : "Bad Request: Mcp-Session-Id header is required");
-            goto done;
-        }
-        s = hub_session_find(c, m->session);
-        if (s == NULL || strcmp(s->owner, m->owner) != 0) {
-            hub_answer_error(m->t, 404, rpc.id, -32001, "Session not found");
-            goto done;
-        }
-        if (m->version[0] && !mcp_version_supported(m->version)) {
-            snprintf(why, sizeof why, "Bad Request: unsupported MCP-Protocol-Version %.40s",
-                     m->version);
-            hub_answer_error(m->t, 400, rpc.id, JSONRPC_INVALID_REQUEST, why);
-            goto done;
-        }
-        s->last_ms = hub_now(c);
-    }
+    if (!is_init && (s = post_session(c, m, rpc.id)) == NULL)
+        goto done;
     struct call k = {.c = c, .m = m, .s = s, .rpc = &rpc};
     if (rpc.kind == MCP_REQUEST) {
         /* lists and routing need the servers' lists: wait while the server

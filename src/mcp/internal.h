@@ -44,6 +44,10 @@ struct mcp_ticket {
     char session_id[80]; /* Mcp-Session-Id to send, "" for none */
     char *action, *resource, *decision, *reason, *policy_ids; /* audit, malloc'ed */
     char *method; /* JSON-RPC method, for metrics and the access log */
+    /* batches (hub thread only): an element's ticket forwards to its batch's */
+    struct mcp_ticket *batch; /* the batch this element belongs to (ref held) */
+    size_t batch_left;        /* a batch: elements (+1 until it is ended) not yet answered */
+    buf_t batch_out;          /* a batch: "[answer,answer" collected so far */
 };
 
 struct mcp_ticket *mcp_ticket_new(void);
@@ -64,6 +68,19 @@ void mcp_ticket_set_audit(struct mcp_ticket *t, const char *action, const char *
 /* Changes only the decision and its reason (a permitted call that failed). */
 void mcp_ticket_set_decision(struct mcp_ticket *t, const char *decision, const char *reason);
 void mcp_ticket_set_method(struct mcp_ticket *t, const char *method);
+
+/* A JSON-RPC batch (protocol 2025-03-26) answered on batch t: each element
+ * gets a ticket of its own from mcp_ticket_batch_element, and the hub handles
+ * it like a lone message. Element tickets pass their answers (JSON-RPC
+ * responses) into one JSON array for t, and whatever else they stream
+ * (progress, server requests) onto t as SSE events; their audit fields are
+ * t's. Once mcp_ticket_batch_end was called and every element is answered,
+ * t gets the array (200), or 202 when no element was a request. Hub thread
+ * only. mcp_ticket_batch_element returns NULL when out of memory. */
+struct mcp_ticket *mcp_ticket_batch_element(struct mcp_ticket *t);
+/* An answer the hub made for an element without handling it (refused). */
+void mcp_ticket_batch_add(struct mcp_ticket *t, const char *json, size_t len);
+void mcp_ticket_batch_end(struct mcp_ticket *t);
 
 /* ---- msg: worker -> hub ----------------------------------------------- */
 enum mcp_http_method { MCP_POST = 1, MCP_GET, MCP_DELETE };
@@ -92,6 +109,9 @@ struct mcp_msg {
 };
 
 void mcp_msg_free(struct mcp_msg *m);
+/* A copy of m (the same principal and headers) carrying body (taken over)
+ * and answered on t (ref taken); NULL when out of memory (body freed). */
+struct mcp_msg *mcp_msg_copy(const struct mcp_msg *m, char *body, size_t len, struct mcp_ticket *t);
 
 /* Queues m for the hub thread (takes ownership). Thread-safe. */
 struct mcp_hub;
@@ -157,6 +177,14 @@ struct mcp_rpc {
 int mcp_rpc_parse(const char *s, size_t len, struct mcp_rpc *out, json_t **id, char *why,
                   size_t whylen);
 void mcp_rpc_free(struct mcp_rpc *r);
+
+/* A POST body that is a JSON array: a batch (protocol 2025-03-26; later
+ * versions removed them). 1 with *elems the array (caller frees; each element
+ * is then checked by mcp_rpc_parse); 0 when the body is not an array (one
+ * message); or a JSON-RPC error code with a message in why: unparseable,
+ * empty, or more than MCP_BATCH_MAX elements. */
+#define MCP_BATCH_MAX 100
+int mcp_rpc_batch(const char *s, size_t len, json_t **elems, char *why, size_t whylen);
 
 /* {"jsonrpc":"2.0","id":id,"error":{code,message[,data]}} as malloc'ed text.
  * id NULL means null; data is borrowed. */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// JSON-RPC 2.0 as MCP uses it: one message per POST body, classified as a
+// JSON-RPC 2.0 as MCP uses it: one message per POST body (or a batch of them,
+// protocol 2025-03-26 only), each classified as a
 // request, a notification or a response, with the error codes the spec
 // assigns to each way it can be wrong. Runs on the hub thread (jansson DOM:
 // the hub rewrites ids, names and tokens in what it forwards).
@@ -39,9 +40,7 @@ int mcp_rpc_parse(const char *s, size_t len, struct mcp_rpc *out, json_t **id, c
     }
     if (json_is_array(root)) {
         json_decref(root);
-        snprintf(why, whylen,
-                 "Invalid Request: batches are not supported, send one message "
-                 "per request");
+        snprintf(why, whylen, "Invalid Request: a batch inside a batch");
         return JSONRPC_INVALID_REQUEST;
     }
     if (!json_is_object(root)) {
@@ -94,6 +93,36 @@ int mcp_rpc_parse(const char *s, size_t len, struct mcp_rpc *out, json_t **id, c
     out->params = jp;
     out->kind = jm == NULL ? MCP_RESPONSE : jid != NULL ? MCP_REQUEST : MCP_NOTIFICATION;
     return 0;
+}
+
+int mcp_rpc_batch(const char *s, size_t len, json_t **elems, char *why, size_t whylen)
+{
+    size_t i = 0;
+    *elems = NULL;
+    while (i < len && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    if (i == len || s[i] != '[')
+        return 0;
+    json_error_t jerr;
+    json_t *root = json_loadb(s, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        snprintf(why, whylen, "Parse error: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        return JSONRPC_PARSE_ERROR;
+    }
+    size_t n = json_array_size(root);
+    if (n == 0 || n > MCP_BATCH_MAX) {
+        json_decref(root);
+        if (n == 0)
+            snprintf(why, whylen, "Invalid Request: an empty batch");
+        else
+            snprintf(why, whylen,
+                     "Invalid Request: a batch carries at most %d messages, this one %zu",
+                     MCP_BATCH_MAX, n);
+        return JSONRPC_INVALID_REQUEST;
+    }
+    *elems = root;
+    return 1;
 }
 
 void mcp_rpc_free(struct mcp_rpc *r)

@@ -24,6 +24,7 @@ struct mcp_ticket *mcp_ticket_new(void)
     }
     atomic_init(&t->refs, 1);
     buf_init(&t->out, TICKET_MAX_OUT);
+    buf_init(&t->batch_out, TICKET_MAX_OUT);
     return t;
 }
 
@@ -36,8 +37,11 @@ void mcp_ticket_unref(struct mcp_ticket *t)
 {
     if (t == NULL || atomic_fetch_sub(&t->refs, 1) != 1)
         return;
+    if (t->batch)
+        mcp_ticket_unref(t->batch);
     uv_mutex_destroy(&t->lock);
     buf_free(&t->out);
+    buf_free(&t->batch_out);
     free(t->action);
     free(t->resource);
     free(t->decision);
@@ -52,7 +56,127 @@ int mcp_ticket_open(struct mcp_ticket *t)
     uv_mutex_lock(&t->lock);
     int open = !t->closed && !t->end;
     uv_mutex_unlock(&t->lock);
-    return open;
+    return open && (t->batch == NULL || mcp_ticket_open(t->batch));
+}
+
+/* ---- batch elements ------------------------------------------------------ */
+
+/* Marks element t answered; 1 when it was not already. */
+static int element_end(struct mcp_ticket *t, int status)
+{
+    uv_mutex_lock(&t->lock);
+    int was = !t->end;
+    if (was) {
+        if (t->status == 0)
+            t->status = status;
+        t->end = 1;
+    }
+    uv_mutex_unlock(&t->lock);
+    return was;
+}
+
+static int streaming(struct mcp_ticket *t)
+{
+    uv_mutex_lock(&t->lock);
+    int s = t->stream;
+    uv_mutex_unlock(&t->lock);
+    return s;
+}
+
+/* The batch's answer, once every element has one. */
+static void batch_done(struct mcp_ticket *b)
+{
+    if (b->batch_left == 0 || --b->batch_left > 0)
+        return;
+    if (b->batch_out.len == 0) {
+        if (streaming(b))
+            mcp_ticket_finish(b);
+        else
+            mcp_ticket_respond(b, 202, NULL, 0);
+        return;
+    }
+    if (buf_append_lit(&b->batch_out, "]") != 0) {
+        mcp_ticket_respond(b, 500, NULL, 0);
+    } else if (streaming(b)) {
+        mcp_ticket_event(b, b->batch_out.data, b->batch_out.len);
+        mcp_ticket_finish(b);
+    } else {
+        mcp_ticket_respond(b, 200, b->batch_out.data, b->batch_out.len);
+    }
+    buf_free(&b->batch_out);
+}
+
+void mcp_ticket_batch_add(struct mcp_ticket *b, const char *json, size_t len)
+{
+    if (buf_append(&b->batch_out, b->batch_out.len ? "," : "[", 1) != 0 ||
+        buf_append(&b->batch_out, json, len) != 0)
+        mcp_ticket_respond(b, 500, NULL, 0); /* past TICKET_MAX_OUT */
+}
+
+struct mcp_ticket *mcp_ticket_batch_element(struct mcp_ticket *b)
+{
+    struct mcp_ticket *t = mcp_ticket_new();
+    if (t == NULL)
+        return NULL;
+    mcp_ticket_ref(b);
+    t->batch = b;
+    if (b->batch_left == 0)
+        b->batch_left = 1; /* held until mcp_ticket_batch_end */
+    b->batch_left++;
+    return t;
+}
+
+void mcp_ticket_batch_end(struct mcp_ticket *b)
+{
+    if (b->batch_left == 0)
+        b->batch_left = 1;
+    batch_done(b);
+}
+
+/* Whether json is a JSON-RPC response (the answer to an element), rather
+ * than a notification or request streamed before it. */
+static int is_response(const char *json, size_t len)
+{
+    json_t *j = json_loadb(json, len, 0, NULL);
+    int r = json_is_object(j) && json_object_get(j, "method") == NULL &&
+            json_object_get(j, "id") != NULL;
+    json_decref(j);
+    return r;
+}
+
+static int element_respond(struct mcp_ticket *t, int status, const char *body, size_t len)
+{
+    if (!element_end(t, status))
+        return -1;
+    if (body != NULL && len > 0) {
+        mcp_ticket_batch_add(t->batch, body, len);
+    } else if (status >= 500) {
+        static const char err[] = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32603,"
+                                  "\"message\":\"Internal error\"}}";
+        mcp_ticket_batch_add(t->batch, err, sizeof err - 1);
+    }
+    batch_done(t->batch);
+    return 0;
+}
+
+static int element_event(struct mcp_ticket *t, const char *json, size_t len)
+{
+    if (!mcp_ticket_open(t))
+        return -1;
+    uv_mutex_lock(&t->lock);
+    t->status = 200;
+    t->stream = 1;
+    uv_mutex_unlock(&t->lock);
+    if (!is_response(json, len))
+        return mcp_ticket_event(t->batch, json, len);
+    mcp_ticket_batch_add(t->batch, json, len);
+    return 0;
+}
+
+static void element_finish(struct mcp_ticket *t)
+{
+    if (element_end(t, 200))
+        batch_done(t->batch);
 }
 
 /* Wakes the worker; called with the lock held, so the worker cannot close
@@ -65,6 +189,8 @@ static void wake(struct mcp_ticket *t)
 
 int mcp_ticket_respond(struct mcp_ticket *t, int status, const char *body, size_t len)
 {
+    if (t->batch)
+        return element_respond(t, status, body, len);
     int rc = -1;
     uv_mutex_lock(&t->lock);
     if (!t->closed && !t->end && t->status == 0) {
@@ -86,6 +212,8 @@ int mcp_ticket_respond(struct mcp_ticket *t, int status, const char *body, size_
 
 int mcp_ticket_event(struct mcp_ticket *t, const char *json, size_t len)
 {
+    if (t->batch)
+        return element_event(t, json, len);
     int rc = -1;
     uv_mutex_lock(&t->lock);
     if (!t->closed && !t->end && (t->status == 0 || t->stream)) {
@@ -105,6 +233,10 @@ int mcp_ticket_event(struct mcp_ticket *t, const char *json, size_t len)
 
 void mcp_ticket_finish(struct mcp_ticket *t)
 {
+    if (t->batch) {
+        element_finish(t);
+        return;
+    }
     uv_mutex_lock(&t->lock);
     if (!t->closed && !t->end) {
         if (t->status == 0) {
@@ -133,6 +265,10 @@ static void set(char **dst, const char *s)
 void mcp_ticket_set_audit(struct mcp_ticket *t, const char *action, const char *resource,
                           const char *decision, const char *reason, const char *policy_ids)
 {
+    if (t->batch) {
+        mcp_ticket_set_audit(t->batch, action, resource, decision, reason, policy_ids);
+        return;
+    }
     uv_mutex_lock(&t->lock);
     set(&t->action, action);
     set(&t->resource, resource);
@@ -144,6 +280,10 @@ void mcp_ticket_set_audit(struct mcp_ticket *t, const char *action, const char *
 
 void mcp_ticket_set_decision(struct mcp_ticket *t, const char *decision, const char *reason)
 {
+    if (t->batch) {
+        mcp_ticket_set_decision(t->batch, decision, reason);
+        return;
+    }
     uv_mutex_lock(&t->lock);
     set(&t->decision, decision);
     set(&t->reason, reason);
@@ -178,4 +318,46 @@ void mcp_msg_free(struct mcp_msg *m)
     if (m->cfg)
         config_unref(m->cfg);
     free(m);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+struct mcp_msg *mcp_msg_copy(const struct mcp_msg *m, char *body, size_t len, struct mcp_ticket *t)
+{
+    struct mcp_msg *c = malloc(sizeof *c);
+    if (c == NULL) {
+        free(body);
+        return NULL;
+    }
+    *c = *m; /* fixed-size fields: headers, request id, trace context, budget */
+    c->next = NULL;
+    c->t = t;
+    mcp_ticket_ref(t);
+    c->cfg = config_ref(m->cfg);
+    c->body = body;
+    c->len = len;
+    c->agent = dup_or_null(m->agent);
+    c->owner = dup_or_null(m->owner);
+    c->chain = m->chain_len ? calloc(m->chain_len, sizeof *c->chain) : NULL;
+    c->chain_len = 0;
+    for (size_t i = 0; c->chain && i < m->chain_len; i++, c->chain_len++)
+        c->chain[i] = dup_or_null(m->chain[i]);
+    c->auth = dup_or_null(m->auth);
+    c->scope = dup_or_null(m->scope);
+    c->credential_id = dup_or_null(m->credential_id);
+    c->parent_request_id = dup_or_null(m->parent_request_id);
+    c->root_request_id = dup_or_null(m->root_request_id);
+    c->root_key_id = dup_or_null(m->root_key_id);
+    if ((m->agent && !c->agent) || (m->owner && !c->owner) || c->chain_len != m->chain_len ||
+        (m->auth && !c->auth) || (m->scope && !c->scope) ||
+        (m->credential_id && !c->credential_id) ||
+        (m->parent_request_id && !c->parent_request_id) ||
+        (m->root_request_id && !c->root_request_id) || (m->root_key_id && !c->root_key_id)) {
+        mcp_msg_free(c);
+        return NULL;
+    }
+    return c;
 }

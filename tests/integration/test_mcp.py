@@ -203,8 +203,9 @@ def rpc_error(resp: httpx.Response) -> dict:
 class RawSession:
     """Hand-made Streamable HTTP requests to /mcp (httpx), after a real initialize."""
 
-    def __init__(self, gw, key: str | None = None, headers: dict | None = None):
+    def __init__(self, gw, key: str | None = None, headers: dict | None = None, version: str = PROTOCOL):
         self.gw = gw
+        self.version = version
         self.headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
         if key:
             self.headers["Authorization"] = f"Bearer {key}"
@@ -216,7 +217,7 @@ class RawSession:
         h = dict(self.headers)
         if self.session_id:
             h["Mcp-Session-Id"] = self.session_id
-            h["MCP-Protocol-Version"] = PROTOCOL
+            h["MCP-Protocol-Version"] = self.version
         h.update(headers or {})
         content = body if isinstance(body, (bytes, str)) else json.dumps(body)
         return self.http.post("/mcp", content=content, headers=h)
@@ -228,7 +229,7 @@ class RawSession:
                 "id": 0,
                 "method": "initialize",
                 "params": {
-                    "protocolVersion": PROTOCOL,
+                    "protocolVersion": self.version,
                     "capabilities": {},
                     "clientInfo": {"name": "raw-test", "version": "1"},
                 },
@@ -1111,3 +1112,110 @@ def test_upstream_requests_carry_the_clients_trace_context(start_gateway, http_f
         assert m and set(m.group(1)) != {"0"} and set(m.group(2)) != {"0"}, untraced
         assert m.group(1) != client_trace, untraced
     assert untraced["web"]["header"] == untraced["web"]["meta"], untraced
+
+
+# =============================================================================
+# JSON-RPC batches (protocol 2025-03-26 only)
+# =============================================================================
+
+
+@pytest.fixture
+def batch_gw(start_gateway, http_fixture):
+    fx = http_fixture("fixture")
+    return start_gateway(mcp_config(free_port(), [{"name": "fixture", "url": fx.url}]))
+
+
+def raw_session(gw, version: str) -> RawSession:
+    raw = RawSession(gw, version=version)
+    assert raw.initialize()["protocolVersion"] == version
+    deadline = time.monotonic() + WAIT
+    while True:  # the upstream starts in the background
+        r = raw.post({"jsonrpc": "2.0", "id": "l", "method": "tools/list"})
+        tools = rpc_messages(r)[0].get("result", {}).get("tools", [])
+        if any(t["name"] == "echo" for t in tools) or time.monotonic() > deadline:
+            return raw
+        time.sleep(0.1)
+
+
+def by_id(resp: httpx.Response) -> dict:
+    assert resp.status_code == 200, f"{resp.status_code} {resp.text}"
+    msgs = []
+    for m in rpc_messages(resp):  # on an SSE stream the array is one event
+        msgs += m if isinstance(m, list) else [m]
+    return {m.get("id"): m for m in msgs if "method" not in m}
+
+
+def test_batch_on_a_2025_03_26_session_answers_every_request_in_one_array(batch_gw):
+    raw = raw_session(batch_gw, "2025-03-26")
+    r = raw.post(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"},
+            {"jsonrpc": "2.0", "id": "two", "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "in a batch"}}},
+            {"jsonrpc": "2.0", "id": 4, "method": "no/such/method"},
+            {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "second"}}},
+            {"jsonrpc": "2.0", "id": 6, "method": "initialize", "params": {}},
+            42,
+        ]
+    )
+    got = by_id(r)
+    assert set(got) == {1, "two", 3, 4, 5, 6, None}, got
+    assert got[1]["result"] == {}
+    assert "echo" in {t["name"] for t in got["two"]["result"]["tools"]}
+    assert got[3]["result"]["content"][0]["text"] == "fixture: in a batch"
+    assert got[4]["error"]["code"] == -32601
+    assert got[5]["error"]["code"] == -32600 and "one tools/call per batch" in got[5]["error"]["message"]
+    assert got[6]["error"]["code"] == -32600 and "initialize" in got[6]["error"]["message"]
+    assert got[None]["error"]["code"] == -32600  # 42 is not a message
+    # the call in the batch was decided and audited like any other
+    rows = wait_audit(batch_gw, action="call_tool", resource="fixture/echo")
+    assert [row["decision"] for row in rows] == ["allow"], rows
+    # a call that streams progress: the batch's answer becomes an SSE stream
+    r = raw.post(
+        [
+            {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+             "params": {"name": "sleep", "arguments": {"seconds": 0.3}, "_meta": {"progressToken": "pt"}}},
+            {"jsonrpc": "2.0", "id": 8, "method": "ping"},
+        ]
+    )
+    assert r.headers["content-type"].startswith("text/event-stream"), r.headers
+    progress = [m for m in rpc_messages(r) if isinstance(m, dict) and m.get("method") == "notifications/progress"]
+    assert progress and all(p["params"]["progressToken"] == "pt" for p in progress), rpc_messages(r)
+    got = by_id(r)
+    assert set(got) == {7, 8} and got[7]["result"]["content"][0]["text"] == "fixture: slept 0.3s", got
+    # a batch of notifications only: 202, nothing to answer
+    r = raw.post([{"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}])
+    assert r.status_code == 202, f"{r.status_code} {r.text}"
+    raw.close()
+
+
+def test_bad_batches_are_refused_with_32600(batch_gw):
+    raw = raw_session(batch_gw, "2025-03-26")
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    for body, says in [
+        ([], "empty batch"),
+        ([dict(ping, id=i) for i in range(101)], "at most 100"),
+        ([[ping]], "batch inside a batch"),
+    ]:
+        r = raw.post(body)
+        if says == "batch inside a batch":  # one element, itself refused
+            err = by_id(r)[None]["error"]
+        else:
+            assert r.status_code == 400, f"{r.status_code} {r.text}"
+            err = rpc_error(r)
+        assert err["code"] == -32600 and says in err["message"], err
+    # 100 is fine
+    assert len(by_id(raw.post([dict(ping, id=i) for i in range(100)]))) == 100
+    # unparseable
+    r = raw.post(b'[{"jsonrpc": "2.0", "id": 1, "method": "ping"},')
+    assert r.status_code == 400 and rpc_error(r)["code"] == -32700
+    raw.close()
+
+    # later protocol versions removed batching
+    raw = raw_session(batch_gw, "2025-06-18")
+    r = raw.post([ping])
+    assert r.status_code == 400, f"{r.status_code} {r.text}"
+    err = rpc_error(r)
+    assert err["code"] == -32600 and "removed after protocol version 2025-03-26" in err["message"], err
+    raw.close()

@@ -513,17 +513,26 @@ static void server_requests_reach_the_calling_client_and_back(void **state)
     mcp_ticket_unref(call);
 }
 
-/* A second client session (with sampling), as setup makes the first. */
-static void open_session(char *out, size_t len)
+/* Another client session (with sampling) speaking version, as setup makes
+ * the first. */
+static void open_session_v(char *out, size_t len, const char *version)
 {
-    struct mcp_ticket *t =
-        post(NULL, "anonymous",
+    char body[512];
+    snprintf(body, sizeof body,
              "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
-             "\"protocolVersion\":\"2025-11-25\",\"capabilities\":{\"sampling\":{},"
-             "\"elicitation\":{}},\"clientInfo\":{\"name\":\"t2\",\"version\":\"1\"}}}");
+             "\"protocolVersion\":\"%s\",\"capabilities\":{\"sampling\":{},"
+             "\"elicitation\":{}},\"clientInfo\":{\"name\":\"t2\",\"version\":\"1\"}}}",
+             version);
+    struct mcp_ticket *t = post(NULL, "anonymous", body);
     assert_int_equal(t->status, 200);
+    assert_non_null(strstr(t->out.data, version));
     snprintf(out, len, "%s", t->session_id);
     mcp_ticket_unref(t);
+}
+
+static void open_session(char *out, size_t len)
+{
+    open_session_v(out, len, "2025-11-25");
 }
 
 /* What a client's answer stream got so far ("" for nothing). */
@@ -609,6 +618,43 @@ static void server_requests_during_calls_reach_only_the_calling_session(void **s
     assert_int_equal(json_array_size(a->sent), before);
     mcp_ticket_unref(ca);
     mcp_ticket_unref(cb);
+}
+
+static void batch_answers_once_every_element_is_answered(void **state)
+{
+    struct fake *a = fake_named("a");
+    char old[80];
+    open_session_v(old, sizeof old, "2025-03-26");
+    struct mcp_ticket *t = post(old, "anonymous",
+                                "[{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/call\","
+                                "\"params\":{\"name\":\"a__echo\"}},"
+                                "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"ping\"},"
+                                "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}]");
+    assert_int_equal(t->status, 0); /* the call is upstream */
+    assert_string_equal(last_method(a), "tools/call");
+    inject(a, "{\"jsonrpc\":\"2.0\",\"id\":%lld,\"result\":{\"content\":[]}}",
+           (long long)last_id(a));
+    assert_int_equal(t->status, 200);
+    assert_true(t->end);
+    json_t *arr = json_loadb(t->out.data, t->out.len, 0, NULL);
+    assert_true(json_is_array(arr));
+    assert_int_equal(json_array_size(arr), 2);
+    json_int_t ids = 0;
+    for (size_t i = 0; i < 2; i++)
+        ids += json_integer_value(json_object_get(json_array_get(arr, i), "id"));
+    assert_int_equal(ids, 15);
+    assert_string_equal(t->action, "call_tool"); /* the element's audit is the batch's */
+    json_decref(arr);
+    mcp_ticket_unref(t);
+    /* notifications only: 202 */
+    t = post(old, "anonymous", "[{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}]");
+    assert_int_equal(t->status, 202);
+    mcp_ticket_unref(t);
+    /* the session of setup speaks 2025-11-25: no batches */
+    t = post(session, "anonymous", "[{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"ping\"}]");
+    assert_int_equal(t->status, 400);
+    assert_non_null(strstr(t->out.data, "removed after protocol version 2025-03-26"));
+    mcp_ticket_unref(t);
 }
 
 static void list_changed_refetches_and_reaches_get_streams(void **state)
@@ -717,6 +763,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(server_requests_during_calls_reach_only_the_calling_session,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_answers_once_every_element_is_answered, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(list_changed_refetches_and_reaches_get_streams, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(restarted_server_is_initialized_again_and_calls_wait_for_it,
