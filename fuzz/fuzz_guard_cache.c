@@ -12,14 +12,12 @@
 
 static void try_parse(const unsigned char *buf, size_t n, const unsigned char *key)
 {
-    hs_database_t *db = NULL, *som = NULL;
-    if (guard_cache_parse(buf, n, key, &db, &som) == 0) {
-        if (!db || !som)
+    hs_database_t *dbs[2]; /* the pack's fast database and its one rule's span database */
+    int rc = guard_cache_parse(buf, n, key, dbs, 2);
+    for (size_t i = 0; i < 2; i++) {
+        if ((rc == 0) != (dbs[i] != NULL))
             abort();
-        hs_free_database(db);
-        hs_free_database(som);
-    } else if (db || som) {
-        abort();
+        hs_free_database(dbs[i]);
     }
 }
 

@@ -19,16 +19,15 @@
 /* File layout (integers little-endian):
  *   "PCGUARD1"            magic and format version
  *   key[32]               guard_cache_key of the pack it was compiled from
- *   u32 count             2: the fast database, then the start-of-match one
+ *   u32 count             1 + rules: the fast database, then each rule's start-of-match one
  *   count x (u64 len, len bytes of hs_serialize_database output)
  *   sha256[32]            over every byte before it */
 static const char magic[8] = {'P', 'C', 'G', 'U', 'A', 'R', 'D', '1'};
-#define SECTIONS 2
 #define HEAD (sizeof(magic) + GUARD_CACHE_KEY + 4)
 
 /* What else decides the compiled bytes: bump when compile_db's flags or the regex
  * rewrite for the start-of-match database change. */
-static const char scheme[] = "fast=caseless;som=caseless,som_leftmost,unbound>=16;v1";
+static const char scheme[] = "fast=caseless;som=per-rule,caseless,som_leftmost,unbound>=16;v2";
 
 static const char *arch(void)
 {
@@ -99,52 +98,56 @@ static void put_le(unsigned char *p, uint64_t v, int bytes)
 }
 
 int guard_cache_parse(const unsigned char *buf, size_t n, const unsigned char key[GUARD_CACHE_KEY],
-                      hs_database_t **db, hs_database_t **som)
+                      hs_database_t **dbs, size_t ndbs)
 {
-    hs_database_t *out[SECTIONS] = {NULL, NULL};
     unsigned char sum[32];
-    *db = *som = NULL;
-    if (n < HEAD + 32 || n > GUARD_CACHE_MAX || memcmp(buf, magic, sizeof(magic)) != 0 ||
+    size_t got = 0;
+    for (size_t s = 0; s < ndbs; s++)
+        dbs[s] = NULL;
+    if (ndbs == 0 || n < HEAD + 32 || n > GUARD_CACHE_MAX ||
+        memcmp(buf, magic, sizeof(magic)) != 0 ||
         memcmp(buf + sizeof(magic), key, GUARD_CACHE_KEY) != 0 ||
-        get_le(buf + sizeof(magic) + GUARD_CACHE_KEY, 4) != SECTIONS)
+        get_le(buf + sizeof(magic) + GUARD_CACHE_KEY, 4) != ndbs)
         return -1;
     /* the checksum before any byte reaches Vectorscan's deserializer */
     if (sha256(buf, n - 32, sum) < 0 || memcmp(sum, buf + n - 32, 32) != 0)
         return -1;
     size_t pos = HEAD, end = n - 32;
-    for (int s = 0; s < SECTIONS; s++) {
+    for (; got < ndbs; got++) {
         if (end - pos < 8)
             goto fail;
         uint64_t len = get_le(buf + pos, 8);
         pos += 8;
         if (len == 0 || len > end - pos)
             goto fail;
-        if (hs_deserialize_database((const char *)buf + pos, (size_t)len, &out[s]) != HS_SUCCESS) {
-            out[s] = NULL;
+        if (hs_deserialize_database((const char *)buf + pos, (size_t)len, &dbs[got]) !=
+            HS_SUCCESS) {
+            dbs[got] = NULL;
             goto fail;
         }
         pos += (size_t)len;
     }
     if (pos != end)
         goto fail;
-    *db = out[0];
-    *som = out[1];
     return 0;
 fail:
-    for (int s = 0; s < SECTIONS; s++)
-        hs_free_database(out[s]);
+    for (size_t s = 0; s < ndbs; s++) {
+        hs_free_database(dbs[s]);
+        dbs[s] = NULL;
+    }
     return -1;
 }
 
-int guard_cache_image(const unsigned char key[GUARD_CACHE_KEY], const hs_database_t *db,
-                      const hs_database_t *som, unsigned char **out, size_t *outlen)
+int guard_cache_image(const unsigned char key[GUARD_CACHE_KEY], hs_database_t *const *dbs,
+                      size_t ndbs, unsigned char **out, size_t *outlen)
 {
-    char *bytes[SECTIONS] = {NULL, NULL};
-    size_t len[SECTIONS] = {0, 0}, total = HEAD + 32;
-    const hs_database_t *dbs[SECTIONS] = {db, som};
+    char **bytes = calloc(ndbs ? ndbs : 1, sizeof(*bytes));
+    size_t *len = calloc(ndbs ? ndbs : 1, sizeof(*len)), total = HEAD + 32;
     unsigned char *img = NULL;
     int rc = -1;
-    for (int s = 0; s < SECTIONS; s++) {
+    if (!bytes || !len || ndbs == 0 || ndbs > UINT32_MAX)
+        goto done;
+    for (size_t s = 0; s < ndbs; s++) {
         if (!dbs[s] || hs_serialize_database(dbs[s], &bytes[s], &len[s]) != HS_SUCCESS) {
             bytes[s] = NULL;
             goto done;
@@ -155,9 +158,9 @@ int guard_cache_image(const unsigned char key[GUARD_CACHE_KEY], const hs_databas
         goto done;
     memcpy(img, magic, sizeof(magic));
     memcpy(img + sizeof(magic), key, GUARD_CACHE_KEY);
-    put_le(img + sizeof(magic) + GUARD_CACHE_KEY, SECTIONS, 4);
+    put_le(img + sizeof(magic) + GUARD_CACHE_KEY, ndbs, 4);
     size_t pos = HEAD;
-    for (int s = 0; s < SECTIONS; s++) {
+    for (size_t s = 0; s < ndbs; s++) {
         put_le(img + pos, len[s], 8);
         memcpy(img + pos + 8, bytes[s], len[s]);
         pos += 8 + len[s];
@@ -170,18 +173,21 @@ int guard_cache_image(const unsigned char key[GUARD_CACHE_KEY], const hs_databas
     rc = 0;
 done:
     free(img);
-    for (int s = 0; s < SECTIONS; s++)
+    for (size_t s = 0; bytes && s < ndbs; s++)
         free(bytes[s]);
+    free(bytes);
+    free(len);
     return rc;
 }
 
-int guard_cache_load(const char *dir, const unsigned char key[GUARD_CACHE_KEY], hs_database_t **db,
-                     hs_database_t **som)
+int guard_cache_load(const char *dir, const unsigned char key[GUARD_CACHE_KEY], hs_database_t **dbs,
+                     size_t ndbs)
 {
     char path[4096];
     unsigned char *buf = NULL;
     int rc = -1;
-    *db = *som = NULL;
+    for (size_t s = 0; s < ndbs; s++)
+        dbs[s] = NULL;
     if (guard_cache_path(dir, key, path, sizeof(path)) < 0)
         return -1;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -200,7 +206,7 @@ int guard_cache_load(const char *dir, const unsigned char key[GUARD_CACHE_KEY], 
             goto done;
         n += (size_t)r;
     }
-    rc = guard_cache_parse(buf, n, key, db, som);
+    rc = guard_cache_parse(buf, n, key, dbs, ndbs);
 done:
     close(fd);
     free(buf);
@@ -228,13 +234,13 @@ static int make_dirs(const char *dir)
 }
 
 int guard_cache_store(const char *dir, const unsigned char key[GUARD_CACHE_KEY],
-                      const hs_database_t *db, const hs_database_t *som)
+                      hs_database_t *const *dbs, size_t ndbs)
 {
     char path[4096], tmp[4200];
     unsigned char *img = NULL;
     size_t n = 0;
     if (guard_cache_path(dir, key, path, sizeof(path)) < 0 || make_dirs(dir) < 0 ||
-        guard_cache_image(key, db, som, &img, &n) < 0)
+        guard_cache_image(key, dbs, ndbs, &img, &n) < 0)
         return -1;
     /* a private temporary name, then rename: readers see the old file or the whole new one */
     static _Atomic unsigned long seq;

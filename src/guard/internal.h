@@ -36,10 +36,13 @@ struct guard_rule {
 
 struct guard {
     hs_database_t *db; /* fast pass: no start-of-match tracking */
-    /* spans: leftmost start of match, run over windows only. Compiled by a thread that
-     * guard_new starts (it takes seconds); som_ready says it finished (som may be NULL
-     * when it failed). Until then scans compile the few rules they hit. */
-    hs_database_t *som;
+    /* spans: leftmost start of match, one database per rule (som[i] for rules[i]), run
+     * over windows only and only for the rules the fast pass saw: a rule's own database
+     * scans a window several times faster than one of the whole pack. Compiled by a
+     * thread that guard_new starts (or loaded from the cache); som_ready says it finished
+     * (som_ok: every rule compiled). Until then scans compile the few rules they hit. */
+    hs_database_t *som[GUARD_MAX_RULES];
+    int som_ok;
     atomic_int som_ready;
     pthread_t som_thread;
     int som_thread_started;
@@ -56,9 +59,9 @@ struct guard {
 /* Whether text[0..len) holds one of rule r's `unless` words (whole word, any case). */
 bool guard_rule_excluded(const struct guard_rule *r, const char *text, size_t len);
 
-/* The start-of-match database, or NULL while its background compile runs (or when it
- * failed). Never waits: a worker's loop must not stall on it. */
-hs_database_t *guard_som_db(const struct guard *g);
+/* Whether the per-rule start-of-match databases are there (false while their background
+ * compile runs, or when it failed). Never waits: a worker's loop must not stall on it. */
+bool guard_som_ready(const struct guard *g);
 /* Meanwhile: a start-of-match database of just the rules with only[i] set (the few a scan
  * hit), compiled now in milliseconds. Caller frees (hs_free_database); NULL on failure. */
 hs_database_t *guard_som_subset(const struct guard *g, const unsigned char *only);
@@ -75,21 +78,22 @@ void guard_cache_key(const char *pack, size_t len, unsigned char key[GUARD_CACHE
 /* dir/guard-<first 16 key bytes in hex>.hsdb into out; 0 or -1 (no dir, zero key, too long). */
 int guard_cache_path(const char *dir, const unsigned char key[GUARD_CACHE_KEY], char *out,
                      size_t cap);
-/* The two databases from a cache file image buf[0..n): 0 with *db and *som set (caller
- * frees both) when the magic, key, layout and SHA-256 trailer all check out and
- * Vectorscan accepts both; else -1 with nothing allocated. buf is untrusted. */
+/* The ndbs databases (the fast one, then each rule's start-of-match one) from a cache
+ * file image buf[0..n): 0 with dbs[0..ndbs) set (caller frees each) when the magic, key,
+ * layout and SHA-256 trailer all check out and Vectorscan accepts every section; else -1
+ * with nothing allocated (dbs all NULL). buf is untrusted. */
 int guard_cache_parse(const unsigned char *buf, size_t n, const unsigned char key[GUARD_CACHE_KEY],
-                      hs_database_t **db, hs_database_t **som);
-/* A cache file image of db and som under key; caller frees *out. 0 or -1. */
-int guard_cache_image(const unsigned char key[GUARD_CACHE_KEY], const hs_database_t *db,
-                      const hs_database_t *som, unsigned char **out, size_t *outlen);
-/* Reads and parses dir's file for key: 0, or -1 when absent or not usable. */
-int guard_cache_load(const char *dir, const unsigned char key[GUARD_CACHE_KEY], hs_database_t **db,
-                     hs_database_t **som);
+                      hs_database_t **dbs, size_t ndbs);
+/* A cache file image of dbs[0..ndbs) under key; caller frees *out. 0 or -1. */
+int guard_cache_image(const unsigned char key[GUARD_CACHE_KEY], hs_database_t *const *dbs,
+                      size_t ndbs, unsigned char **out, size_t *outlen);
+/* Reads and parses dir's file for key into dbs[0..ndbs): 0, or -1 when absent or not usable. */
+int guard_cache_load(const char *dir, const unsigned char key[GUARD_CACHE_KEY], hs_database_t **dbs,
+                     size_t ndbs);
 /* Writes dir's file for key (dir created 0700 if missing), atomically by rename. 0 or -1;
  * best effort: a cache that cannot be written only costs the next load its compile. */
 int guard_cache_store(const char *dir, const unsigned char key[GUARD_CACHE_KEY],
-                      const hs_database_t *db, const hs_database_t *som);
+                      hs_database_t *const *dbs, size_t ndbs);
 /* $PORTCULLIS_GUARD_CACHE ("off" or empty: none), else $XDG_CACHE_HOME/portcullis, else
  * $HOME/.cache/portcullis. 0, or -1 when there is none. */
 int guard_cache_default_dir(char *out, size_t cap);

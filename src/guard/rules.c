@@ -182,7 +182,8 @@ void guard_free(struct guard *g)
     for (size_t i = 0; i < g->nrules; i++)
         rule_clear(&g->rules[i]);
     hs_free_database(g->db);
-    hs_free_database(g->som);
+    for (size_t i = 0; i < g->nrules; i++)
+        hs_free_database(g->som[i]);
     free(g->cache_dir);
     free(g);
 }
@@ -427,24 +428,41 @@ static void measure_widths(struct guard *g)
     }
 }
 
+/* The databases in cache order: the fast one, then each rule's start-of-match one. */
+static size_t cache_dbs(struct guard *g, hs_database_t **dbs)
+{
+    dbs[0] = g->db;
+    for (size_t i = 0; i < g->nrules; i++)
+        dbs[1 + i] = g->som[i];
+    return 1 + g->nrules;
+}
+
 static void *compile_som(void *arg)
 {
     struct guard *g = arg;
-    hs_database_t *db = NULL;
-    if (compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, NULL, &db, NULL, 0) < 0)
-        db = NULL;
+    unsigned char only[GUARD_MAX_RULES];
+    int ok = 1;
+    for (size_t i = 0; i < g->nrules; i++) {
+        memset(only, 0, g->nrules);
+        only[i] = 1;
+        if (compile_db(g, HS_FLAG_CASELESS | HS_FLAG_SOM_LEFTMOST, only, &g->som[i], NULL, 0) < 0) {
+            g->som[i] = NULL;
+            ok = 0;
+        }
+    }
+    g->som_ok = ok;
     /* before som_ready: guard_wait_ready then also means the cache file is written */
-    if (db && g->cache_dir)
-        (void)guard_cache_store(g->cache_dir, g->cache_key, g->db, db);
-    g->som = db;
+    if (ok && g->cache_dir) {
+        hs_database_t *dbs[1 + GUARD_MAX_RULES];
+        (void)guard_cache_store(g->cache_dir, g->cache_key, dbs, cache_dbs(g, dbs));
+    }
     atomic_store_explicit(&g->som_ready, 1, memory_order_release);
     return NULL;
 }
 
-hs_database_t *guard_som_db(const struct guard *g)
+bool guard_som_ready(const struct guard *g)
 {
-    return atomic_load_explicit(&((struct guard *)g)->som_ready, memory_order_acquire) ? g->som
-                                                                                       : NULL;
+    return atomic_load_explicit(&((struct guard *)g)->som_ready, memory_order_acquire) && g->som_ok;
 }
 
 void guard_wait_ready(const struct guard *g)
@@ -481,7 +499,12 @@ struct guard *guard_new_cached(const char *pack, size_t len, const char *cache_d
         }
         guard_cache_key(pack, len, g->cache_key);
         g->cache_state = GUARD_CACHE_MISS;
-        if (guard_cache_load(g->cache_dir, g->cache_key, &g->db, &g->som) == 0) {
+        hs_database_t *dbs[1 + GUARD_MAX_RULES];
+        if (guard_cache_load(g->cache_dir, g->cache_key, dbs, 1 + g->nrules) == 0) {
+            g->db = dbs[0];
+            for (size_t i = 0; i < g->nrules; i++)
+                g->som[i] = dbs[1 + i];
+            g->som_ok = 1;
             g->cache_state = GUARD_CACHE_HIT;
             measure_widths(g);
             atomic_store_explicit(&g->som_ready, 1, memory_order_release);

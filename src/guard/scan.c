@@ -193,34 +193,42 @@ static void on_hidden(void *ctx, int h, size_t start, size_t end)
     add_finding(c, &guard_heuristics[h], start, end);
 }
 
-/* Spans for the rules the fast pass saw: re-scan each window with the SOM database. */
+/* Spans for the rules the fast pass saw: re-scan each window with the start-of-match
+ * database of each such rule (or, while those compile, one of just these rules). */
 static int find_spans(struct scan_ctx *c, const char *text)
 {
     const struct guard *g = c->g;
-    hs_database_t *som = guard_som_db(g), *subset = NULL;
-    hs_scratch_t *scratch = tls_scratch, *own = NULL;
-    if (som && tls_scratch_som_gen != g->gen) {
-        if (grow_scratch(som) < 0)
-            return -2;
-        tls_scratch_som_gen = g->gen;
-        scratch = tls_scratch;
-    } else if (!som) {
-        /* the full database is still compiling: one of just the rules that hit */
-        subset = guard_som_subset(g, c->seen);
-        if (subset && hs_alloc_scratch(subset, &own) == HS_SUCCESS) {
-            som = subset;
-            scratch = own;
-        }
-    }
     int rc = 0;
-    for (size_t i = 0; som && i < c->nwin && rc == 0; i++) {
-        c->base = c->win[i].start;
-        if (hs_scan(som, text + c->base, (unsigned)(c->win[i].end - c->base), 0, scratch, on_span,
-                    c) != HS_SUCCESS)
-            rc = -3;
+    if (guard_som_ready(g)) {
+        if (tls_scratch_som_gen != g->gen) {
+            for (size_t id = 0; id < g->nrules; id++)
+                if (grow_scratch(g->som[id]) < 0)
+                    return -2;
+            tls_scratch_som_gen = g->gen;
+        }
+        for (size_t i = 0; i < c->nwin && rc == 0; i++) {
+            c->base = c->win[i].start;
+            for (size_t id = 0; id < g->nrules && rc == 0; id++)
+                if (c->seen[id] &&
+                    hs_scan(g->som[id], text + c->base, (unsigned)(c->win[i].end - c->base), 0,
+                            tls_scratch, on_span, c) != HS_SUCCESS)
+                    rc = -3;
+        }
+    } else {
+        /* still compiling: one database of just the rules that hit */
+        hs_scratch_t *own = NULL;
+        hs_database_t *subset = guard_som_subset(g, c->seen);
+        if (subset && hs_alloc_scratch(subset, &own) == HS_SUCCESS) {
+            for (size_t i = 0; i < c->nwin && rc == 0; i++) {
+                c->base = c->win[i].start;
+                if (hs_scan(subset, text + c->base, (unsigned)(c->win[i].end - c->base), 0, own,
+                            on_span, c) != HS_SUCCESS)
+                    rc = -3;
+            }
+        }
+        hs_free_scratch(own);
+        hs_free_database(subset);
     }
-    hs_free_scratch(own);
-    hs_free_database(subset);
     if (rc < 0)
         return rc;
     /* at_most: drop a rule (and its findings) that matched in too many places */

@@ -210,10 +210,15 @@ static void corrupt_cache_is_rebuilt(void **state)
     unsigned int sl = 0;
     assert_int_equal(EVP_Digest(bad, n - 32, sum, &sl, EVP_sha256(), NULL), 1);
     memcpy(bad + n - 32, sum, 32);
-    hs_database_t *db = NULL, *som = NULL;
-    assert_int_equal(guard_cache_parse(bad, n, good + 8, &db, &som), -1);
-    assert_null(db);
-    assert_null(som);
+    hs_database_t *dbs[3] = {NULL, NULL, NULL}; /* pack_a: the fast one and two rules' */
+    assert_int_equal(guard_cache_parse(good, n, good + 8, dbs, 3), 0);
+    for (size_t i = 0; i < 3; i++) {
+        assert_non_null(dbs[i]);
+        hs_free_database(dbs[i]);
+    }
+    assert_int_equal(guard_cache_parse(bad, n, good + 8, dbs, 3), -1);
+    for (size_t i = 0; i < 3; i++)
+        assert_null(dbs[i]);
     check_rebuilt(f, bad, n);
     free(bad);
     free(good);
