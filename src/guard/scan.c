@@ -56,8 +56,9 @@ struct scan_ctx {
     size_t first_end[GUARD_MAX_RULES]; /* valid where hit[] is set */
     size_t nwin;
     struct window win[MAX_WINDOWS];
-    size_t base;      /* offset of the window being re-scanned */
-    const char *text; /* the scanned text */
+    size_t rep_end[GUARD_MAX_FINDINGS]; /* the end offset each finding was first seen at */
+    size_t base;                        /* offset of the window being re-scanned */
+    const char *text;                   /* the scanned text */
 };
 
 static double weight(enum guard_severity s)
@@ -84,6 +85,7 @@ static void add_finding(struct scan_ctx *c, const struct guard_rule *r, size_t f
         out->truncated = true;
         return;
     }
+    c->rep_end[out->nfindings] = to;
     out->findings[out->nfindings++] = (struct guard_finding){
         .rule = r->id, .category = r->category, .severity = r->severity, .start = from, .end = to};
 }
@@ -231,6 +233,19 @@ static int find_spans(struct scan_ctx *c, const char *text)
     }
     if (rc < 0)
         return rc;
+    /* in the order one scan of the whole pack reports them: by end of first match (the
+     * per-rule scans above report rule by rule) */
+    struct guard_finding *f = c->out->findings;
+    for (size_t i = 1; i < c->out->nfindings; i++) {
+        struct guard_finding x = f[i];
+        size_t e = c->rep_end[i], j = i;
+        for (; j > 0 && c->rep_end[j - 1] > e; j--) {
+            f[j] = f[j - 1];
+            c->rep_end[j] = c->rep_end[j - 1];
+        }
+        f[j] = x;
+        c->rep_end[j] = e;
+    }
     /* at_most: drop a rule (and its findings) that matched in too many places */
     for (size_t id = 0; id < g->nrules; id++) {
         if (!c->hit[id] || !g->rules[id].at_most)
