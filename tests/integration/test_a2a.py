@@ -737,3 +737,48 @@ def test_an_agent_that_misbehaves_gets_a_clear_error_and_never_a_5xx(start_gatew
     assert r.status_code == 502 and "agent card" in r.json()["error"]["message"]
     rows = wait_audit(gw, 7, protocol="a2a")
     assert len(rows) == 7 and all(r["decision"] == "error" for r in rows), rows
+
+
+def test_a2a_03_stream_and_resubscribe_come_back_as_sse_event_by_event(gw, agents):
+    key = gw.keys["alice"]
+    h = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
+    msg = send_v03("go")
+    msg["method"] = "message/stream"
+
+    def events(resp, until):
+        """Reads events as they come until one matching until()."""
+        got, buf = [], ""
+        for chunk in resp.iter_text():
+            buf = (buf + chunk).replace("\r\n", "\n")  # sse-starlette ends lines with CRLF
+            while "\n\n" in buf:
+                block, buf = buf.split("\n\n", 1)
+                data = "\n".join(l[5:].lstrip() for l in block.splitlines() if l.startswith("data:"))
+                if data:
+                    got.append(json.loads(data))
+                    if until(got[-1]):
+                        return got
+        return got
+
+    def state(ev):
+        return ev.get("result", {}).get("status", {}).get("state")
+
+    with httpx.Client(timeout=30) as c:
+        with c.stream("POST", f"{gw.url}/a2a/stream", json=msg, headers=h) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            first = events(r, lambda e: state(e) == "working")
+        task_id = first[0]["result"]["id"]
+        assert first[0]["result"]["kind"] == "task"
+        # the client left; it picks the task up again with tasks/resubscribe
+        sub = {"jsonrpc": "2.0", "id": 2, "method": "tasks/resubscribe",
+               "params": {"id": task_id}}
+        with c.stream("POST", f"{gw.url}/a2a/stream", json=sub, headers=h) as r:
+            assert r.status_code == 200
+            # the agent only goes on once released: what arrives next is new
+            httpx.post(agents["stream"] + "/_release", timeout=10)
+            rest = events(r, lambda e: state(e) == "completed")
+    assert state(rest[-1]) == "completed", rest
+    arts = [p["text"] for e in rest if e.get("result", {}).get("kind") == "artifact-update"
+            for p in e["result"]["artifact"]["parts"]]
+    assert arts == ["part one, ", "part two"], rest
+    assert wait_audit(gw, action="tasks/resubscribe")
