@@ -168,8 +168,9 @@ struct call {
     int in_callback;
     int paused;
     int over_water;
-    int guard_on; /* guard.scan has a2a_replies */
-    buf_t resp;   /* the whole answer (not streamed) */
+    int guard_on;         /* guard.scan has a2a_replies */
+    uint64_t up_start_ns; /* when the upstream call started */
+    buf_t resp;           /* the whole answer (not streamed) */
     struct a2a_sse sse;
     buf_t data; /* scratch: one event's data */
     struct a2a_scan scan;
@@ -476,7 +477,7 @@ static void up_done(void *ud, enum upstream_result result, const char *errmsg)
     struct call *c = ud;
     struct http_exchange *ex = c->ex;
     c->ureq = NULL;
-    ex->upstream_seconds = (double)(clock_mono_ns() - ex->start_ns) / 1e9;
+    ex->upstream_seconds = (double)(clock_mono_ns() - c->up_start_ns) / 1e9;
     if (c->client_gone) {
         call_release(c);
         return;
@@ -603,6 +604,7 @@ static void forward(struct call *c, struct identity *id)
         .timeout_ms = c->is_card ? 30000 : ag->timeout_ms,
         .connect_timeout_ms = 5000,
     };
+    c->up_start_ns = clock_mono_ns();
     c->ureq = upstream_start(ex->worker->upstream, &o, &up_cb, c);
     if (c->ureq == NULL) {
         rpc_fail(ex, c->is_card ? 502 : 200, c->rpc.id, A2A_UPSTREAM_UNAVAILABLE, "error",
