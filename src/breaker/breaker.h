@@ -137,8 +137,9 @@ const char *breaker_state_name(enum breaker_state s);
 struct breaker_set;
 
 struct rl_limits {
-    uint64_t requests_per_minute; /* 0 = none */
-    uint64_t tokens_per_minute;   /* 0 = none */
+    uint64_t requests_per_minute;   /* 0 = none */
+    uint64_t tokens_per_minute;     /* 0 = none */
+    uint64_t tool_calls_per_minute; /* MCP tools/call; 0 = none */
 };
 
 /* Caller owns the result; free with breaker_set_free. NULL on OOM. */
@@ -156,7 +157,12 @@ int breaker_set_add_agent(struct breaker_set *s, const char *id, const char *par
 int breaker_set_add_provider(struct breaker_set *s, size_t index, const char *name,
                              const struct breaker_params *breaker)
     __attribute__((warn_unused_result));
-/* 1 when any agent has a rate limit or a breaker, or any provider a breaker. */
+/* Adds the limit of MCP server NAME: CALLS_PER_MINUTE tools/call routed to
+ * it, from every caller together. 0, or -1 on OOM / duplicate. */
+int breaker_set_add_mcp_server(struct breaker_set *s, const char *name, uint64_t calls_per_minute)
+    __attribute__((warn_unused_result));
+/* 1 when any agent has a rate limit or a breaker, any provider a breaker, or
+ * any MCP server a rate limit. */
 int breaker_set_active(const struct breaker_set *s);
 
 /* Makes S (built for a reloaded config, not yet shared) keep the state of
@@ -191,8 +197,9 @@ struct rl_admission {
     struct rl_view tokens_view;
 };
 struct rl_refusal {
-    const char *node; /* points into the set */
-    int tokens;       /* 0: requests per minute, 1: tokens per minute */
+    const char *node; /* points into the set (an agent id, or an MCP server's name) */
+    int tokens;       /* which limit: 0 requests per minute, 1 tokens per minute,
+                       * 2 the agent's tool calls per minute, 3 the MCP server's calls */
     uint64_t limit;
     uint64_t retry_after_ns;
 };
@@ -202,6 +209,14 @@ struct rl_refusal {
 int breaker_rl_admit(struct breaker_set *s, const struct breaker_chain *c, uint64_t tokens,
                      uint64_t now_ns, struct rl_admission *adm, struct rl_refusal *why)
     __attribute__((warn_unused_result));
+/* One MCP tools/call by the chain IDS (and their ancestors) to SERVER: a
+ * unit from every tool-calls bucket of the chain and from the server's
+ * bucket, all or nothing (in this process; not shared through Redis).
+ * 0 taken (VIEW, if not NULL, is the tightest bucket's), 1 refused (why
+ * filled), -1 chain too long. */
+int breaker_tool_admit(struct breaker_set *s, const char *const *ids, size_t nids,
+                       const char *server, uint64_t now_ns, struct rl_view *view,
+                       struct rl_refusal *why) __attribute__((warn_unused_result));
 /* Corrects the tokens reserved with the real usage. */
 void breaker_rl_settle(struct breaker_set *s, const struct breaker_chain *c,
                        struct rl_admission *adm, uint64_t actual_tokens, uint64_t now_ns);

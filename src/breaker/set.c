@@ -11,7 +11,7 @@
 /* Bucket state shared across reloads. */
 struct rl_state {
     atomic_int refs;
-    struct rl_bucket req, tok;
+    struct rl_bucket req, tok, tool; /* an MCP server's calls use req */
     _Atomic uint64_t refused;
 };
 
@@ -27,11 +27,18 @@ struct prov {
     struct breaker *br;
 };
 
+struct server {
+    char *name;
+    struct rl_state *rl;
+};
+
 struct breaker_set {
     struct rl_node *nodes;
     size_t nnodes, capnodes;
     struct prov *provs;
     size_t nprovs, capprovs;
+    struct server *servers; /* MCP servers with a rate limit */
+    size_t nservers;
 };
 
 struct breaker_set *breaker_set_new(void)
@@ -56,6 +63,11 @@ void breaker_set_free(struct breaker_set *s)
     }
     for (size_t i = 0; i < s->nprovs; i++)
         breaker_unref(s->provs[i].br);
+    for (size_t i = 0; i < s->nservers; i++) {
+        free(s->servers[i].name);
+        rl_state_unref(s->servers[i].rl);
+    }
+    free(s->servers);
     free(s->nodes);
     free(s->provs);
     free(s);
@@ -100,13 +112,15 @@ int breaker_set_add_agent(struct breaker_set *s, const char *id, const char *par
     node.id = strdup(id);
     if (node.id == NULL)
         return -1;
-    if (limits != NULL && (limits->requests_per_minute || limits->tokens_per_minute)) {
+    if (limits != NULL && (limits->requests_per_minute || limits->tokens_per_minute ||
+                           limits->tool_calls_per_minute)) {
         node.rl = calloc(1, sizeof *node.rl);
         if (node.rl == NULL)
             goto fail;
         atomic_init(&node.rl->refs, 1);
         node.rl->req.limit = limits->requests_per_minute;
         node.rl->tok.limit = limits->tokens_per_minute;
+        node.rl->tool.limit = limits->tool_calls_per_minute;
     }
     if (bp != NULL) {
         char *bid = prefixed("agent:", id);
@@ -143,11 +157,39 @@ int breaker_set_add_provider(struct breaker_set *s, size_t index, const char *na
     return 0;
 }
 
+static int find_server(const struct breaker_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->nservers; i++)
+        if (strcmp(s->servers[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+int breaker_set_add_mcp_server(struct breaker_set *s, const char *name, uint64_t calls_per_minute)
+{
+    if (find_server(s, name) >= 0)
+        return -1;
+    struct server *ns = realloc(s->servers, (s->nservers + 1) * sizeof *ns);
+    if (ns == NULL)
+        return -1;
+    s->servers = ns;
+    struct server sv = {strdup(name), calloc(1, sizeof(struct rl_state))};
+    if (sv.name == NULL || sv.rl == NULL) {
+        free(sv.name);
+        free(sv.rl);
+        return -1;
+    }
+    atomic_init(&sv.rl->refs, 1);
+    sv.rl->req.limit = calls_per_minute;
+    s->servers[s->nservers++] = sv;
+    return 0;
+}
+
 int breaker_set_active(const struct breaker_set *s)
 {
     if (s == NULL)
         return 0;
-    if (s->nprovs > 0)
+    if (s->nprovs > 0 || s->nservers > 0)
         return 1;
     for (size_t i = 0; i < s->nnodes; i++)
         if (s->nodes[i].rl || s->nodes[i].br)
@@ -181,7 +223,7 @@ void breaker_set_adopt(struct breaker_set *s, struct breaker_set *prev)
             continue;
         struct rl_node *o = &prev->nodes[j];
         if (n->rl && o->rl && n->rl->req.limit == o->rl->req.limit &&
-            n->rl->tok.limit == o->rl->tok.limit) {
+            n->rl->tok.limit == o->rl->tok.limit && n->rl->tool.limit == o->rl->tool.limit) {
             /* same limits: share the buckets, calls under PREV included */
             rl_state_unref(n->rl);
             n->rl = o->rl;
@@ -191,11 +233,24 @@ void breaker_set_adopt(struct breaker_set *s, struct breaker_set *prev)
              * time (never shared: PREV's workers read their limits unlocked) */
             atomic_store(&n->rl->req.tat_ns, atomic_load(&o->rl->req.tat_ns));
             atomic_store(&n->rl->tok.tat_ns, atomic_load(&o->rl->tok.tat_ns));
+            atomic_store(&n->rl->tool.tat_ns, atomic_load(&o->rl->tool.tat_ns));
         }
         if (n->br && o->br && params_same(breaker_params(n->br), breaker_params(o->br))) {
             breaker_unref(n->br);
             n->br = breaker_ref(o->br);
         }
+    }
+    for (size_t i = 0; i < s->nservers; i++) {
+        int j = find_server(prev, s->servers[i].name);
+        if (j < 0)
+            continue;
+        struct rl_state *o = prev->servers[j].rl;
+        if (o->req.limit == s->servers[i].rl->req.limit) {
+            rl_state_unref(s->servers[i].rl);
+            s->servers[i].rl = o;
+            atomic_fetch_add(&o->refs, 1);
+        } else
+            atomic_store(&s->servers[i].rl->req.tat_ns, atomic_load(&o->req.tat_ns));
     }
     for (size_t i = 0; i < s->nprovs; i++) {
         struct breaker *nb = s->provs[i].br;
@@ -332,6 +387,49 @@ refuse:
     return 1;
 }
 
+int breaker_tool_admit(struct breaker_set *s, const char *const *ids, size_t nids,
+                       const char *server, uint64_t now_ns, struct rl_view *view,
+                       struct rl_refusal *why)
+{
+    struct breaker_chain c;
+    struct rl_view best = {0}, v;
+    int has = 0;
+    if (breaker_chain_resolve(s, ids, nids, &c) < 0)
+        return -1;
+    size_t k;
+    for (k = 0; k < c.n; k++) {
+        struct rl_node *n = &s->nodes[c.nodes[k]];
+        if (n->rl == NULL || n->rl->tool.limit == 0)
+            continue;
+        if (rl_take(&n->rl->tool, 1, now_ns, &v) != 0) {
+            *why = (struct rl_refusal){n->id, 2, v.limit, v.retry_after_ns};
+            atomic_fetch_add(&n->rl->refused, 1);
+            goto refuse;
+        }
+        rl_view_keep_tighter(&best, &has, &v);
+    }
+    int j = server ? find_server(s, server) : -1;
+    if (j >= 0) {
+        struct server *sv = &s->servers[j];
+        if (rl_take(&sv->rl->req, 1, now_ns, &v) != 0) {
+            *why = (struct rl_refusal){sv->name, 3, v.limit, v.retry_after_ns};
+            atomic_fetch_add(&sv->rl->refused, 1);
+            goto refuse;
+        }
+        rl_view_keep_tighter(&best, &has, &v);
+    }
+    if (view != NULL)
+        *view = best;
+    return 0;
+refuse:
+    while (k-- > 0) {
+        struct rl_node *n = &s->nodes[c.nodes[k]];
+        if (n->rl != NULL)
+            rl_give(&n->rl->tool, 1);
+    }
+    return 1;
+}
+
 void breaker_rl_settle(struct breaker_set *s, const struct breaker_chain *c,
                        struct rl_admission *adm, uint64_t actual, uint64_t now_ns)
 {
@@ -384,6 +482,10 @@ static int each_breaker(struct breaker_set *s, size_t i, struct breaker **out)
     return 0;
 }
 
+#define RATE_LIMITED_HEAD                                                                          \
+    "# HELP portcullis_rate_limited_total Calls refused by an agent's or an MCP server's rate "    \
+    "limit.\n# TYPE portcullis_rate_limited_total counter\n"
+
 int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *out)
 {
     static const char *const heads[] = {
@@ -428,11 +530,16 @@ int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *ou
         if (s->nodes[i].rl == NULL)
             continue;
         if (!any_rl++)
-            rc |= buf_append_lit(out, "# HELP portcullis_rate_limited_total Calls refused by an "
-                                      "agent's rate limit.\n# TYPE portcullis_rate_limited_total "
-                                      "counter\n");
+            rc |= buf_append_lit(out, RATE_LIMITED_HEAD);
         rc |= buf_appendf(out, "portcullis_rate_limited_total{agent=\"%s\"} %llu\n", s->nodes[i].id,
                           (unsigned long long)atomic_load(&s->nodes[i].rl->refused));
+    }
+    for (size_t i = 0; i < s->nservers && rc == 0; i++) {
+        if (!any_rl++)
+            rc |= buf_append_lit(out, RATE_LIMITED_HEAD);
+        rc |= buf_appendf(out, "portcullis_rate_limited_total{mcp_server=\"%s\"} %llu\n",
+                          s->servers[i].name,
+                          (unsigned long long)atomic_load(&s->servers[i].rl->refused));
     }
     return rc ? -1 : 0;
 }

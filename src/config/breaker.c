@@ -106,19 +106,21 @@ void cfg_build_breaker(struct cfg_ctx *c, yaml_node_t *n, const char *path,
 void cfg_build_agent_rate_limit(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                                 struct config_agent *a)
 {
-    static const char *const keys[] = {"requests_per_minute", "tokens_per_minute"};
-    yaml_node_t *f[2];
+    static const char *const keys[] = {"requests_per_minute", "tokens_per_minute",
+                                       "tool_calls_per_minute"};
+    yaml_node_t *f[3];
     char pk[300];
     if (n->type != YAML_MAPPING_NODE) {
         cfg_error(c, n, "%s: expected a mapping like {requests_per_minute: 60}", path);
         return;
     }
-    if (cfg_map(c, n, path, keys, 2, f) < 0)
+    if (cfg_map(c, n, path, keys, 3, f) < 0)
         return;
-    if (f[0] == NULL && f[1] == NULL) {
+    if (f[0] == NULL && f[1] == NULL && f[2] == NULL) {
         if (n->data.mapping.pairs.top != n->data.mapping.pairs.start)
             return; /* only unknown keys: reported already */
-        cfg_error(c, n, "%s: needs requests_per_minute, tokens_per_minute or both", path);
+        cfg_error(c, n, "%s: needs requests_per_minute, tokens_per_minute or tool_calls_per_minute",
+                  path);
         return;
     }
     uint64_t v;
@@ -128,6 +130,54 @@ void cfg_build_agent_rate_limit(struct cfg_ctx *c, yaml_node_t *n, const char *p
     if (f[1] != NULL &&
         cfg_uint(c, f[1], cfg_path(pk, sizeof pk, path, keys[1]), 1, MAX_COUNT * 1000, &v) == 0)
         a->tokens_per_minute = v;
+    if (f[2] != NULL &&
+        cfg_uint(c, f[2], cfg_path(pk, sizeof pk, path, keys[2]), 1, MAX_COUNT, &v) == 0)
+        a->tool_calls_per_minute = v;
+}
+
+void cfg_build_mcp_rate_limit(struct cfg_ctx *c, yaml_node_t *n, const char *path,
+                              uint64_t *calls_per_minute)
+{
+    static const char *const keys[] = {"calls_per_minute"};
+    yaml_node_t *f[1];
+    char pk[300];
+    uint64_t v;
+    if (n->type != YAML_MAPPING_NODE) {
+        cfg_error(c, n, "%s: expected a mapping like {calls_per_minute: 60}", path);
+        return;
+    }
+    if (cfg_map(c, n, path, keys, 1, f) < 0)
+        return;
+    if (f[0] == NULL) {
+        if (n->data.mapping.pairs.top == n->data.mapping.pairs.start)
+            cfg_error(c, n, "%s: needs calls_per_minute", path);
+        return;
+    }
+    if (cfg_uint(c, f[0], cfg_path(pk, sizeof pk, path, keys[0]), 1, MAX_COUNT, &v) == 0)
+        *calls_per_minute = v;
+}
+
+void cfg_build_mcp_limits(struct cfg_ctx *c)
+{
+    struct config *cfg = c->cfg;
+    int any = 0;
+    for (size_t i = 0; i < cfg->mcp.nservers; i++)
+        any |= cfg->mcp.servers[i].calls_per_minute > 0;
+    if (c->stop || !any)
+        return;
+    if (cfg->breakers == NULL && (cfg->breakers = breaker_set_new()) == NULL) {
+        c->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < cfg->mcp.nservers; i++) {
+        const struct config_mcp_server *sv = &cfg->mcp.servers[i];
+        if (sv->calls_per_minute == 0 || sv->name == NULL)
+            continue;
+        if (breaker_set_add_mcp_server(cfg->breakers, sv->name, sv->calls_per_minute) < 0) {
+            cfg_error(c, NULL, "mcp.servers: could not build the rate limit of '%.60s'", sv->name);
+            return;
+        }
+    }
 }
 
 void cfg_build_breakers(struct cfg_ctx *c)
@@ -143,7 +193,8 @@ void cfg_build_breakers(struct cfg_ctx *c)
     /* the agents list is parents first */
     for (size_t i = 0; i < cfg->nagents; i++) {
         const struct config_agent *a = &cfg->agents[i];
-        struct rl_limits lim = {a->requests_per_minute, a->tokens_per_minute};
+        struct rl_limits lim = {a->requests_per_minute, a->tokens_per_minute,
+                                a->tool_calls_per_minute};
         if (a->id == NULL || breaker_set_add_agent(s, a->id, a->parent, &lim, a->breaker) < 0) {
             cfg_error(c, NULL, "agents: could not build the rate limits at '%.60s'",
                       a->id ? a->id : "?");

@@ -128,6 +128,7 @@ struct config_agent {
     int64_t budget_micro_usd[3]; /* usd_per_day, usd_per_month, usd_total in
                                   * micro-dollars; -1 = no cap (src/config/budget.c) */
     uint64_t requests_per_minute, tokens_per_minute; /* rate_limit:; 0 = none */
+    uint64_t tool_calls_per_minute;                  /* rate_limit: MCP tools/call; 0 = none */
     struct breaker_params *breaker; /* breaker:, or NULL (src/config/breaker.c) */
 };
 
@@ -190,6 +191,7 @@ struct config_mcp_server {
     size_t ntools;
     int untrusted;                  /* trust: untrusted */
     uint32_t timeout_ms;            /* per request; default 60s */
+    uint64_t calls_per_minute;      /* rate_limit: tools/call to it; 0 = none */
 };
 
 struct config_mcp {

@@ -363,6 +363,7 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         cfg_build_budget_section(c, found[K_BUDGET]);
     if (found[K_MCP] != NULL && !c->stop && found[K_MCP]->type == YAML_MAPPING_NODE)
         cfg_build_mcp(c, found[K_MCP]);
+    cfg_build_mcp_limits(c);
     if (found[K_GUARD] != NULL && !c->stop && found[K_GUARD]->type == YAML_MAPPING_NODE)
         cfg_build_guard(c, found[K_GUARD]);
     if (found[K_A2A] != NULL && !c->stop && found[K_A2A]->type == YAML_MAPPING_NODE)

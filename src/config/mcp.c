@@ -192,15 +192,16 @@ enum {
     S_CWD,
     S_TOOLS,
     S_TRUST,
+    S_RATE_LIMIT,
     S_COUNT
 };
 
 static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                          struct config_mcp_server *s)
 {
-    static const char *const keys[S_COUNT] = {"name",    "url",     "headers", "identity_header",
-                                              "timeout", "command", "env",     "cwd",
-                                              "tools",   "trust"};
+    static const char *const keys[S_COUNT] = {"name",    "url",     "headers",   "identity_header",
+                                              "timeout", "command", "env",       "cwd",
+                                              "tools",   "trust",   "rate_limit"};
     yaml_node_t *f[S_COUNT];
     char p[200];
     s->line = (unsigned)n->start_mark.line + 1;
@@ -303,6 +304,9 @@ static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
         else if (t != NULL && strcmp(t, "trusted") != 0)
             cfg_error(c, f[S_TRUST], "%s: expected trusted or untrusted, got '%.60s'", p, t);
     }
+    if (f[S_RATE_LIMIT] != NULL)
+        cfg_build_mcp_rate_limit(c, f[S_RATE_LIMIT], cfg_path(p, sizeof p, path, "rate_limit"),
+                                 &s->calls_per_minute);
 }
 
 enum {

@@ -9,8 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "breaker/breaker.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "mcp/core.h"
+
+#define MCP_RATE_LIMITED (-32029) /* a rate limit (agent's or server's) refused the call */
 
 static int multi(const struct mcp_core *c)
 {
@@ -248,6 +252,46 @@ static void forward(struct call *k, struct up *u)
     }
 }
 
+/* The rate limits of a tools/call (src/breaker): the caller's chain
+ * (tool_calls_per_minute) and the server's calls_per_minute. 1 when refused
+ * (answered with a JSON-RPC error and audited), else 0. */
+static int rate_limited(struct call *k, struct up *u, const char *name, const char *resource)
+{
+    struct breaker_set *set = k->m->cfg->breakers;
+    if (set == NULL)
+        return 0;
+    const char *ids[BREAKER_MAX_NODES];
+    size_t n = 0;
+    for (size_t i = 0; i < k->m->chain_len && n < BREAKER_MAX_NODES - 1; i++)
+        ids[n++] = k->m->chain[i];
+    ids[n++] = k->m->agent;
+    struct rl_refusal why;
+    if (breaker_tool_admit(set, ids, n, u->conf->name, clock_mono_ns(), NULL, &why) != 1)
+        return 0;
+    char wait[32], msg[400], reason[200];
+    breaker_format_duration(why.retry_after_ns, wait, sizeof wait);
+    if (why.tokens == 3)
+        snprintf(msg, sizeof msg,
+                 "rate limit reached for MCP server '%s': limit %llu tool calls per minute; try "
+                 "again in %s",
+                 why.node, (unsigned long long)why.limit, wait);
+    else
+        snprintf(msg, sizeof msg,
+                 "rate limit reached for agent '%s' on tool calls per minute: limit %llu; try "
+                 "again in %s",
+                 why.node, (unsigned long long)why.limit, wait);
+    snprintf(reason, sizeof reason, "rate_limit_exceeded: %s %s", why.node,
+             why.tokens == 3 ? "mcp_server" : "tool_calls");
+    mcp_ticket_set_audit(k->m->t, "call_tool", resource, "deny", reason, NULL);
+    json_t *data = json_pack("{s:s, s:s, s:s, s:I, s:I}", "type", "rate_limit_exceeded", "tool",
+                             name, why.tokens == 3 ? "mcp_server" : "agent", why.node, "limit",
+                             (json_int_t)why.limit, "retry_after_ms",
+                             (json_int_t)((why.retry_after_ns + 999999) / 1000000));
+    hub_answer_json(k->m->t, 200, mcp_rpc_error(k->rpc->id, MCP_RATE_LIMITED, msg, data));
+    json_decref(data);
+    return 1;
+}
+
 static void do_tools_call(struct call *k)
 {
     struct mcp_core *c = k->c;
@@ -301,6 +345,8 @@ static void do_tools_call(struct call *k)
         json_decref(data);
         return;
     }
+    if (rate_limited(k, u, name, resource))
+        return;
     mcp_ticket_set_audit(k->m->t, "call_tool", resource, "allow",
                          c->cfg->policy.set || k->m->cfg->policy.set ? "policy_permit" : NULL,
                          v.ids[0] ? v.ids : NULL);

@@ -242,7 +242,7 @@ static void set_renders_state_for_metrics_and_admin(void **s)
     struct breaker_params p;
     breaker_params_default(&p);
     p.consecutive_errors = 1;
-    struct rl_limits lim = {60, 0};
+    struct rl_limits lim = {60, 0, 0};
     assert_int_equal(breaker_set_add_agent(set, "team", NULL, &lim, &p), 0);
     assert_int_equal(breaker_set_add_provider(set, 3, "openai", &p), 0);
     struct breaker *b = breaker_set_provider(set, 3);

@@ -123,7 +123,7 @@ static struct breaker_set *tree(void)
 {
     struct breaker_set *s = breaker_set_new();
     assert_non_null(s);
-    struct rl_limits org = {10, 0}, a = {5, 100};
+    struct rl_limits org = {10, 0, 0}, a = {5, 100, 0};
     assert_int_equal(breaker_set_add_agent(s, "org", NULL, &org, NULL), 0);
     assert_int_equal(breaker_set_add_agent(s, "team", "org", NULL, NULL), 0);
     assert_int_equal(breaker_set_add_agent(s, "a", "team", &a, NULL), 0);
@@ -210,7 +210,7 @@ static int take_all(struct breaker_set *s, const char *id)
 static void a_reload_keeps_what_was_used(void **state)
 {
     (void)state;
-    struct rl_limits ten = {10, 0}, twenty = {20, 0};
+    struct rl_limits ten = {10, 0, 0}, twenty = {20, 0, 0};
     struct breaker_set *old = breaker_set_new();
     assert_non_null(old);
     assert_int_equal(breaker_set_add_agent(old, "same", NULL, &ten, NULL), 0);

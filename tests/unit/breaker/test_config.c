@@ -67,6 +67,65 @@ static void test_values_and_defaults(void **state)
     config_unref(c);
 }
 
+/* MCP: tool calls per agent (rolled up) and per server, all or nothing */
+static void test_mcp_tool_call_limits(void **state)
+{
+    (void)state;
+    struct config *c = load_ok("agents:\n"
+                               "  - id: team\n"
+                               "    rate_limit: {tool_calls_per_minute: 3}\n"
+                               "    children: [{id: bot}]\n"
+                               "mcp:\n"
+                               "  servers:\n"
+                               "    - {name: files, url: 'http://127.0.0.1:9/mcp',\n"
+                               "       rate_limit: {calls_per_minute: 2}}\n"
+                               "    - {name: web, url: 'http://127.0.0.1:9/mcp'}\n");
+    assert_int_equal(config_find_agent(c, "team")->tool_calls_per_minute, 3);
+    assert_int_equal(c->mcp.servers[0].calls_per_minute, 2);
+    assert_int_equal(c->mcp.servers[1].calls_per_minute, 0);
+    struct breaker_set *s = c->breakers;
+    assert_non_null(s);
+    const char *ids[] = {"bot"};
+    struct rl_refusal why;
+    struct rl_view v;
+    const uint64_t t0 = 1000000000000ULL;
+    assert_int_equal(breaker_tool_admit(s, ids, 1, "files", t0, &v, &why), 0);
+    assert_int_equal(v.limit, 2); /* the tighter of team (2 left) and files (1 left) */
+    assert_int_equal(v.remaining, 1);
+    assert_int_equal(breaker_tool_admit(s, ids, 1, "files", t0, NULL, &why), 0);
+    /* files is used up: refused, and team's unit is given back */
+    assert_int_equal(breaker_tool_admit(s, ids, 1, "files", t0, NULL, &why), 1);
+    assert_string_equal(why.node, "files");
+    assert_int_equal(why.tokens, 3);
+    assert_int_equal(why.limit, 2);
+    assert_true(why.retry_after_ns > 0 && why.retry_after_ns <= 30000000000ULL);
+    /* team has one left: web takes it, then team refuses */
+    assert_int_equal(breaker_tool_admit(s, ids, 1, "web", t0, NULL, &why), 0);
+    assert_int_equal(breaker_tool_admit(s, ids, 1, "web", t0, NULL, &why), 1);
+    assert_string_equal(why.node, "team");
+    assert_int_equal(why.tokens, 2);
+    /* a minute later both have refilled */
+    assert_int_equal(breaker_tool_admit(s, ids, 1, "files", t0 + 60000000000ULL, NULL, &why), 0);
+    /* LLM rate limits are not involved: no requests or tokens limits */
+    struct breaker_chain ch;
+    assert_int_equal(breaker_chain_resolve(s, ids, 1, &ch), 0);
+    assert_int_equal(breaker_chain_limits(s, &ch), 0);
+    config_unref(c);
+    load_fails("mcp:\n"
+               "  servers:\n"
+               "    - name: files\n"
+               "      url: 'http://127.0.0.1:9/mcp'\n"
+               "      rate_limit: {calls_per_minute: 0}\n",
+               "t.yaml:5: mcp.servers[0].rate_limit.calls_per_minute: must be at least 1\n");
+    load_fails("mcp:\n"
+               "  servers:\n"
+               "    - name: files\n"
+               "      url: 'http://127.0.0.1:9/mcp'\n"
+               "      rate_limit: 5\n",
+               "t.yaml:5: mcp.servers[0].rate_limit: expected a mapping like "
+               "{calls_per_minute: 60}\n");
+}
+
 static void test_nothing_configured_no_set(void **state)
 {
     (void)state;
@@ -86,7 +145,7 @@ static void test_bad_values_are_line_numbered_errors(void **state)
                "  - id: a\n"
                "    rate_limit: {}\n",
                "t.yaml:3: agents[0].rate_limit: needs requests_per_minute, tokens_per_minute "
-               "or both\n");
+               "or tool_calls_per_minute\n");
     load_fails("agents:\n"
                "  - id: a\n"
                "    rate_limit: 60\n",
@@ -130,6 +189,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values_and_defaults),
+        cmocka_unit_test(test_mcp_tool_call_limits),
         cmocka_unit_test(test_nothing_configured_no_set),
         cmocka_unit_test(test_bad_values_are_line_numbered_errors),
     };

@@ -15,7 +15,7 @@
 static struct breaker_set *tree(struct breaker_chain *c)
 {
     struct breaker_set *s = breaker_set_new();
-    struct rl_limits team = {10, 1000}, bot = {0, 100};
+    struct rl_limits team = {10, 1000, 0}, bot = {0, 100, 0};
     assert_non_null(s);
     assert_int_equal(breaker_set_add_agent(s, "team", NULL, &team, NULL), 0);
     assert_int_equal(breaker_set_add_agent(s, "mid", "team", NULL, NULL), 0);
