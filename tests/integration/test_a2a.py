@@ -782,3 +782,28 @@ def test_a2a_03_stream_and_resubscribe_come_back_as_sse_event_by_event(gw, agent
             for p in e["result"]["artifact"]["parts"]]
     assert arts == ["part one, ", "part two"], rest
     assert wait_audit(gw, action="tasks/resubscribe")
+
+
+def test_guard_flag_passes_the_reply_with_a_header_and_public_url_names_the_gateway(
+    start_gateway, agents
+):
+    port = free_port()
+    cfg = a2a_config(port, agents, {"scan": ["a2a_replies"], "action": "flag"})
+    cfg["a2a"]["public_url"] = "https://agents.example.com/"
+    gw = start_gateway(cfg, start=False)
+    (gw.dir / "policies").mkdir()
+    (gw.dir / "policies" / "a2a.cedar").write_text(POLICIES)
+    key = keys_create(gw, "alice")
+    gw.start(timeout=120)
+    r = rpc(gw, "poison", send_v03("summarise"), key)
+    text = r.json()["result"]["parts"][0]["text"]
+    assert text.startswith("Here is the summary") and "IGNORE ALL PREVIOUS" in text  # untouched
+    assert r.headers["x-portcullis-guard"].startswith("flagged; rules=")
+    rows = wait_audit(gw, resource='Agent::"poison"')
+    assert rows[0]["decision"] == "allow"
+    assert json.loads(rows[0]["guard"])[0]["action"] == "flag"
+    r = httpx.get(f"{gw.url}/a2a/poison/.well-known/agent-card.json",
+                  headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert [i["url"] for i in r.json()["supportedInterfaces"]] == [
+        "https://agents.example.com/a2a/poison"
+    ]
