@@ -20,6 +20,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "http/server.h"
 #include "identity/identity.h"
 #include "state/state.h"
@@ -104,7 +105,7 @@ static struct record *record_of(const struct http_exchange *ex)
     }
     const char *res = ex->resource;
     if (res == NULL && ex->model != NULL) {
-        snprintf(resource, sizeof resource, "model:%.250s", ex->model);
+        str_concat(resource, 6 + 250 + 1, "model:", ex->model); /* the model cut at 250 bytes */
         res = resource;
     }
     const char *decision = ex->decision;
@@ -129,7 +130,7 @@ static struct record *record_of(const struct http_exchange *ex)
     }
     char permit[300];
     if (reason == NULL && ex->policy_ids != NULL && strcmp(decision, "allow") == 0) {
-        snprintf(permit, sizeof permit, "permit: %s", ex->policy_ids);
+        str_concat(permit, sizeof permit, "permit: ", ex->policy_ids);
         reason = permit;
     }
     struct record tmp = {0};

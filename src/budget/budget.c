@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "budget/internal.h"
+#include "core/str.h"
 
 #define MAX_NODES 100000
 
@@ -109,16 +110,30 @@ int64_t budget_cost(uint64_t tokens, double price_per_mtok)
     return v >= 9e18 ? INT64_MAX / 4 : (int64_t)v;
 }
 
+/* Months since 1970-01 of the UTC day `days` since the epoch: the proleptic
+ * Gregorian calendar in integer arithmetic (days to year and month as in
+ * H. Hinnant's civil_from_days), so the hot path needs no gmtime_r. */
+static int64_t month_of_day(int64_t days)
+{
+    int64_t z = days + 719468; /* days since 0000-03-01 */
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;                                       /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                    /* March = 0 */
+    int64_t month = mp < 10 ? mp + 2 : mp - 10;                          /* January = 0 */
+    int64_t year = yoe + era * 400 + (month < 2);
+    return (year - 1970) * 12 + month;
+}
+
 /* Days since the epoch, months since 1970-01, 0: the period index of NOW. */
 static int64_t period_key(enum budget_period p, time_t now)
 {
+    int64_t days = (int64_t)now / 86400 - ((int64_t)now % 86400 < 0);
     if (p == BUDGET_DAY)
         return (int64_t)now / 86400;
-    if (p == BUDGET_MONTH) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        return (int64_t)(tm.tm_year - 70) * 12 + tm.tm_mon;
-    }
+    if (p == BUDGET_MONTH)
+        return month_of_day(days);
     return 0;
 }
 
@@ -494,7 +509,7 @@ void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
         clock_gettime(CLOCK_REALTIME, &ts);
         e.ts_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         e.micro_usd = actual;
-        snprintf(e.request_id, sizeof e.request_id, "%s", res->request_id ? res->request_id : "");
+        str_copy(e.request_id, sizeof e.request_id, res->request_id ? res->request_id : "");
         e.chain = chain_json(t, res);
     }
     pthread_mutex_lock(&lg->lock);

@@ -11,6 +11,7 @@
 #include "core/arena.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/str.h"
 #include "core/worker.h"
 #include "http/server.h"
 #include "identity/identity.h"
@@ -248,8 +249,7 @@ static int up_headers(void *ud, long status, const char *ctype)
         return 1;
     call->status = status;
     call->lim.ttfb_ns = clock_mono_ns();
-    snprintf(call->content_type, sizeof(call->content_type), "%s",
-             ctype ? ctype : "application/json");
+    str_copy(call->content_type, sizeof(call->content_type), ctype ? ctype : "application/json");
     if ((status == 429 || status >= 500) && can_retry(call)) {
         call->fail_kind = 1;
         return 1; /* drop this answer, fall back */

@@ -30,6 +30,8 @@ enum stmt_id {
     S_BUDGET_TOTAL,
     S_BUDGET_TOTALS,
     S_BUDGET_SUM,
+    S_BEGIN,
+    S_COMMIT,
     S_COUNT
 };
 
@@ -60,6 +62,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BUDGET_TOTALS] = "SELECT node, period, key, spent, alerted FROM budget_totals WHERE "
                         "(period = 0 AND key = ?1) OR (period = 1 AND key = ?2) OR period = 2",
     [S_BUDGET_SUM] = "SELECT coalesce(sum(micro_usd), 0), count(*) FROM budget_ledger",
+    /* prepared once: sqlite3_exec would parse them for every transaction */
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
 };
 
 /* Version 1. Each later version appends a step; never edit a shipped one. */
@@ -170,6 +175,16 @@ fail:
     return -1;
 }
 
+/* Before the first connection: no memory statistics, which SQLite keeps
+ * under one process-wide mutex taken on every allocation (the audit and
+ * ledger writers allocate per row). A no-op if SQLite is already set up. */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_setup(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 struct state *state_open(const char *path, char *err, size_t errlen)
 {
     struct state *st = calloc(1, sizeof *st);
@@ -178,6 +193,7 @@ struct state *state_open(const char *path, char *err, size_t errlen)
         return NULL;
     }
     pthread_mutex_init(&st->mu, NULL);
+    pthread_once(&sqlite_once, sqlite_setup);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &st->db, flags, NULL) != SQLITE_OK) {
         set_err(st, path);
@@ -307,14 +323,20 @@ static int bump_generation(struct state *st)
     return s == NULL ? -1 : step_done(st, s, "bumping the keys generation");
 }
 
+static int tx_step(struct state *st, enum stmt_id id, const char *what)
+{
+    sqlite3_stmt *s = stmt(st, id);
+    return s == NULL ? -1 : step_done(st, s, what);
+}
+
 /* Runs body inside BEGIN IMMEDIATE .. COMMIT with the mutex held. */
 #define IN_TX(st, body)                                                                            \
     do {                                                                                           \
         pthread_mutex_lock(&(st)->mu);                                                             \
-        rc = exec((st), "BEGIN IMMEDIATE");                                                        \
+        rc = tx_step((st), S_BEGIN, "BEGIN IMMEDIATE");                                            \
         if (rc == 0) {                                                                             \
             body;                                                                                  \
-            if (rc >= 0 && exec((st), "COMMIT") < 0)                                               \
+            if (rc >= 0 && tx_step((st), S_COMMIT, "COMMIT") < 0)                                  \
                 rc = -1;                                                                           \
             if (rc < 0)                                                                            \
                 sqlite3_exec((st)->db, "ROLLBACK", NULL, NULL, NULL);                              \

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "budget/budget.h"
 
@@ -225,10 +226,34 @@ static void test_unknown_ids_and_bad_parents(void **state)
     budget_tree_free(t);
 }
 
+/* The month key is computed without gmtime_r: it must agree with it at every
+ * month boundary (a second either side) from 1970 to 2400, leap years and
+ * century rules included, and every 7 hours in between. */
+static void test_month_key_matches_gmtime(void **unused)
+{
+    for (int64_t t = 0; t < INT64_C(13569465600); t += 7 * 3600 + 1) {
+        time_t now = (time_t)t;
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        assert_int_equal(budget_period_key(BUDGET_MONTH, now),
+                         (int64_t)(tm.tm_year - 70) * 12 + tm.tm_mon);
+    }
+    for (int y = 1970; y < 2400; y++)
+        for (int m = 0; m < 12; m++) {
+            struct tm tm = {.tm_year = y - 1900, .tm_mon = m, .tm_mday = 1};
+            time_t start = timegm(&tm);
+            int64_t want = (int64_t)(y - 1970) * 12 + m;
+            assert_int_equal(budget_period_key(BUDGET_MONTH, start), want);
+            if (start > 0)
+                assert_int_equal(budget_period_key(BUDGET_MONTH, start - 1), want - 1);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_spend_rolls_up_to_every_ancestor),
+        cmocka_unit_test(test_month_key_matches_gmtime),
         cmocka_unit_test(test_refusal_is_all_or_nothing_and_names_node_and_period),
         cmocka_unit_test(test_day_cap_refusal_retries_at_utc_midnight),
         cmocka_unit_test(test_settle_releases_the_rest),
