@@ -76,6 +76,12 @@ char *a2a_rpc_error(const json_t *id, int code, const char *message, const char 
  * memory). */
 char *a2a_card_rewrite(const char *in, size_t len, const char *rpc_url, char *msg, size_t msglen);
 
+/* The same on a parsed card, in place (a non-object is left alone): for the
+ * result of GetExtendedAgentCard / agent/getAuthenticatedExtendedCard. */
+void a2a_card_rewrite_json(json_t *card, const char *rpc_url);
+/* 1 for the JSON-RPC methods whose result is an agent card. */
+int a2a_method_returns_card(const char *method);
+
 /* What the reply scan found. */
 struct a2a_scan {
     size_t ntexts;   /* text parts scanned */

@@ -150,6 +150,8 @@ static void rpc_fail(struct http_exchange *ex, int status, const json_t *id, int
     }
 }
 
+static const char *gateway_url(struct http_exchange *ex, const char *name);
+
 /* ---- one call -------------------------------------------------------------------- */
 
 struct call {
@@ -281,6 +283,11 @@ static void finish_whole(struct call *c)
     }
     int changed = 0;
     json_t *result = json_object_get(doc, "result");
+    if (json_is_object(result) && a2a_method_returns_card(c->rpc.method)) {
+        /* an extended card must not lead the client around the gateway either */
+        a2a_card_rewrite_json(result, gateway_url(ex, c->agent->name));
+        changed = 1;
+    }
     if (c->guard_on && result != NULL) {
         int rc = scan_value(c, result);
         if (rc < 0) {
@@ -297,7 +304,7 @@ static void finish_whole(struct call *c)
                      name, c->scan.score, c->scan.rules);
             return;
         }
-        changed = c->scan.changed;
+        changed |= c->scan.changed;
     }
     note_guard(c);
     if (json_object_get(doc, "error") != NULL) {

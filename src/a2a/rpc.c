@@ -174,6 +174,25 @@ static void rewrite_interfaces(json_t *list, const char *transport_key, const ch
     }
 }
 
+void a2a_card_rewrite_json(json_t *card, const char *rpc_url)
+{
+    if (!json_is_object(card))
+        return;
+    if (json_object_get(card, "url") != NULL)
+        json_object_set_new(card, "url", json_string(rpc_url));
+    if (json_object_get(card, "preferredTransport") != NULL)
+        json_object_set_new(card, "preferredTransport", json_string("JSONRPC"));
+    rewrite_interfaces(json_object_get(card, "additionalInterfaces"), "transport", rpc_url);
+    rewrite_interfaces(json_object_get(card, "supportedInterfaces"), "protocolBinding", rpc_url);
+    json_object_del(card, "signatures");
+}
+
+int a2a_method_returns_card(const char *method)
+{
+    return method != NULL && (strcmp(method, "GetExtendedAgentCard") == 0 ||
+                              strcmp(method, "agent/getAuthenticatedExtendedCard") == 0);
+}
+
 char *a2a_card_rewrite(const char *in, size_t len, const char *rpc_url, char *msg, size_t msglen)
 {
     struct json_span root;
@@ -190,13 +209,7 @@ char *a2a_card_rewrite(const char *in, size_t len, const char *rpc_url, char *ms
         snprintf(msg, msglen, "the agent card is not a JSON object");
         return NULL;
     }
-    if (json_object_get(card, "url") != NULL)
-        json_object_set_new(card, "url", json_string(rpc_url));
-    if (json_object_get(card, "preferredTransport") != NULL)
-        json_object_set_new(card, "preferredTransport", json_string("JSONRPC"));
-    rewrite_interfaces(json_object_get(card, "additionalInterfaces"), "transport", rpc_url);
-    rewrite_interfaces(json_object_get(card, "supportedInterfaces"), "protocolBinding", rpc_url);
-    json_object_del(card, "signatures");
+    a2a_card_rewrite_json(card, rpc_url);
     char *s = json_dumps(card, JSON_COMPACT);
     json_decref(card);
     if (s == NULL)

@@ -88,19 +88,22 @@ class Stream(AgentExecutor):
         await up.cancel()
 
 
-def card(name, port, streaming):
+def card(name, port, streaming, extended=False):
     url = f"http://127.0.0.1:{port}/"
+    skills = [AgentSkill(id="echo", name="echo", description="says it back", tags=["test"]),
+              AgentSkill(id="shout", name="shout", description="louder", tags=["test"])]
+    if extended:  # what only authenticated callers see
+        skills.append(AgentSkill(id="whisper", name="whisper", description="quieter", tags=[]))
     return AgentCard(
         name=name,
         description=f"test agent {name}",
         version="1.0.0",
         supported_interfaces=[AgentInterface(url=url, protocol_binding="JSONRPC",
                                              protocol_version="1.0")],
-        capabilities=AgentCapabilities(streaming=streaming),
+        capabilities=AgentCapabilities(streaming=streaming, extended_agent_card=True),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
-        skills=[AgentSkill(id="echo", name="echo", description="says it back", tags=["test"]),
-                AgentSkill(id="shout", name="shout", description="louder", tags=["test"])],
+        skills=skills,
     )
 
 
@@ -116,7 +119,8 @@ def app(name, port, executor, streaming):
         return JSONResponse({"ok": True})
 
     handler = DefaultRequestHandler(agent_executor=executor, task_store=InMemoryTaskStore(),
-                                    agent_card=card(name, port, streaming))
+                                    agent_card=card(name, port, streaming),
+                                    extended_agent_card=card(name, port, streaming, True))
     routes = create_agent_card_routes(card(name, port, streaming))
     routes += create_jsonrpc_routes(handler, "/", enable_v0_3_compat=True)
     routes += [Route("/_seen", get_seen), Route("/_release", release, methods=["POST"])]

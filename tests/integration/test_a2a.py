@@ -25,6 +25,7 @@ import jwt
 import pytest
 from a2a.client import ClientConfig, ClientFactory
 from a2a.types import (
+    GetExtendedAgentCardRequest,
     GetTaskRequest,
     Message,
     Part,
@@ -807,3 +808,21 @@ def test_guard_flag_passes_the_reply_with_a_header_and_public_url_names_the_gate
     assert [i["url"] for i in r.json()["supportedInterfaces"]] == [
         "https://agents.example.com/a2a/poison"
     ]
+
+
+def test_the_extended_card_is_pointed_at_the_gateway_too(gw, agents):
+    async def body():
+        client, http = await client_for(gw, "echo", gw.keys["alice"])
+        try:
+            return await client.get_extended_agent_card(GetExtendedAgentCardRequest())
+        finally:
+            await http.aclose()
+
+    card = run(body())
+    assert "whisper" in [s.id for s in card.skills]  # the extended one
+    assert [i.url for i in card.supported_interfaces] == [f"{gw.url}/a2a/echo"]
+    # the raw answer holds no upstream address anywhere
+    r = rpc(gw, "echo", {"jsonrpc": "2.0", "id": 9, "method": "GetExtendedAgentCard",
+                         "params": {}}, gw.keys["alice"], {"A2A-Version": "1.0"})
+    assert "result" in r.json(), r.text
+    assert agents["echo"] not in r.text and "127.0.0.1:" + agents["echo"].rsplit(":", 1)[1] not in r.text

@@ -194,6 +194,27 @@ static void refuses_cards_that_are_not_objects(void **state)
     }
 }
 
+static void extended_card_results_are_rewritten_in_place(void **state)
+{
+    (void)state;
+    assert_true(a2a_method_returns_card("GetExtendedAgentCard"));
+    assert_true(a2a_method_returns_card("agent/getAuthenticatedExtendedCard"));
+    assert_false(a2a_method_returns_card("GetTask"));
+    assert_false(a2a_method_returns_card(NULL));
+    json_t *card = json_loads("{\"url\":\"http://up/\",\"supportedInterfaces\":[{\"url\":"
+                              "\"http://up/\",\"protocolBinding\":\"jsonrpc\"}]}",
+                              0, NULL);
+    a2a_card_rewrite_json(card, "http://gw/a2a/x");
+    char *s = json_dumps(card, JSON_COMPACT);
+    assert_null(strstr(s, "http://up/"));
+    free(s);
+    json_decref(card);
+    json_t *notcard = json_string("x");
+    a2a_card_rewrite_json(notcard, "http://gw/a2a/x"); /* left alone */
+    assert_string_equal(json_string_value(notcard), "x");
+    json_decref(notcard);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +226,7 @@ int main(void)
         cmocka_unit_test(rewrites_a_10_card),
         cmocka_unit_test(rewrites_a_03_card),
         cmocka_unit_test(refuses_cards_that_are_not_objects),
+        cmocka_unit_test(extended_card_results_are_rewritten_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
