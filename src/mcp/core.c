@@ -213,6 +213,7 @@ static void session_free(struct mcp_core *c, struct session *s)
             q = &e->next;
         }
     }
+    mcp_evlog_unref(s->events);
     mcp_msg_free(s->who);
     json_decref(s->client_caps);
     json_decref(s->subs);
@@ -234,11 +235,13 @@ struct session *hub_session_new(struct mcp_core *c, const char *owner, const cha
         snprintf(s->id + 2 * i, 3, "%02x", rnd[i]);
     s->owner = strdup(owner);
     s->subs = json_array();
+    s->events = mcp_evlog_new();
     snprintf(s->version, sizeof s->version, "%s", version);
     s->last_ms = hub_now(c);
-    if (s->owner == NULL || s->subs == NULL) {
+    if (s->owner == NULL || s->subs == NULL || s->events == NULL) {
         free(s->owner);
         json_decref(s->subs);
+        mcp_evlog_unref(s->events);
         free(s);
         return NULL;
     }
@@ -396,6 +399,7 @@ static void handle_batch(struct mcp_core *c, struct mcp_msg *m, json_t *elems)
         goto done;
     }
     mcp_ticket_set_method(m->t, "batch");
+    mcp_ticket_set_replay(m->t, s->events, ++s->streams);
     int calls = 0;
     size_t i;
     json_t *el;
@@ -471,6 +475,8 @@ static void handle_post(struct mcp_core *c, struct mcp_msg *m)
     struct session *s = NULL;
     if (!is_init && (s = post_session(c, m, rpc.id)) == NULL)
         goto done;
+    if (s != NULL) /* its SSE answer, if it gets one, can be resumed */
+        mcp_ticket_set_replay(m->t, s->events, ++s->streams);
     struct call k = {.c = c, .m = m, .s = s, .rpc = &rpc};
     if (rpc.kind == MCP_REQUEST) {
         /* lists and routing need the servers' lists: wait while the server
@@ -508,6 +514,43 @@ done:
     mcp_msg_free(m);
 }
 
+/* Starts t's SSE answer now: the client sees the head, events follow. */
+static void open_stream(struct mcp_ticket *t)
+{
+    uv_mutex_lock(&t->lock);
+    if (!t->closed && t->status == 0) {
+        t->status = 200;
+        t->stream = 1;
+        if (t->has_async)
+            uv_async_send(&t->async);
+    }
+    uv_mutex_unlock(&t->lock);
+}
+
+/* GET with the Last-Event-ID of a POST's answer stream: t replays what that
+ * stream was sent after it and, while the call is still in flight, carries
+ * the rest (the call's answer ends it). */
+static void resume_answer(struct mcp_core *c, struct session *s, struct mcp_ticket *t,
+                          uint32_t stream, uint64_t after)
+{
+    mcp_ticket_set_replay(t, s->events, stream);
+    open_stream(t);
+    mcp_ticket_replay(t, s->events, stream, after);
+    for (size_t b = 0; b < PEND_BUCKETS; b++)
+        for (struct pending *p = c->pend[b]; p; p = p->next)
+            if (p->kind == P_CLIENT && p->t && p->t->evlog == s->events &&
+                p->t->ev_stream == stream && strcmp(p->session, s->id) == 0) {
+                mcp_ticket_unref(p->t);
+                p->t = t;
+                mcp_ticket_ref(t);
+                p->accept_sse = 1;
+                p->sse = 1;
+                p->gone_ms = 0;
+                return;
+            }
+    mcp_ticket_finish(t); /* the call is over: its stream ends after the replay */
+}
+
 static void handle_get_delete(struct mcp_core *c, struct mcp_msg *m)
 {
     if (m->session[0] == '\0' || m->session_bad) {
@@ -531,6 +574,19 @@ static void handle_get_delete(struct mcp_core *c, struct mcp_msg *m)
         hub_answer_error(m->t, 503, NULL, JSONRPC_INTERNAL_ERROR, "the gateway is shutting down");
         goto done;
     }
+    uint32_t stream = 0;
+    uint64_t after = 0;
+    int resume = m->last_event_id[0] != '\0';
+    if (resume && (mcp_event_id_parse(m->last_event_id, &stream, &after) != 0 ||
+                   stream > s->streams || after > mcp_evlog_last(s->events))) {
+        hub_answer_error(m->t, 400, NULL, JSONRPC_INVALID_REQUEST,
+                         "Bad Request: Last-Event-ID names no event of this session");
+        goto done;
+    }
+    if (stream != 0) {
+        resume_answer(c, s, m->t, stream, after);
+        goto done;
+    }
     if (s->get && mcp_ticket_open(s->get)) {
         hub_answer_error(m->t, 409, NULL, JSONRPC_INVALID_REQUEST,
                          "Conflict: this session already has a GET stream open");
@@ -540,17 +596,13 @@ static void handle_get_delete(struct mcp_core *c, struct mcp_msg *m)
         mcp_ticket_unref(s->get);
     s->get = m->t;
     mcp_ticket_ref(s->get);
-    /* open the stream now: the client sees the head, events follow */
-    uv_mutex_lock(&s->get->lock);
-    if (!s->get->closed && s->get->status == 0) {
-        s->get->status = 200;
-        s->get->stream = 1;
-        if (s->get->has_async)
-            uv_async_send(&s->get->async);
-    }
-    uv_mutex_unlock(&s->get->lock);
+    mcp_ticket_set_replay(s->get, s->events, 0);
+    open_stream(s->get);
     s->had_get = 1;
-    /* what changed while the last stream was gone */
+    /* what it missed: replayed from the log when it says where it was (all
+     * of it, or lists it should fetch again when the log lost some) */
+    if (resume && mcp_ticket_replay(s->get, s->events, 0, after) == 0)
+        s->missed |= (1u << L_COUNT) - 1;
     unsigned missed = s->missed;
     s->missed = 0;
     for (int k = 0; k < L_COUNT; k++)
@@ -612,6 +664,11 @@ void mcp_core_sweep(struct mcp_core *c, uint64_t now)
                         hub_settle_listing(u);
                     }
                 }
+            } else if (p->kind == P_CLIENT && p->t && !mcp_ticket_open(p->t) && p->sse &&
+                       p->t->evlog && (p->gone_ms == 0 || now < p->gone_ms + RESUME_GRACE_MS)) {
+                /* its streamed answer lost the client: resumable for a while */
+                if (p->gone_ms == 0)
+                    p->gone_ms = now;
             } else if (p->kind == P_CLIENT && p->t && !mcp_ticket_open(p->t)) {
                 /* the client went away: tell the upstream, forget the call */
                 hub_send(p->up,

@@ -17,6 +17,9 @@
 #define MAX_LIST_PAGES 1000
 #define GATEWAY_VERSION "0.1.0"
 #define MAX_SESSIONS 100000 /* initialize past this is refused (503) */
+#define RESUME_GRACE_MS                                                                            \
+    30000 /* a call whose SSE answer lost its client waits this long for a                         \
+           * GET with Last-Event-ID before it is cancelled */
 
 enum up_state { UP_CONNECTING, UP_INIT, UP_LISTING, UP_READY, UP_DOWN, UP_FAILED };
 enum list_kind { L_TOOLS, L_PROMPTS, L_RESOURCES, L_TEMPLATES, L_COUNT };
@@ -48,12 +51,14 @@ struct session {
     uint64_t last_ms;
     struct mcp_ticket *get; /* the GET stream, or NULL */
     json_t *client_caps;
-    json_t *subs;        /* resource URIs subscribed to */
-    int logging;         /* sent logging/setLevel: takes log messages no call claims */
-    struct mcp_msg *who; /* the principal (agent, chain) for decisions about it */
-    unsigned missed;     /* list_changed (1 << list kind) owed while its GET stream was
-                          * lost; before the first one the client lists afresh anyway */
-    int had_get;         /* a GET stream was opened once */
+    json_t *subs;             /* resource URIs subscribed to */
+    int logging;              /* sent logging/setLevel: takes log messages no call claims */
+    struct mcp_msg *who;      /* the principal (agent, chain) for decisions about it */
+    unsigned missed;          /* list_changed (1 << list kind) owed while its GET stream was
+                               * lost; before the first one the client lists afresh anyway */
+    int had_get;              /* a GET stream was opened once */
+    struct mcp_evlog *events; /* what its SSE streams were sent, for Last-Event-ID */
+    uint32_t streams;         /* answer streams numbered so far (0 is the GET stream) */
 };
 
 enum pkind { P_CLIENT, P_INIT, P_LIST, P_DISCARD };
@@ -70,7 +75,8 @@ struct pending {
     struct mcp_ticket *t;
     int accept_sse, sse;
     json_t *progress_token;
-    char *tool; /* tools/call: "server/tool" (audit; where a result scan would hook in) */
+    uint64_t gone_ms; /* when its streamed answer lost the client (resumable a while) */
+    char *tool;       /* tools/call: "server/tool" (audit; where a result scan would hook in) */
     /* P_LIST */
     int list;
     json_t *acc;

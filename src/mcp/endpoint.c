@@ -286,6 +286,10 @@ static struct mcp_msg *msg_from(struct http_exchange *ex, enum mcp_http_method m
     m->method = method;
     copy_header(r, "mcp-session-id", m->session, sizeof m->session, &m->session_bad);
     copy_header(r, "mcp-protocol-version", m->version, sizeof m->version, NULL);
+    int long_id = 0;
+    copy_header(r, "last-event-id", m->last_event_id, sizeof m->last_event_id, &long_id);
+    if (long_id)
+        strcpy(m->last_event_id, "?"); /* not one of ours: refused */
     if (m->version[0] == '\0' && http_request_header(r, "mcp-protocol-version") != NULL)
         strcpy(m->version, "?"); /* present but too long: unsupported */
     m->accept_sse = accepts(http_request_header(r, "accept"), "text/event-stream");

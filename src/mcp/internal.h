@@ -48,6 +48,9 @@ struct mcp_ticket {
     struct mcp_ticket *batch; /* the batch this element belongs to (ref held) */
     size_t batch_left;        /* a batch: elements (+1 until it is ended) not yet answered */
     buf_t batch_out;          /* a batch: "[answer,answer" collected so far */
+    /* resumable streams (hub thread only): events get ids and are logged */
+    struct mcp_evlog *evlog; /* the session's, or NULL (ref held) */
+    uint32_t ev_stream;      /* this answer's stream in it */
 };
 
 struct mcp_ticket *mcp_ticket_new(void);
@@ -68,6 +71,13 @@ void mcp_ticket_set_audit(struct mcp_ticket *t, const char *action, const char *
 /* Changes only the decision and its reason (a permitted call that failed). */
 void mcp_ticket_set_decision(struct mcp_ticket *t, const char *decision, const char *reason);
 void mcp_ticket_set_method(struct mcp_ticket *t, const char *method);
+/* From now on the events of t get ids of stream `stream` and are kept in
+ * log (referenced) for replay, even after the client went away. */
+void mcp_ticket_set_replay(struct mcp_ticket *t, struct mcp_evlog *log, uint32_t stream);
+/* Replays log's events of stream after seq onto t (starting its SSE answer),
+ * with their original ids. As mcp_evlog_replay. */
+int mcp_ticket_replay(struct mcp_ticket *t, const struct mcp_evlog *log, uint32_t stream,
+                      uint64_t after);
 
 /* A JSON-RPC batch (protocol 2025-03-26) answered on batch t: each element
  * gets a ticket of its own from mcp_ticket_batch_element, and the hub handles
@@ -82,6 +92,31 @@ struct mcp_ticket *mcp_ticket_batch_element(struct mcp_ticket *t);
 void mcp_ticket_batch_add(struct mcp_ticket *t, const char *json, size_t len);
 void mcp_ticket_batch_end(struct mcp_ticket *t);
 
+/* ---- replay (replay.c): resumable SSE streams of the gateway ------------
+ * A session's log of the events it was sent on SSE streams, with their ids
+ * "<stream>-<seq>": stream 0 is its GET stream, 1, 2, ... the answer streams
+ * of its POSTs; seq increases across the session. Bounded: the newest
+ * MCP_REPLAY_EVENTS events and at most MCP_REPLAY_BYTES of them. Reference-
+ * counted (the session and every ticket writing into it); the rest is hub
+ * thread only. */
+#define MCP_REPLAY_EVENTS 256
+#define MCP_REPLAY_BYTES (1u << 20)
+struct mcp_evlog;
+struct mcp_evlog *mcp_evlog_new(void);
+void mcp_evlog_ref(struct mcp_evlog *l);
+void mcp_evlog_unref(struct mcp_evlog *l);
+/* Keeps json (copied) as the next event of stream; returns its seq. */
+uint64_t mcp_evlog_add(struct mcp_evlog *l, uint32_t stream, const char *json, size_t len);
+/* The seq of the newest event (0 before the first). */
+uint64_t mcp_evlog_last(const struct mcp_evlog *l);
+/* Calls emit for each kept event of stream after seq `after`, oldest first
+ * (stops when emit returns non-zero). 1 when nothing after `after` was
+ * dropped from the log, 0 when some was, -1 when `after` was never sent. */
+int mcp_evlog_replay(const struct mcp_evlog *l, uint32_t stream, uint64_t after,
+                     int (*emit)(void *ctx, uint64_t seq, const char *json, size_t len), void *ctx);
+/* "<stream>-<seq>" (decimal) -> 0, else -1. */
+int mcp_event_id_parse(const char *s, uint32_t *stream, uint64_t *seq);
+
 /* ---- msg: worker -> hub ----------------------------------------------- */
 enum mcp_http_method { MCP_POST = 1, MCP_GET, MCP_DELETE };
 
@@ -92,12 +127,13 @@ struct mcp_msg {
     struct config *cfg;   /* snapshot of the request (ref held) */
     char *body;           /* POST body, malloc'ed */
     size_t len;
-    char session[80]; /* Mcp-Session-Id, "" when absent */
-    int session_bad;  /* present but too long to be ours */
-    char version[32]; /* MCP-Protocol-Version, "" when absent */
-    int accept_sse;   /* Accept allows text/event-stream */
-    char *agent;      /* principal (Agent::"id"), "anonymous" when none */
-    char **chain;     /* delegation chain, root first */
+    char session[80];       /* Mcp-Session-Id, "" when absent */
+    int session_bad;        /* present but too long to be ours */
+    char version[32];       /* MCP-Protocol-Version, "" when absent */
+    char last_event_id[48]; /* GET: Last-Event-ID, "" when absent (or too long) */
+    int accept_sse;         /* Accept allows text/event-stream */
+    char *agent;            /* principal (Agent::"id"), "anonymous" when none */
+    char **chain;           /* delegation chain, root first */
     size_t chain_len;
     char *owner; /* what binds a session to its creator */
     /* the rest of the principal, for identity tokens to upstreams */

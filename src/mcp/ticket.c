@@ -39,6 +39,7 @@ void mcp_ticket_unref(struct mcp_ticket *t)
         return;
     if (t->batch)
         mcp_ticket_unref(t->batch);
+    mcp_evlog_unref(t->evlog);
     uv_mutex_destroy(&t->lock);
     buf_free(&t->out);
     buf_free(&t->batch_out);
@@ -210,16 +211,18 @@ int mcp_ticket_respond(struct mcp_ticket *t, int status, const char *body, size_
     return rc;
 }
 
-int mcp_ticket_event(struct mcp_ticket *t, const char *json, size_t len)
+/* One SSE event onto t; id 0 for none. */
+static int put_event(struct mcp_ticket *t, uint32_t stream, uint64_t id, const char *json,
+                     size_t len)
 {
-    if (t->batch)
-        return element_event(t, json, len);
     int rc = -1;
     uv_mutex_lock(&t->lock);
     if (!t->closed && !t->end && (t->status == 0 || t->stream)) {
         t->status = 200;
         t->stream = 1;
-        if (buf_append_lit(&t->out, "event: message\ndata: ") == 0 &&
+        if ((id == 0 || buf_appendf(&t->out, "id: %u-%llu\n", (unsigned)stream,
+                                    (unsigned long long)id) == 0) &&
+            buf_append_lit(&t->out, "event: message\ndata: ") == 0 &&
             buf_append(&t->out, json, len) == 0 && buf_append_lit(&t->out, "\n\n") == 0) {
             rc = 0;
         } else {
@@ -229,6 +232,43 @@ int mcp_ticket_event(struct mcp_ticket *t, const char *json, size_t len)
     }
     uv_mutex_unlock(&t->lock);
     return rc;
+}
+
+int mcp_ticket_event(struct mcp_ticket *t, const char *json, size_t len)
+{
+    if (t->batch)
+        return element_event(t, json, len);
+    /* kept for a resumption even when this connection is gone */
+    uint64_t id = t->evlog ? mcp_evlog_add(t->evlog, t->ev_stream, json, len) : 0;
+    return put_event(t, t->ev_stream, id, json, len);
+}
+
+void mcp_ticket_set_replay(struct mcp_ticket *t, struct mcp_evlog *log, uint32_t stream)
+{
+    if (t->batch != NULL || log == NULL)
+        return;
+    mcp_evlog_ref(log);
+    mcp_evlog_unref(t->evlog);
+    t->evlog = log;
+    t->ev_stream = stream;
+}
+
+struct replay_to {
+    struct mcp_ticket *t;
+    uint32_t stream;
+};
+
+static int emit_replayed(void *ctx, uint64_t seq, const char *json, size_t len)
+{
+    struct replay_to *r = ctx;
+    return put_event(r->t, r->stream, seq, json, len);
+}
+
+int mcp_ticket_replay(struct mcp_ticket *t, const struct mcp_evlog *log, uint32_t stream,
+                      uint64_t after)
+{
+    struct replay_to r = {t, stream};
+    return mcp_evlog_replay(log, stream, after, emit_replayed, &r);
 }
 
 void mcp_ticket_finish(struct mcp_ticket *t)

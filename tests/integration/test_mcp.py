@@ -1219,3 +1219,81 @@ def test_bad_batches_are_refused_with_32600(batch_gw):
     err = rpc_error(r)
     assert err["code"] == -32600 and "removed after protocol version 2025-03-26" in err["message"], err
     raw.close()
+
+
+# =============================================================================
+# Last-Event-ID: the gateway's own SSE streams can be resumed
+# =============================================================================
+
+
+def sse_events(lines) -> "Iterator[tuple[str | None, dict]]":
+    """(id, message) of each SSE event as lines arrive."""
+    eid, data = None, []
+    for line in lines:
+        if line.startswith("id:"):
+            eid = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+        elif line == "" and data:
+            yield eid, json.loads("\n".join(data))
+            eid, data = None, []
+
+
+def test_post_answer_stream_is_resumed_with_last_event_id(batch_gw):
+    raw = raw_session(batch_gw, PROTOCOL)
+    h = dict(raw.headers, **{"Mcp-Session-Id": raw.session_id, "MCP-Protocol-Version": PROTOCOL})
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "sleep", "arguments": {"seconds": 1.5}, "_meta": {"progressToken": "p"}}}
+    with raw.http.stream("POST", "/mcp", content=json.dumps(call), headers=h) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        first_id, first = next(sse_events(r.iter_lines()))
+    # the client went away after one progress event
+    assert first["method"] == "notifications/progress" and first_id, first
+    stream, seq = first_id.split("-")
+    g = dict(h, **{"Accept": "text/event-stream", "Last-Event-ID": first_id})
+    seen = []
+    with raw.http.stream("GET", "/mcp", headers=g, timeout=30) as r:
+        assert r.status_code == 200, r.read()
+        for eid, msg in sse_events(r.iter_lines()):
+            seen.append((eid, msg))
+    ids = [eid for eid, _ in seen]
+    assert all(i.split("-")[0] == stream for i in ids), ids  # the same stream, nothing else
+    seqs = [int(i.split("-")[1]) for i in ids]
+    assert seqs == sorted(seqs) and seqs[0] > int(seq), ids  # what followed, in order, no repeat
+    assert all(m.get("method") == "notifications/progress" for _, m in seen[:-1]), seen
+    assert seen[-1][1]["id"] == 9 and "slept 1.5s" in seen[-1][1]["result"]["content"][0]["text"], seen[-1]
+    # and the same id again replays the same events (the call is over: the stream ends)
+    with raw.http.stream("GET", "/mcp", headers=g, timeout=30) as r:
+        again = list(sse_events(r.iter_lines()))
+    assert [eid for eid, _ in again] == ids
+    raw.close()
+
+
+def test_get_stream_is_resumed_and_bad_last_event_ids_are_refused(batch_gw):
+    raw = raw_session(batch_gw, PROTOCOL)
+    h = dict(raw.headers, **{"Mcp-Session-Id": raw.session_id, "MCP-Protocol-Version": PROTOCOL})
+    g = dict(h, Accept="text/event-stream")
+
+    def add_tool(name: str):
+        r = raw.post({"jsonrpc": "2.0", "id": name, "method": "tools/call",
+                      "params": {"name": "add_tool", "arguments": {"name": name}}})
+        assert r.status_code == 200, r.text
+
+    with raw.http.stream("GET", "/mcp", headers=g, timeout=30) as r:
+        assert r.status_code == 200
+        add_tool("one")
+        first_id, first = next(sse_events(r.iter_lines()))
+    assert first["method"] == "notifications/tools/list_changed" and first_id.startswith("0-"), (first_id, first)
+    add_tool("two")  # while no GET stream is open
+    time.sleep(0.5)  # the refetch of the list and its notification, on the gateway
+    with raw.http.stream("GET", "/mcp", headers=dict(g, **{"Last-Event-ID": first_id}), timeout=5) as r:
+        assert r.status_code == 200
+        eid, msg = next(sse_events(r.iter_lines()))
+    assert msg["method"] == "notifications/tools/list_changed", msg
+    assert eid.startswith("0-") and int(eid.split("-")[1]) > int(first_id.split("-")[1]), (eid, first_id)
+
+    for bad in ["nonsense", "0-", "-1", "99-1", "0-99999999"]:
+        r = raw.http.get("/mcp", headers=dict(g, **{"Last-Event-ID": bad}))
+        assert r.status_code == 400, (bad, r.status_code, r.text)
+        assert rpc_error(r)["code"] == -32600
+    raw.close()
