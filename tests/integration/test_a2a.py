@@ -826,3 +826,30 @@ def test_the_extended_card_is_pointed_at_the_gateway_too(gw, agents):
                          "params": {}}, gw.keys["alice"], {"A2A-Version": "1.0"})
     assert "result" in r.json(), r.text
     assert agents["echo"] not in r.text and "127.0.0.1:" + agents["echo"].rsplit(":", 1)[1] not in r.text
+
+
+def test_the_shipped_example_config_and_policy_work(start_gateway, agents):
+    """examples/a2a.yaml and a2a.cedar as shipped, with the agents' ports swapped in."""
+    import yaml
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    p = subprocess.run([str(BIN), "check", "-c", str(examples / "a2a.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    cfg = yaml.safe_load((examples / "a2a.yaml").read_text())
+    cfg["listen"] = f"127.0.0.1:{free_port()}"
+    cfg["workers"] = 2
+    for a in cfg["a2a"]["agents"]:
+        a["url"] = agents[a["name"]] + "/"
+    gw = start_gateway(cfg, start=False)
+    (gw.dir / "a2a.cedar").write_text((examples / "a2a.cedar").read_text())
+    researcher, intern = keys_create(gw, "researcher"), keys_create(gw, "intern")
+    gw.start(timeout=120)
+    ok = rpc(gw, "poison", send_v03("summarise"), researcher).json()
+    assert "untrusted-data" in ok["result"]["parts"][0]["text"]  # sanitized, as configured
+    assert rpc(gw, "echo", send_v03("hi"), intern).json()["result"]["parts"][0]["text"] == "echo: hi"
+    denied = rpc(gw, "poison", send_v03("x"), intern).json()["error"]
+    assert denied["code"] == -32050 and "no policy permits" in denied["message"]
+    loud = send_v03("x")
+    loud["params"]["message"]["metadata"] = {"skill": "shout"}
+    assert "intern-no-shouting" in rpc(gw, "echo", loud, intern).json()["error"]["message"]
