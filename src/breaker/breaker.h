@@ -157,10 +157,14 @@ int breaker_set_add_agent(struct breaker_set *s, const char *id, const char *par
 int breaker_set_add_provider(struct breaker_set *s, size_t index, const char *name,
                              const struct breaker_params *breaker)
     __attribute__((warn_unused_result));
-/* Adds the limit of MCP server NAME: CALLS_PER_MINUTE tools/call routed to
- * it, from every caller together. 0, or -1 on OOM / duplicate. */
-int breaker_set_add_mcp_server(struct breaker_set *s, const char *name, uint64_t calls_per_minute)
+/* Adds the limits of MCP server NAME: CALLS_PER_MINUTE tools/call routed to
+ * it, from every caller together (0 = none), and a breaker "mcp:NAME" on
+ * those calls when BREAKER is not NULL. 0, or -1 on OOM / duplicate. */
+int breaker_set_add_mcp_server(struct breaker_set *s, const char *name, uint64_t calls_per_minute,
+                               const struct breaker_params *breaker)
     __attribute__((warn_unused_result));
+/* The breaker of MCP server NAME, or NULL. */
+struct breaker *breaker_set_mcp_server(struct breaker_set *s, const char *name);
 /* 1 when any agent has a rate limit or a breaker, any provider a breaker, or
  * any MCP server a rate limit. */
 int breaker_set_active(const struct breaker_set *s);
@@ -171,7 +175,7 @@ void breaker_set_adopt(struct breaker_set *s, struct breaker_set *prev);
 
 /* The breaker of provider INDEX, or NULL. */
 struct breaker *breaker_set_provider(struct breaker_set *s, size_t index);
-/* A breaker by id ("agent:ID" or "provider:NAME"), or NULL. */
+/* A breaker by id ("agent:ID", "provider:NAME" or "mcp:NAME"), or NULL. */
 struct breaker *breaker_set_find(struct breaker_set *s, const char *id);
 
 #define BREAKER_MAX_NODES 64

@@ -29,7 +29,8 @@ struct prov {
 
 struct server {
     char *name;
-    struct rl_state *rl;
+    struct rl_state *rl; /* req: calls per minute (limit 0 = none) */
+    struct breaker *br;  /* NULL when the server has no breaker */
 };
 
 struct breaker_set {
@@ -37,7 +38,7 @@ struct breaker_set {
     size_t nnodes, capnodes;
     struct prov *provs;
     size_t nprovs, capprovs;
-    struct server *servers; /* MCP servers with a rate limit */
+    struct server *servers; /* MCP servers with a rate limit or a breaker */
     size_t nservers;
 };
 
@@ -66,6 +67,7 @@ void breaker_set_free(struct breaker_set *s)
     for (size_t i = 0; i < s->nservers; i++) {
         free(s->servers[i].name);
         rl_state_unref(s->servers[i].rl);
+        breaker_unref(s->servers[i].br);
     }
     free(s->servers);
     free(s->nodes);
@@ -165,7 +167,8 @@ static int find_server(const struct breaker_set *s, const char *name)
     return -1;
 }
 
-int breaker_set_add_mcp_server(struct breaker_set *s, const char *name, uint64_t calls_per_minute)
+int breaker_set_add_mcp_server(struct breaker_set *s, const char *name, uint64_t calls_per_minute,
+                               const struct breaker_params *bp)
 {
     if (find_server(s, name) >= 0)
         return -1;
@@ -173,10 +176,16 @@ int breaker_set_add_mcp_server(struct breaker_set *s, const char *name, uint64_t
     if (ns == NULL)
         return -1;
     s->servers = ns;
-    struct server sv = {strdup(name), calloc(1, sizeof(struct rl_state))};
-    if (sv.name == NULL || sv.rl == NULL) {
+    struct server sv = {strdup(name), calloc(1, sizeof(struct rl_state)), NULL};
+    if (bp != NULL) {
+        char *bid = prefixed("mcp:", name);
+        sv.br = bid ? breaker_new(bid, bp) : NULL;
+        free(bid);
+    }
+    if (sv.name == NULL || sv.rl == NULL || (bp != NULL && sv.br == NULL)) {
         free(sv.name);
         free(sv.rl);
+        breaker_unref(sv.br);
         return -1;
     }
     atomic_init(&sv.rl->refs, 1);
@@ -251,6 +260,11 @@ void breaker_set_adopt(struct breaker_set *s, struct breaker_set *prev)
             atomic_fetch_add(&o->refs, 1);
         } else
             atomic_store(&s->servers[i].rl->req.tat_ns, atomic_load(&o->req.tat_ns));
+        struct breaker *nb = s->servers[i].br, *ob = prev->servers[j].br;
+        if (nb && ob && params_same(breaker_params(nb), breaker_params(ob))) {
+            s->servers[i].br = breaker_ref(ob);
+            breaker_unref(nb);
+        }
     }
     for (size_t i = 0; i < s->nprovs; i++) {
         struct breaker *nb = s->provs[i].br;
@@ -284,7 +298,16 @@ struct breaker *breaker_set_find(struct breaker_set *s, const char *id)
     for (size_t i = 0; i < s->nnodes; i++)
         if (s->nodes[i].br && strcmp(breaker_id(s->nodes[i].br), id) == 0)
             return s->nodes[i].br;
+    for (size_t i = 0; i < s->nservers; i++)
+        if (s->servers[i].br && strcmp(breaker_id(s->servers[i].br), id) == 0)
+            return s->servers[i].br;
     return NULL;
+}
+
+struct breaker *breaker_set_mcp_server(struct breaker_set *s, const char *name)
+{
+    int j = s && name ? find_server(s, name) : -1;
+    return j >= 0 ? s->servers[j].br : NULL;
 }
 
 int breaker_chain_resolve(struct breaker_set *s, const char *const *ids, size_t nids,
@@ -409,7 +432,7 @@ int breaker_tool_admit(struct breaker_set *s, const char *const *ids, size_t nid
         rl_view_keep_tighter(&best, &has, &v);
     }
     int j = server ? find_server(s, server) : -1;
-    if (j >= 0) {
+    if (j >= 0 && s->servers[j].rl->req.limit > 0) {
         struct server *sv = &s->servers[j];
         if (rl_take(&sv->rl->req, 1, now_ns, &v) != 0) {
             *why = (struct rl_refusal){sv->name, 3, v.limit, v.retry_after_ns};
@@ -479,6 +502,14 @@ static int each_breaker(struct breaker_set *s, size_t i, struct breaker **out)
             return 1;
         }
     }
+    for (size_t k = 0; k < s->nservers; k++) {
+        if (s->servers[k].br == NULL)
+            continue;
+        if (seen++ == i) {
+            *out = s->servers[k].br;
+            return 1;
+        }
+    }
     return 0;
 }
 
@@ -535,6 +566,8 @@ int breaker_set_render_metrics(struct breaker_set *s, uint64_t now_ms, buf_t *ou
                           (unsigned long long)atomic_load(&s->nodes[i].rl->refused));
     }
     for (size_t i = 0; i < s->nservers && rc == 0; i++) {
+        if (s->servers[i].rl->req.limit == 0)
+            continue;
         if (!any_rl++)
             rc |= buf_append_lit(out, RATE_LIMITED_HEAD);
         rc |= buf_appendf(out, "portcullis_rate_limited_total{mcp_server=\"%s\"} %llu\n",

@@ -162,7 +162,7 @@ void cfg_build_mcp_limits(struct cfg_ctx *c)
     struct config *cfg = c->cfg;
     int any = 0;
     for (size_t i = 0; i < cfg->mcp.nservers; i++)
-        any |= cfg->mcp.servers[i].calls_per_minute > 0;
+        any |= cfg->mcp.servers[i].calls_per_minute > 0 || cfg->mcp.servers[i].breaker != NULL;
     if (c->stop || !any)
         return;
     if (cfg->breakers == NULL && (cfg->breakers = breaker_set_new()) == NULL) {
@@ -171,10 +171,11 @@ void cfg_build_mcp_limits(struct cfg_ctx *c)
     }
     for (size_t i = 0; i < cfg->mcp.nservers; i++) {
         const struct config_mcp_server *sv = &cfg->mcp.servers[i];
-        if (sv->calls_per_minute == 0 || sv->name == NULL)
+        if ((sv->calls_per_minute == 0 && sv->breaker == NULL) || sv->name == NULL)
             continue;
-        if (breaker_set_add_mcp_server(cfg->breakers, sv->name, sv->calls_per_minute) < 0) {
-            cfg_error(c, NULL, "mcp.servers: could not build the rate limit of '%.60s'", sv->name);
+        if (breaker_set_add_mcp_server(cfg->breakers, sv->name, sv->calls_per_minute, sv->breaker) <
+            0) {
+            cfg_error(c, NULL, "mcp.servers: could not build the limits of '%.60s'", sv->name);
             return;
         }
     }
@@ -236,6 +237,10 @@ void cfg_free_breakers(struct config *cfg)
     for (size_t i = 0; i < cfg->nproviders; i++) {
         free_params(cfg->providers[i].breaker);
         cfg->providers[i].breaker = NULL;
+    }
+    for (size_t i = 0; i < cfg->mcp.nservers; i++) {
+        free_params(cfg->mcp.servers[i].breaker);
+        cfg->mcp.servers[i].breaker = NULL;
     }
     breaker_set_free(cfg->breakers);
     cfg->breakers = NULL;

@@ -192,6 +192,7 @@ struct config_mcp_server {
     int untrusted;                  /* trust: untrusted */
     uint32_t timeout_ms;            /* per request; default 60s */
     uint64_t calls_per_minute;      /* rate_limit: tools/call to it; 0 = none */
+    struct breaker_params *breaker; /* breaker: on its tools/call, or NULL (config/breaker.c) */
 };
 
 struct config_mcp {

@@ -122,7 +122,7 @@ void cfg_build_breaker(struct cfg_ctx *c, yaml_node_t *n, const char *path,
 void cfg_build_agent_rate_limit(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                                 struct config_agent *a);
 void cfg_build_breakers(struct cfg_ctx *c);
-/* mcp.servers[].rate_limit: {calls_per_minute}; then, once mcp: is read,
+/* mcp.servers[].rate_limit: {calls_per_minute} (breaker: as above); then, once mcp: is read,
  * those limits added to the breaker set. */
 void cfg_build_mcp_rate_limit(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                               uint64_t *calls_per_minute);

@@ -193,15 +193,16 @@ enum {
     S_TOOLS,
     S_TRUST,
     S_RATE_LIMIT,
+    S_BREAKER,
     S_COUNT
 };
 
 static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                          struct config_mcp_server *s)
 {
-    static const char *const keys[S_COUNT] = {"name",    "url",     "headers",   "identity_header",
-                                              "timeout", "command", "env",       "cwd",
-                                              "tools",   "trust",   "rate_limit"};
+    static const char *const keys[S_COUNT] = {"name",    "url",     "headers",    "identity_header",
+                                              "timeout", "command", "env",        "cwd",
+                                              "tools",   "trust",   "rate_limit", "breaker"};
     yaml_node_t *f[S_COUNT];
     char p[200];
     s->line = (unsigned)n->start_mark.line + 1;
@@ -307,6 +308,8 @@ static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
     if (f[S_RATE_LIMIT] != NULL)
         cfg_build_mcp_rate_limit(c, f[S_RATE_LIMIT], cfg_path(p, sizeof p, path, "rate_limit"),
                                  &s->calls_per_minute);
+    if (f[S_BREAKER] != NULL)
+        cfg_build_breaker(c, f[S_BREAKER], cfg_path(p, sizeof p, path, "breaker"), &s->breaker);
 }
 
 enum {

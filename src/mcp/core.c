@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "mcp/core.h"
 
@@ -68,8 +69,28 @@ struct pending *hub_pending_find(struct mcp_core *c, uint64_t id)
     return NULL;
 }
 
+void hub_pending_breaker(struct pending *p, enum breaker_outcome o)
+{
+    struct breaker *b = p->br.b;
+    if (b == NULL)
+        return;
+    uint64_t now = clock_mono_ns() / 1000000u;
+    int ev = breaker_done(&p->br, o, now > p->br_start_ms ? now - p->br_start_ms : 0, now);
+    if (ev & BREAKER_EV_OPENED)
+        log_msg(LOG_WARN, NULL,
+                "mcp: circuit breaker %s opened (tools/call to it are refused "
+                "for %u ms)",
+                breaker_id(b), breaker_params(b)->pause_ms);
+    else if (ev & BREAKER_EV_CLOSED)
+        log_msg(LOG_WARN, NULL, "mcp: circuit breaker %s closed", breaker_id(b));
+    if (ev & BREAKER_EV_ALERT)
+        log_msg(LOG_ERROR, NULL, "mcp: breaker error-rate alert for %s", breaker_id(b));
+    breaker_unref(b);
+}
+
 void hub_pending_free(struct mcp_core *c, struct pending *p)
 {
+    hub_pending_breaker(p, BREAKER_ABANDON);
     struct pending **pp = &c->pend[p->id % PEND_BUCKETS];
     while (*pp && *pp != p)
         pp = &(*pp)->next;
@@ -90,6 +111,7 @@ void hub_pending_free(struct mcp_core *c, struct pending *p)
 /* Answers a client's pending request with an error and forgets it. */
 void hub_pending_fail(struct mcp_core *c, struct pending *p, const char *msg)
 {
+    hub_pending_breaker(p, BREAKER_ERROR);
     if (p->kind == P_CLIENT && p->t && p->tool) /* permitted, but it did not happen */
         mcp_ticket_set_decision(p->t, "error", msg);
     if (p->kind == P_CLIENT && p->t) {

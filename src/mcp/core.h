@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "breaker/breaker.h"
 #include "config/config.h"
 #include "mcp/internal.h"
 #include "policy/policy.h"
@@ -77,6 +78,8 @@ struct pending {
     json_t *progress_token;
     uint64_t gone_ms; /* when its streamed answer lost the client (resumable a while) */
     char *tool;       /* tools/call: "server/tool" (audit; where a result scan would hook in) */
+    struct breaker_ticket br; /* tools/call through the server's breaker (br.b holds a ref) */
+    uint64_t br_start_ms;
     /* P_LIST */
     int list;
     json_t *acc;
@@ -135,6 +138,9 @@ struct pending *hub_pending_find(struct mcp_core *c, uint64_t id);
 void hub_pending_free(struct mcp_core *c, struct pending *p);
 /* Answers a client's pending request with an error naming the server, and
  * forgets it. */
+/* Ends the breaker ticket of a tools/call (no-op without one): OK or
+ * ERROR from the server's answer, ABANDON when the call went away. */
+void hub_pending_breaker(struct pending *p, enum breaker_outcome o);
 void hub_pending_fail(struct mcp_core *c, struct pending *p, const char *msg);
 /* Which client call a message from server u belongs to (its requests to
  * clients, its log messages). Never a guess across sessions:

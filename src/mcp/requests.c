@@ -15,6 +15,7 @@
 #include "mcp/core.h"
 
 #define MCP_RATE_LIMITED (-32029) /* a rate limit (agent's or server's) refused the call */
+#define MCP_BREAKER_OPEN (-32030) /* the server's circuit breaker refused the call */
 
 static int multi(const struct mcp_core *c)
 {
@@ -207,7 +208,8 @@ static void do_list(struct call *k, int kind)
 }
 
 /* Sends the client's request on to u under a fresh id (and progress token). */
-static void forward(struct call *k, struct up *u)
+/* The pending request (NULL when it was answered at once: not sent). */
+static struct pending *forward(struct call *k, struct up *u)
 {
     struct mcp_core *c = k->c;
     char msg[300];
@@ -218,12 +220,12 @@ static void forward(struct call *k, struct up *u)
         json_t *data = json_pack("{s:s}", "server", u->conf->name);
         hub_answer_json(k->m->t, 200, mcp_rpc_error(k->rpc->id, JSONRPC_INTERNAL_ERROR, msg, data));
         json_decref(data);
-        return;
+        return NULL;
     }
     struct pending *p = hub_pending_new(c, u, P_CLIENT);
     if (p == NULL) {
         hub_answer_error(k->m->t, 500, k->rpc->id, JSONRPC_INTERNAL_ERROR, "out of memory");
-        return;
+        return NULL;
     }
     snprintf(p->session, sizeof p->session, "%s", k->s->id);
     p->client_id = json_incref(k->rpc->id);
@@ -249,7 +251,9 @@ static void forward(struct call *k, struct up *u)
     if (hub_send_as(u, json_incref(k->rpc->root), p->id, 1, k->m) < 0) {
         hub_up_error(u, msg, sizeof msg, NULL);
         hub_pending_fail(c, p, msg);
+        return NULL;
     }
+    return p;
 }
 
 /* The rate limits of a tools/call (src/breaker): the caller's chain
@@ -288,6 +292,35 @@ static int rate_limited(struct call *k, struct up *u, const char *name, const ch
                              (json_int_t)why.limit, "retry_after_ms",
                              (json_int_t)((why.retry_after_ns + 999999) / 1000000));
     hub_answer_json(k->m->t, 200, mcp_rpc_error(k->rpc->id, MCP_RATE_LIMITED, msg, data));
+    json_decref(data);
+    return 1;
+}
+
+/* The server's circuit breaker (src/breaker): 1 when open (or probing) and
+ * the call was answered with a JSON-RPC error and audited; else 0 with *bt
+ * the admission (bt->b NULL without a breaker). */
+static int breaker_refused(struct call *k, struct up *u, const char *name, const char *resource,
+                           struct breaker_ticket *bt)
+{
+    struct breaker *b = breaker_set_mcp_server(k->m->cfg->breakers, u->conf->name);
+    struct breaker_why why;
+    if (b == NULL || breaker_admit(b, clock_mono_ns() / 1000000u, bt, &why) == 0)
+        return 0;
+    char msg[400], reason[200];
+    if (why.reason == BREAKER_REFUSED_OPEN)
+        snprintf(msg, sizeof msg,
+                 "circuit breaker '%s' is open after %u consecutive errors; tools/call to it are "
+                 "refused for another %llu ms",
+                 breaker_id(b), why.errors, (unsigned long long)why.retry_after_ms);
+    else
+        snprintf(msg, sizeof msg, "circuit breaker '%s' is half-open: one probe call is in flight",
+                 breaker_id(b));
+    snprintf(reason, sizeof reason, "circuit_breaker_open: %s", breaker_id(b));
+    mcp_ticket_set_audit(k->m->t, "call_tool", resource, "deny", reason, NULL);
+    json_t *data =
+        json_pack("{s:s, s:s, s:s, s:I}", "type", "circuit_breaker_open", "tool", name, "breaker",
+                  breaker_id(b), "retry_after_ms", (json_int_t)why.retry_after_ms);
+    hub_answer_json(k->m->t, 200, mcp_rpc_error(k->rpc->id, MCP_BREAKER_OPEN, msg, data));
     json_decref(data);
     return 1;
 }
@@ -347,11 +380,24 @@ static void do_tools_call(struct call *k)
     }
     if (rate_limited(k, u, name, resource))
         return;
+    struct breaker_ticket bt = {0};
+    if (breaker_refused(k, u, name, resource, &bt))
+        return;
     mcp_ticket_set_audit(k->m->t, "call_tool", resource, "allow",
                          c->cfg->policy.set || k->m->cfg->policy.set ? "policy_permit" : NULL,
                          v.ids[0] ? v.ids : NULL);
     json_object_set_new(k->rpc->params, "name", json_string(inner));
-    forward(k, u);
+    struct pending *p = forward(k, u);
+    if (bt.b != NULL) {
+        if (p != NULL) { /* the answer ends it (hub_pending_breaker) */
+            p->br = bt;
+            p->br_start_ms = clock_mono_ns() / 1000000u;
+            breaker_ref(bt.b);
+        } else {
+            uint64_t now = clock_mono_ns() / 1000000u;
+            (void)breaker_done(&bt, BREAKER_ERROR, 0, now); /* not ready, or not sent */
+        }
+    }
 }
 
 static void do_prompts_get(struct call *k)
@@ -538,6 +584,7 @@ void req_notification(struct call *k)
                             json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method",
                                       "notifications/cancelled", "params", params),
                             0, 0, k->m);
+                hub_pending_breaker(p, BREAKER_ABANDON); /* the client's doing */
                 hub_pending_fail(c, p, "request cancelled");
                 return;
             }

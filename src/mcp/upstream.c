@@ -510,6 +510,12 @@ static void up_notification(struct mcp_core *c, struct up *u, json_t *root, cons
 
 static void on_client_answer(struct mcp_core *c, struct pending *p, json_t *root)
 {
+    /* the server answered: a failure for its breaker only when it says it failed */
+    json_t *err = json_object_get(root, "error");
+    hub_pending_breaker(p,
+                        json_integer_value(json_object_get(err, "code")) == JSONRPC_INTERNAL_ERROR
+                            ? BREAKER_ERROR
+                            : BREAKER_OK);
     json_object_set(root, "id", p->client_id);
     char *s = json_dumps(root, JSON_COMPACT);
     if (s == NULL) {

@@ -79,10 +79,18 @@ static void test_mcp_tool_call_limits(void **state)
                                "  servers:\n"
                                "    - {name: files, url: 'http://127.0.0.1:9/mcp',\n"
                                "       rate_limit: {calls_per_minute: 2}}\n"
-                               "    - {name: web, url: 'http://127.0.0.1:9/mcp'}\n");
+                               "    - {name: web, url: 'http://127.0.0.1:9/mcp',\n"
+                               "       breaker: {consecutive_errors: 2}}\n");
     assert_int_equal(config_find_agent(c, "team")->tool_calls_per_minute, 3);
     assert_int_equal(c->mcp.servers[0].calls_per_minute, 2);
     assert_int_equal(c->mcp.servers[1].calls_per_minute, 0);
+    assert_null(c->mcp.servers[0].breaker);
+    assert_non_null(c->mcp.servers[1].breaker);
+    assert_int_equal(c->mcp.servers[1].breaker->consecutive_errors, 2);
+    assert_null(breaker_set_mcp_server(c->breakers, "files"));
+    assert_non_null(breaker_set_mcp_server(c->breakers, "web"));
+    assert_ptr_equal(breaker_set_find(c->breakers, "mcp:web"),
+                     breaker_set_mcp_server(c->breakers, "web"));
     struct breaker_set *s = c->breakers;
     assert_non_null(s);
     const char *ids[] = {"bot"};
