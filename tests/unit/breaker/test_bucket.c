@@ -246,6 +246,19 @@ static void durations_read_like_openai(void **state)
     assert_string_equal(b, "6m0s");
     breaker_format_duration(0, b, sizeof b);
     assert_string_equal(b, "0ms");
+    /* every width of the millisecond form, rounded up */
+    static const struct {
+        uint64_t ns;
+        const char *want;
+    } ms[] = {{1, "1ms"},          {9000000, "9ms"},    {9000001, "10ms"}, {99000000, "99ms"},
+              {100000000, "100ms"}, {999000000, "999ms"}, {999000001, "1s"}};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        breaker_format_duration(ms[i].ns, b, sizeof b);
+        assert_string_equal(b, ms[i].want);
+    }
+    char small[4]; /* too short for "20ms": cut like snprintf */
+    breaker_format_duration(20 * 1000000ULL, small, sizeof small);
+    assert_string_equal(small, "20m");
 }
 
 int main(void)
