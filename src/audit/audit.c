@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Audit records from finished exchanges: built on the worker (one malloc per
 // record), queued in a bounded ring, written by one thread in batches to the
-// state store and an optional JSONL file. Nothing is dropped: a queue past its
+// state store and an optional JSONL file (a transaction waits up to 2 ms to
+// gather records at low rates). Nothing is dropped: a queue past its
 // high-water mark holds the worker's new requests (backpressure, see
 // audit_should_hold), and a full queue makes the worker wait for the writer.
 #include "audit/audit.h"
@@ -25,6 +26,11 @@
 #include "identity/identity.h"
 #include "state/state.h"
 #include "telemetry/trace.h"
+
+/* The writer waits up to AUDIT_COALESCE_MS for AUDIT_COALESCE_MIN records
+ * before a transaction (audit_flush and shutdown wait at most that long). */
+#define AUDIT_COALESCE_MIN 64
+#define AUDIT_COALESCE_MS 2
 
 struct record {
     struct state_audit_row row; /* strings point into data */
@@ -213,7 +219,7 @@ void audit_exchange(struct audit *a, const struct http_exchange *ex)
     }
     a->ring[(a->head + a->count) % a->cap] = rec;
     atomic_store_explicit(&a->queued, ++a->count, memory_order_relaxed);
-    if (a->count == 1)
+    if (a->count == 1 || a->count == AUDIT_COALESCE_MIN)
         pthread_cond_signal(&a->wake);
     pthread_mutex_unlock(&a->mu);
 }
@@ -330,6 +336,21 @@ static void *writer(void *arg)
         }
         if (a->count == 0 && a->stop)
             break;
+        /* A few records: give the workers up to AUDIT_COALESCE_MS to add
+         * more, so that one transaction (one set of locks and WAL writes)
+         * carries them. Under load the queue is past this already. */
+        if (a->count < AUDIT_COALESCE_MIN && !a->stop) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_nsec += AUDIT_COALESCE_MS * 1000000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+            while (a->count < AUDIT_COALESCE_MIN && !a->stop)
+                if (pthread_cond_timedwait(&a->wake, &a->mu, &dl) == ETIMEDOUT)
+                    break;
+        }
         size_t n = 0;
         while (a->count > 0 && n < AUDIT_BATCH_MAX) {
             batch[n++] = a->ring[a->head];
