@@ -7,8 +7,8 @@
 //      pointing anywhere but the gateway;
 //   2  the SSE splitter: the events of a stream cut at random points are the
 //      events of the whole stream, and together they are the stream;
-//   3  a2a_reply_scan (flag and sanitize) on the data as a reply, and the SSE
-//      event data reader.
+//   3  a2a_reply_scan (flag and sanitize) and the task id finders on the data as
+//      a reply or request, and the SSE event data reader.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +142,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (v != NULL) {
             struct a2a_scan s;
             a2a_scan_init(&s);
+            const char *ids[8];
+            size_t nids = a2a_reply_task_ids(v, ids, 8);
+            for (size_t i = 0; i < nids; i++)
+                if (ids[i] == NULL || ids[i][0] == '\0')
+                    abort();
+            const char *ref = a2a_rpc_task_ref(v);
+            if (ref != NULL && ref[0] == '\0')
+                abort();
             (void)a2a_reply_scan(v, guard_once(), (sel >> 2) & 1, "a2a:fuzz", "flag", &s);
             a2a_scan_free(&s);
             json_decref(v);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include <jansson.h>
+#include <uv.h>
 
 #include "core/buf.h"
 
@@ -20,6 +21,7 @@ struct guard;
 #define A2A_METHOD_NOT_FOUND (-32601)
 #define A2A_INVALID_PARAMS (-32602)
 #define A2A_INTERNAL_ERROR (-32603)
+#define A2A_TASK_NOT_FOUND (-32001)         /* A2A's TaskNotFoundError */
 #define A2A_INVALID_AGENT_RESPONSE (-32006) /* A2A's InvalidAgentResponseError */
 #define A2A_PERMISSION_DENIED (-32050)      /* a Cedar policy refused the call */
 #define A2A_UPSTREAM_UNAVAILABLE (-32051)   /* the agent could not be reached */
@@ -104,6 +106,25 @@ void a2a_scan_free(struct a2a_scan *s);
  * A2A_MAX_DEPTH. */
 int a2a_reply_scan(json_t *v, const struct guard *g, int sanitize, const char *source,
                    const char *action, struct a2a_scan *s) __attribute__((warn_unused_result));
+
+/* ---- task owners (tasks.c) --------------------------------------------------- */
+
+/* A bounded, thread-safe map task id -> the agent that started it. */
+struct a2a_tasks;
+struct a2a_tasks *a2a_tasks_new(void) __attribute__((warn_unused_result));
+void a2a_tasks_free(struct a2a_tasks *t);
+/* Notes owner for task unless the task has one already. */
+void a2a_tasks_note(struct a2a_tasks *t, const char *task, const char *owner);
+/* 1 and the owner copied (cut to len - 1) when the task is known; else 0. */
+int a2a_tasks_owner(struct a2a_tasks *t, const char *task, char *owner, size_t len);
+
+/* The task a request names (params.message.taskId, params.taskId, or
+ * params.id of a method other than a message send), borrowed from root; NULL
+ * when none. */
+const char *a2a_rpc_task_ref(const json_t *root);
+/* The task ids a reply's result (or one streamed event's) carries, in both
+ * dialects; up to max, borrowed from result. */
+size_t a2a_reply_task_ids(json_t *result, const char **ids, size_t max);
 
 /* ---- Server-Sent Events ---------------------------------------------------- */
 

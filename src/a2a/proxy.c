@@ -43,6 +43,7 @@ struct card_entry {
 };
 
 struct a2a {
+    struct a2a_tasks *tasks; /* who started which task */
     uv_mutex_t lock;
     struct card_entry cards[MAX_CARDS];
     size_t ncards;
@@ -51,7 +52,10 @@ struct a2a {
 struct a2a *a2a_new(void)
 {
     struct a2a *a = calloc(1, sizeof *a);
-    if (a != NULL && uv_mutex_init(&a->lock) != 0) {
+    if (a == NULL)
+        return NULL;
+    if ((a->tasks = a2a_tasks_new()) == NULL || uv_mutex_init(&a->lock) != 0) {
+        a2a_tasks_free(a->tasks);
         free(a);
         return NULL;
     }
@@ -67,6 +71,7 @@ void a2a_free(struct a2a *a)
         free(a->cards[i].text);
     }
     uv_mutex_destroy(&a->lock);
+    a2a_tasks_free(a->tasks);
     free(a);
 }
 
@@ -226,6 +231,17 @@ static void note_guard(struct call *c)
                         arena_printf(&ex->arena, "flagged; rules=%s", c->scan.rules));
 }
 
+/* Notes the tasks a reply to a message send starts, with the caller. */
+static void note_tasks(struct call *c, json_t *result)
+{
+    const char *ids[8];
+    if (c->rpc.kind != A2A_M_SEND && c->rpc.kind != A2A_M_STREAM)
+        return;
+    size_t n = a2a_reply_task_ids(result, ids, 8);
+    for (size_t i = 0; i < n; i++)
+        a2a_tasks_note(c->a2a->tasks, ids[i], c->ex->principal->agent);
+}
+
 /* Scans one reply value; returns 1 when the guard blocks it, 0 to pass it on
  * (rewritten in place with sanitize), -1 when it could not be scanned. */
 static int scan_value(struct call *c, json_t *v)
@@ -283,6 +299,7 @@ static void finish_whole(struct call *c)
     }
     int changed = 0;
     json_t *result = json_object_get(doc, "result");
+    note_tasks(c, result);
     if (json_is_object(result) && a2a_method_returns_card(c->rpc.method)) {
         /* an extended card must not lead the client around the gateway either */
         a2a_card_rewrite_json(result, gateway_url(ex, c->agent->name));
@@ -367,7 +384,8 @@ static int on_event(void *ud, const char *ev, size_t len)
     struct call *c = ud;
     if (c->ended)
         return -1;
-    if (!c->guard_on)
+    int starts_tasks = c->rpc.kind == A2A_M_SEND || c->rpc.kind == A2A_M_STREAM;
+    if (!c->guard_on && !starts_tasks)
         return stream_write(c, ev, len);
     char name[64];
     buf_reset(&c->data);
@@ -377,6 +395,11 @@ static int on_event(void *ud, const char *ev, size_t len)
     json_t *doc = json_loadb(c->data.data, c->data.len, 0, &e);
     json_t *result = json_object_get(doc, "result");
     if (result == NULL) {
+        json_decref(doc);
+        return stream_write(c, ev, len);
+    }
+    note_tasks(c, result);
+    if (!c->guard_on) {
         json_decref(doc);
         return stream_write(c, ev, len);
     }
@@ -698,6 +721,15 @@ int a2a_route_match(const struct http_exchange *ex)
            memcmp(r->path, "/a2a", 4) == 0;
 }
 
+/* Whether p is owner, or acts for it (owner is in p's delegation chain). */
+static int acts_for(const struct identity_principal *p, const char *owner)
+{
+    for (size_t i = 0; p != NULL && i < p->chain_len; i++)
+        if (strcmp(p->chain[i], owner) == 0)
+            return 1;
+    return p != NULL && p->agent != NULL && strcmp(p->agent, owner) == 0;
+}
+
 /* Host header fit to build a URL from: host[:port], nothing else. */
 static int host_ok(const char *v, size_t n)
 {
@@ -825,6 +857,24 @@ void a2a_endpoint(struct a2a *a, struct identity *id, struct http_exchange *ex)
     }
     ex->action = arena_strdup(&ex->arena, rpc.method);
     if (decide(ex, ag, rpc.id, rpc.method, rpc.skill) < 0) {
+        a2a_rpc_clear(&rpc);
+        return;
+    }
+    const char *task = a2a_rpc_task_ref(rpc.root);
+    char owner[80];
+    if (task != NULL && a2a_tasks_owner(a->tasks, task, owner, sizeof owner) &&
+        !acts_for(ex->principal, owner)) {
+        /* "not found", as the agent would say: whose it is goes to the audit only */
+        ex->error_type = "a2a_error";
+        ex->decision = "deny";
+        ex->decision_reason =
+            arena_printf(&ex->arena, "task %.100s was started by Agent::\"%s\"", task, owner);
+        char *body = a2a_rpc_error(rpc.id, A2A_TASK_NOT_FOUND, "task not found", NULL);
+        if (body != NULL)
+            http_respond(ex, 200, "application/json", body, strlen(body));
+        else
+            http_respond(ex, 500, "application/json", "{}\n", 3);
+        free(body);
         a2a_rpc_clear(&rpc);
         return;
     }

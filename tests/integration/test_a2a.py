@@ -48,9 +48,11 @@ permit (principal in Agent::"alice", action == Action::"send_message", resource)
 @id("alice-delegates")
 permit (principal == Agent::"alice", action == Action::"delegate", resource == Agent::"helper");
 
-// bob may talk to the echo agent only.
+// bob may talk to the echo and poison agents only.
 @id("bob-echo")
 permit (principal == Agent::"bob", action == Action::"send_message", resource == Agent::"echo");
+@id("bob-poison")
+permit (principal == Agent::"bob", action == Action::"send_message", resource == Agent::"poison");
 
 // nobody asks the echo agent to shout.
 @id("no-shouting")
@@ -853,3 +855,30 @@ def test_the_shipped_example_config_and_policy_work(start_gateway, agents):
     loud = send_v03("x")
     loud["params"]["message"]["metadata"] = {"skill": "shout"}
     assert "intern-no-shouting" in rpc(gw, "echo", loud, intern).json()["error"]["message"]
+
+
+def test_an_agent_cannot_read_or_steer_another_agents_task(gw, agents):
+    alice, bob = gw.keys["alice"], gw.keys["bob"]
+    r = rpc(gw, "poison", send_v03("task", rid="a-1"), alice)
+    task = r.json()["result"]
+    assert task["kind"] == "task", r.text
+    get = {"jsonrpc": "2.0", "id": "g", "method": "tasks/get", "params": {"id": task["id"]}}
+    mine = rpc(gw, "poison", get, alice).json()
+    assert mine["result"]["id"] == task["id"]
+    # bob shares the agent but not the task: "not found", as the agent would say
+    before = len(seen(agents["poison"]))
+    for body in (get, {"jsonrpc": "2.0", "id": "c", "method": "tasks/cancel",
+                       "params": {"id": task["id"]}}):
+        err = rpc(gw, "poison", body, bob).json()["error"]
+        assert err["code"] == -32001 and err["message"] == "task not found", err
+        assert "alice" not in json.dumps(err)
+    cont = send_v03("more", rid="b-2")
+    cont["params"]["message"]["taskId"] = task["id"]
+    assert rpc(gw, "poison", cont, bob).json()["error"]["code"] == -32001
+    assert len(seen(agents["poison"])) == before  # none of it reached the agent
+    rows = wait_audit(gw, 3, agent="bob", decision="deny")
+    assert len(rows) == 3 and all('Agent::"alice"' in r["reason"] for r in rows), rows
+    # a task the gateway never saw start is the agent's to judge
+    other = {"jsonrpc": "2.0", "id": "o", "method": "tasks/get", "params": {"id": "no-such-task"}}
+    assert rpc(gw, "poison", other, bob).json()["error"]["code"] == -32001
+    assert len(seen(agents["poison"])) == before + 1
