@@ -6,6 +6,7 @@
 #define PORTCULLIS_A2A_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 #include <uv.h>
@@ -125,6 +126,18 @@ const char *a2a_rpc_task_ref(const json_t *root);
 /* The task ids a reply's result (or one streamed event's) carries, in both
  * dialects; up to max, borrowed from result. */
 size_t a2a_reply_task_ids(json_t *result, const char **ids, size_t max);
+
+/* ---- process-wide state (state.c) -------------------------------------------- */
+
+struct a2a;
+/* The task owners of the proxy. */
+struct a2a_tasks *a2a_tasks_of(struct a2a *a);
+/* A copy of the card fetched from url when younger than ttl_ms, its length in
+ * *len; NULL otherwise. Caller frees. Thread-safe. */
+char *a2a_card_get(struct a2a *a, const char *url, uint32_t ttl_ms, size_t *len);
+/* Keeps text[0..len) as the card of url (copied); at most 1024 cards, one
+ * evicted when full. Thread-safe. */
+void a2a_card_put(struct a2a *a, const char *url, const char *text, size_t len);
 
 /* ---- Server-Sent Events ---------------------------------------------------- */
 

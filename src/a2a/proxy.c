@@ -29,103 +29,8 @@
 
 #define CARD_PATH "/.well-known/agent-card.json"
 #define MAX_CARD (1u << 20)
-#define MAX_CARDS 1024
 #define TOKEN_TTL_S 300
 #define MAX_HEADERS 80
-
-/* ---- the card cache ---------------------------------------------------------- */
-
-struct card_entry {
-    char *url;  /* card_url it was fetched from */
-    char *text; /* the upstream's card, as fetched */
-    size_t len;
-    uint64_t fetched_ms; /* monotonic */
-};
-
-struct a2a {
-    struct a2a_tasks *tasks; /* who started which task */
-    uv_mutex_t lock;
-    struct card_entry cards[MAX_CARDS];
-    size_t ncards;
-};
-
-struct a2a *a2a_new(void)
-{
-    struct a2a *a = calloc(1, sizeof *a);
-    if (a == NULL)
-        return NULL;
-    if ((a->tasks = a2a_tasks_new()) == NULL || uv_mutex_init(&a->lock) != 0) {
-        a2a_tasks_free(a->tasks);
-        free(a);
-        return NULL;
-    }
-    return a;
-}
-
-void a2a_free(struct a2a *a)
-{
-    if (a == NULL)
-        return;
-    for (size_t i = 0; i < a->ncards; i++) {
-        free(a->cards[i].url);
-        free(a->cards[i].text);
-    }
-    uv_mutex_destroy(&a->lock);
-    a2a_tasks_free(a->tasks);
-    free(a);
-}
-
-static uint64_t now_ms(void)
-{
-    return clock_mono_ns() / 1000000u;
-}
-
-/* A copy of the cached card for url when younger than ttl_ms (caller frees). */
-static char *card_get(struct a2a *a, const char *url, uint32_t ttl_ms, size_t *len)
-{
-    char *copy = NULL;
-    uv_mutex_lock(&a->lock);
-    for (size_t i = 0; i < a->ncards; i++) {
-        struct card_entry *e = &a->cards[i];
-        if (strcmp(e->url, url) != 0)
-            continue;
-        if (now_ms() - e->fetched_ms < ttl_ms && (copy = malloc(e->len + 1)) != NULL) {
-            memcpy(copy, e->text, e->len + 1);
-            *len = e->len;
-        }
-        break;
-    }
-    uv_mutex_unlock(&a->lock);
-    return copy;
-}
-
-static void card_put(struct a2a *a, const char *url, const char *text, size_t len)
-{
-    char *t = malloc(len + 1), *u = strdup(url);
-    if (t == NULL || u == NULL) {
-        free(t);
-        free(u);
-        return;
-    }
-    memcpy(t, text, len);
-    t[len] = '\0';
-    uv_mutex_lock(&a->lock);
-    struct card_entry *e = NULL;
-    for (size_t i = 0; i < a->ncards && e == NULL; i++)
-        if (strcmp(a->cards[i].url, url) == 0)
-            e = &a->cards[i];
-    if (e == NULL && a->ncards < MAX_CARDS)
-        e = &a->cards[a->ncards++];
-    else if (e == NULL)
-        e = &a->cards[now_ms() % MAX_CARDS]; /* full: evict one */
-    free(e->url);
-    free(e->text);
-    e->url = u;
-    e->text = t;
-    e->len = len;
-    e->fetched_ms = now_ms();
-    uv_mutex_unlock(&a->lock);
-}
 
 /* ---- answers ------------------------------------------------------------------- */
 
@@ -239,7 +144,7 @@ static void note_tasks(struct call *c, json_t *result)
         return;
     size_t n = a2a_reply_task_ids(result, ids, 8);
     for (size_t i = 0; i < n; i++)
-        a2a_tasks_note(c->a2a->tasks, ids[i], c->ex->principal->agent);
+        a2a_tasks_note(a2a_tasks_of(c->a2a), ids[i], c->ex->principal->agent);
 }
 
 /* Scans one reply value; returns 1 when the guard blocks it, 0 to pass it on
@@ -284,7 +189,7 @@ static void finish_whole(struct call *c)
                      "could not get the agent card of A2A agent '%s': %s", name, msg);
             return;
         }
-        card_put(c->a2a, c->agent->card_url, c->resp.data, c->resp.len);
+        a2a_card_put(c->a2a, c->agent->card_url, c->resp.data, c->resp.len);
         ex->decision = "allow";
         http_respond(ex, 200, "application/json", card, strlen(card));
         free(card);
@@ -825,7 +730,7 @@ void a2a_endpoint(struct a2a *a, struct identity *id, struct http_exchange *ex)
         c->is_card = 1;
         c->rpc_url = gateway_url(ex, ag->name);
         size_t len = 0;
-        char *cached = card_get(a, ag->card_url, ex->cfg->a2a.card_ttl_ms, &len);
+        char *cached = a2a_card_get(a, ag->card_url, ex->cfg->a2a.card_ttl_ms, &len);
         if (cached != NULL) {
             char msg[200];
             char *out = a2a_card_rewrite(cached, len, c->rpc_url, msg, sizeof msg);
@@ -862,7 +767,7 @@ void a2a_endpoint(struct a2a *a, struct identity *id, struct http_exchange *ex)
     }
     const char *task = a2a_rpc_task_ref(rpc.root);
     char owner[80];
-    if (task != NULL && a2a_tasks_owner(a->tasks, task, owner, sizeof owner) &&
+    if (task != NULL && a2a_tasks_owner(a2a_tasks_of(a), task, owner, sizeof owner) &&
         !acts_for(ex->principal, owner)) {
         /* "not found", as the agent would say: whose it is goes to the audit only */
         ex->error_type = "a2a_error";
