@@ -543,12 +543,16 @@ void budget_settle(struct budget_reservation *res, int64_t actual, time_t now)
                 j->cap = cap;
             }
         }
+        int wake = 1;
         if (e.chain != NULL && j->n < j->cap) {
             j->q[j->n++] = e;
             e.chain = NULL;
+            /* the writer gathers a batch: wake it at its start and when full */
+            wake = j->n == 1 || j->n == JOURNAL_GATHER_MIN;
         } else
             j->dropped++;
-        pthread_cond_signal(&j->wake);
+        if (wake)
+            pthread_cond_signal(&j->wake);
     }
     pthread_mutex_unlock(&lg->lock);
     free(l);

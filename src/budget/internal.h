@@ -39,6 +39,10 @@ struct alert_entry {
 };
 
 #define JOURNAL_MAX 65536 /* settlements queued for the writer */
+/* The writer waits up to JOURNAL_GATHER_MS for JOURNAL_GATHER_MIN settlements
+ * before a transaction. */
+#define JOURNAL_GATHER_MIN 64
+#define JOURNAL_GATHER_MS 2
 #define ALERTS_MAX 1024
 
 /* What the store attaches to a ledger: the queues its thread drains. All

@@ -134,6 +134,21 @@ static void *writer_main(void *arg)
     for (;;) {
         while (j->n == 0 && !j->any_dirty && j->nalerts == 0 && !j->stop)
             pthread_cond_wait(&j->wake, &lg->lock);
+        /* A few settlements: give the workers up to JOURNAL_GATHER_MS to add
+         * more, so one transaction writes the totals once for all of them
+         * (settlers wake the writer at the first and the JOURNAL_GATHER_MIN-th). */
+        if (j->n < JOURNAL_GATHER_MIN && !j->stop) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_nsec += JOURNAL_GATHER_MS * 1000000L;
+            if (dl.tv_nsec >= 1000000000L) {
+                dl.tv_sec++;
+                dl.tv_nsec -= 1000000000L;
+            }
+            while (j->n < JOURNAL_GATHER_MIN && !j->stop)
+                if (pthread_cond_timedwait(&j->wake, &lg->lock, &dl) == ETIMEDOUT)
+                    break;
+        }
         int stopping = j->stop;
         /* take the queued settlements and a snapshot of every dirty total:
          * written in one transaction, the ledger and the totals agree */
