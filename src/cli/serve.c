@@ -38,7 +38,8 @@ struct runtime {
     struct identity *identity;      /* keys, JWKS, signing keys (shared by workers) */
     struct audit *audit;            /* audit writer; NULL when audit.enabled is false */
     struct admin *admin;            /* admin listener; NULL when no admin: */
-    struct mcp_hub *mcp;            /* MCP hub thread; NULL without an mcp: section */
+    struct mcp_hub *_Atomic mcp;    /* MCP hub thread; NULL without an mcp: section (workers
+                                     * read it while a reload may create it) */
     struct a2a *a2a;                /* A2A proxy: agent card cache */
     struct budget_store *budget;    /* settled spend in the state file, alerts */
     struct budget_redis_mirror *budget_mirror; /* state.redis: spend from Redis for /metrics */

@@ -193,6 +193,9 @@ struct config_mcp_server {
     uint32_t timeout_ms;            /* per request; default 60s */
     uint64_t calls_per_minute;      /* rate_limit: tools/call to it; 0 = none */
     struct breaker_params *breaker; /* breaker: on its tools/call, or NULL (config/breaker.c) */
+    uint32_t restart_min_ms;        /* command: first restart delay; 0 = default (250ms) */
+    uint32_t restart_max_ms;        /* command: restart backoff ceiling; 0 = default (30s) */
+    uint32_t stop_grace_ms;         /* command: stdin closed -> SIGTERM -> SIGKILL; 0 = 2s */
 };
 
 struct config_mcp {

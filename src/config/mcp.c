@@ -194,15 +194,19 @@ enum {
     S_TRUST,
     S_RATE_LIMIT,
     S_BREAKER,
+    S_RESTART_MIN,
+    S_RESTART_MAX,
+    S_STOP_GRACE,
     S_COUNT
 };
 
 static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                          struct config_mcp_server *s)
 {
-    static const char *const keys[S_COUNT] = {"name",    "url",     "headers",    "identity_header",
-                                              "timeout", "command", "env",        "cwd",
-                                              "tools",   "trust",   "rate_limit", "breaker"};
+    static const char *const keys[S_COUNT] = {
+        "name",       "url",     "headers",     "identity_header", "timeout",
+        "command",    "env",     "cwd",         "tools",           "trust",
+        "rate_limit", "breaker", "restart_min", "restart_max",     "stop_grace"};
     yaml_node_t *f[S_COUNT];
     char p[200];
     s->line = (unsigned)n->start_mark.line + 1;
@@ -254,6 +258,21 @@ static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
     }
     if (f[S_TIMEOUT] != NULL)
         cfg_duration(c, f[S_TIMEOUT], cfg_path(p, sizeof p, path, "timeout"), 1, &s->timeout_ms);
+    /* how a command server is restarted and stopped */
+    static const int stdio_keys[] = {S_RESTART_MIN, S_RESTART_MAX, S_STOP_GRACE};
+    uint32_t *stdio_vals[] = {&s->restart_min_ms, &s->restart_max_ms, &s->stop_grace_ms};
+    for (size_t i = 0; i < 3; i++) {
+        yaml_node_t *v = f[stdio_keys[i]];
+        if (v == NULL)
+            continue;
+        cfg_path(p, sizeof p, path, keys[stdio_keys[i]]);
+        if (f[S_COMMAND] == NULL && f[S_URL] != NULL)
+            cfg_error(c, v, "%s: only for command servers", p);
+        else
+            cfg_duration(c, v, p, 1, stdio_vals[i]);
+    }
+    if (s->restart_min_ms && s->restart_max_ms && s->restart_max_ms < s->restart_min_ms)
+        cfg_error(c, f[S_RESTART_MAX], "%s.restart_max: must not be below restart_min", path);
     if (f[S_ENV] != NULL) {
         struct config_mcp_pair *pairs = NULL;
         size_t np = 0;

@@ -745,7 +745,9 @@ static int same_server(const struct config_mcp_server *a, const struct config_mc
         (a->url && strcmp(a->url, b->url) != 0) || (a->cwd == NULL) != (b->cwd == NULL) ||
         (a->cwd && strcmp(a->cwd, b->cwd) != 0) || a->timeout_ms != b->timeout_ms ||
         !same_strings(a->argv, a->argc, b->argv, b->argc) ||
-        !same_strings(a->env, a->nenv, b->env, b->nenv) || a->nheaders != b->nheaders)
+        !same_strings(a->env, a->nenv, b->env, b->nenv) || a->nheaders != b->nheaders ||
+        a->restart_min_ms != b->restart_min_ms || a->restart_max_ms != b->restart_max_ms ||
+        a->stop_grace_ms != b->stop_grace_ms)
         return 0;
     for (size_t i = 0; i < a->nheaders; i++)
         if (strcmp(a->headers[i].name, b->headers[i].name) != 0 ||
@@ -754,18 +756,35 @@ static int same_server(const struct config_mcp_server *a, const struct config_mc
     return 1;
 }
 
+/* A reload keeps every server whose settings did not change connected (its
+ * sessions, caches and calls in flight go on); a changed one is reconnected
+ * in its place. Only when servers were added, removed or reordered is every
+ * one reconnected. */
 void mcp_core_reload(struct mcp_core *c, struct config *cfg)
 {
     const struct config_mcp *a = &c->cfg->mcp, *b = &cfg->mcp;
-    int same = a->nservers == b->nservers;
-    for (size_t i = 0; same && i < a->nservers; i++)
-        same = same_server(&a->servers[i], &b->servers[i]);
+    int same_list = a->nservers == b->nservers && c->nups == b->nservers;
+    for (size_t i = 0; same_list && i < a->nservers; i++)
+        same_list = strcmp(a->servers[i].name, b->servers[i].name) == 0;
     struct config *old = c->cfg;
-    if (same) {
+    if (same_list) {
+        int changed = 0;
         c->cfg = config_ref(cfg);
-        for (size_t i = 0; i < c->nups; i++)
-            c->ups[i].conf = &cfg->mcp.servers[i];
+        for (size_t i = 0; i < c->nups; i++) {
+            struct up *u = &c->ups[i];
+            if (same_server(u->conf, &b->servers[i])) {
+                u->conf = &b->servers[i];
+                continue;
+            }
+            log_msg(LOG_INFO, NULL, "mcp: server %s changed, reconnecting it", b->servers[i].name);
+            hub_reopen(c, u, &b->servers[i]);
+            changed = 1;
+        }
         c->tools_gen++; /* labels or trust may have changed */
+        if (changed) {
+            for (struct session *s = c->sessions; s; s = s->next)
+                hub_list_changed(s, L_TOOLS);
+        }
     } else {
         log_msg(LOG_INFO, NULL, "mcp: servers changed, reconnecting");
         hub_close_all(c);

@@ -175,6 +175,8 @@ int hub_send(struct up *u, json_t *msg, uint64_t cookie, int expects);
 void hub_up_error(struct up *u, char *out, size_t len, const char *what);
 void hub_settle_listing(struct up *u);
 void hub_open_all(struct mcp_core *c);
+/* Closes u (its calls fail) and opens it again for conf, at the same place. */
+void hub_reopen(struct mcp_core *c, struct up *u, const struct config_mcp_server *conf);
 void hub_close_all(struct mcp_core *c);
 /* The number after prefix in a gateway-made id or token ("pcl-p-12"); 0 if none. */
 uint64_t hub_token_id(const json_t *tok, const char *prefix);

@@ -35,6 +35,8 @@ struct mcp_upstream_spec {
     uint32_t request_timeout_ms; /* HTTP: whole POST; 0 = none */
     uint32_t restart_min_ms;     /* stdio: first restart delay (default 250) */
     uint32_t restart_max_ms;     /* stdio: backoff ceiling (default 30000) */
+    uint32_t stop_grace_ms;      /* stdio: stdin closed -> SIGTERM -> SIGKILL, this long
+                                    each (default 2000) */
 };
 
 enum mcp_upstream_state {

@@ -15,8 +15,9 @@
 #define STDERR_LINE_MAX (16u * 1024) /* longer stderr lines are logged in pieces */
 #define STDIN_QUEUE_MAX (64u << 20)  /* bytes waiting for the child to read */
 #define READ_CHUNK (64u * 1024)
-#define TERM_GRACE_MS 2000 /* stdin closed: time to exit before SIGTERM */
-#define KILL_GRACE_MS 2000 /* SIGTERM sent: time to exit before SIGKILL */
+#define STOP_GRACE_DEFAULT                                                                         \
+    2000 /* stdin closed: time to exit before SIGTERM, and SIGTERM                                 \
+          * sent: time to exit before SIGKILL */
 #define EXIT_DRAIN_MS                                                                              \
     500                 /* exited: time for the rest of its stdout to arrive, or                   \
                            stdout ended: time for the exit to be seen */
@@ -33,6 +34,7 @@ struct stdio_up;
 struct child {
     struct stdio_up *up; /* NULL once detached: down reported, or closed */
     char *name;          /* the server's, for stderr lines after detaching */
+    uint32_t grace_ms;   /* stopping: stdin closed -> SIGTERM -> SIGKILL, this long each */
     uv_process_t proc;
     uv_pipe_t in, out, err;
     uv_timer_t timer; /* attached: deferred failure, exit drain; detached: kill steps */
@@ -57,6 +59,7 @@ struct stdio_up {
     struct mcp_upstream_events ev;
     void *ctx;
     uint32_t min_ms, max_ms;
+    uint32_t grace_ms;
     uint32_t delay_ms;   /* the next restart's delay */
     uv_timer_t timer;    /* READY after open; restart delay */
     struct child *child; /* running (attached) child, or NULL while down */
@@ -202,7 +205,7 @@ static void child_stop(struct child *c)
         return;
     }
     c->kill_stage = 0;
-    uv_timer_start(&c->timer, on_child_timer, TERM_GRACE_MS, 0);
+    uv_timer_start(&c->timer, on_child_timer, c->grace_ms, 0);
 }
 
 static void on_child_timer(uv_timer_t *t)
@@ -224,7 +227,7 @@ static void on_child_timer(uv_timer_t *t)
     uv_process_kill(&c->proc, sig);
     c->kill_stage++;
     if (c->kill_stage == 1)
-        uv_timer_start(&c->timer, on_child_timer, KILL_GRACE_MS, 0);
+        uv_timer_start(&c->timer, on_child_timer, c->grace_ms, 0);
 }
 
 /* Reports a failure from the loop (never inside the hub's own call). */
@@ -397,6 +400,7 @@ static int spawn_child(struct stdio_up *up)
     if (!c)
         return UV_ENOMEM;
     c->name = strdup(up->name);
+    c->grace_ms = up->grace_ms;
     if (!c->name) {
         free(c);
         return UV_ENOMEM;
@@ -532,6 +536,7 @@ struct mcp_upstream *mcp_stdio_open(uv_loop_t *loop, const struct mcp_upstream_s
     }
     up->min_ms = spec->restart_min_ms ? spec->restart_min_ms : RESTART_MIN_DEFAULT;
     up->max_ms = spec->restart_max_ms ? spec->restart_max_ms : RESTART_MAX_DEFAULT;
+    up->grace_ms = spec->stop_grace_ms ? spec->stop_grace_ms : STOP_GRACE_DEFAULT;
     if (up->max_ms < up->min_ms)
         up->max_ms = up->min_ms;
     up->delay_ms = up->min_ms;

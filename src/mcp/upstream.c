@@ -591,6 +591,9 @@ static void up_open(struct mcp_core *c, struct up *u)
         .env = (const char *const *)s->env,
         .cwd = s->cwd,
         .request_timeout_ms = s->timeout_ms,
+        .restart_min_ms = s->restart_min_ms,
+        .restart_max_ms = s->restart_max_ms,
+        .stop_grace_ms = s->stop_grace_ms,
     };
     u->state = UP_CONNECTING;
     u->opened_ms = hub_now(c);
@@ -618,6 +621,16 @@ static void up_close(struct mcp_core *c, struct up *u)
     for (int k = 0; k < L_COUNT; k++)
         json_decref(u->lists[k]);
     memset(u, 0, sizeof *u);
+}
+
+void hub_reopen(struct mcp_core *c, struct up *u, const struct config_mcp_server *conf)
+{
+    size_t index = u->index;
+    up_close(c, u);
+    u->core = c;
+    u->index = index;
+    u->conf = conf;
+    up_open(c, u);
 }
 
 void hub_open_all(struct mcp_core *c)

@@ -32,6 +32,9 @@ static void servers_of_both_kinds(void **state)
                                "      cwd: /tmp\n"
                                "      tools: {echo: [private_data], send: [exfiltration, x]}\n"
                                "      trust: untrusted\n"
+                               "      restart_min: 100ms\n"
+                               "      restart_max: 5s\n"
+                               "      stop_grace: 500ms\n"
                                "    - name: web\n"
                                "      url: http://127.0.0.1:3001/mcp\n"
                                "      headers: {X-Api-Key: s3cret}\n"
@@ -54,11 +57,16 @@ static void servers_of_both_kinds(void **state)
     assert_int_equal(e->ntools, 2);
     assert_string_equal(e->tools[1].labels[0], "exfiltration");
     assert_true(e->untrusted);
+    assert_int_equal(e->restart_min_ms, 100);
+    assert_int_equal(e->restart_max_ms, 5000);
+    assert_int_equal(e->stop_grace_ms, 500);
     const struct config_mcp_server *w = config_find_mcp_server(c, "web");
     assert_string_equal(w->url, "http://127.0.0.1:3001/mcp");
     assert_string_equal(w->headers[0].value, "s3cret");
     assert_string_equal(w->identity_header, "X-Portcullis-Identity");
     assert_int_equal(w->timeout_ms, 2000);
+    assert_int_equal(w->restart_min_ms, 0); /* the transport's defaults */
+    assert_int_equal(w->stop_grace_ms, 0);
     assert_false(w->untrusted);
     assert_null(config_find_mcp_server(c, "nope"));
     config_unref(c);
@@ -90,6 +98,10 @@ static void errors_name_the_line(void **state)
                "t.yaml:1: mcp.servers[0].name: 'a b' must be 1-64 letters, digits, '-', '_' or "
                "'.'\n"
                "t.yaml:1: mcp.servers[0].env: only for command servers\n");
+    load_fails("mcp: {servers: [{name: a, url: http://x, stop_grace: 1s}, {name: b, command: [x], "
+               "restart_min: 2s, restart_max: 1s}]}\n",
+               "t.yaml:1: mcp.servers[0].stop_grace: only for command servers\n"
+               "t.yaml:1: mcp.servers[1].restart_max: must not be below restart_min\n");
     load_fails("mcp:\n  servrs: []\n",
                "t.yaml:2: mcp: unknown key 'servrs' (did you mean 'servers'?)\n");
 }

@@ -657,6 +657,48 @@ static void batch_answers_once_every_element_is_answered(void **state)
     mcp_ticket_unref(t);
 }
 
+static struct config *config_with_b_at(const char *url)
+{
+    char path[128], yaml[1024];
+    snprintf(yaml, sizeof yaml,
+             "agents: [{id: alice}]\n"
+             "policy: {files: [p.cedar]}\n"
+             "mcp:\n"
+             "  servers:\n"
+             "    - {name: a, command: [x], tools: {hidden: [internal]}}\n"
+             "    - {name: b, url: %s}\n",
+             url);
+    snprintf(path, sizeof path, "%s/t.yaml", dir);
+    struct config_errors errs;
+    struct config *next = config_load_string(path, yaml, strlen(yaml), &errs);
+    assert_non_null(next);
+    return next;
+}
+
+static void reload_reconnects_only_the_server_that_changed(void **state)
+{
+    struct fake *a = fake_named("a");
+    size_t sent_a = json_array_size(a->sent);
+    struct config *same = config_with_b_at("http://127.0.0.1:1/mcp");
+    mcp_core_reload(core, same);
+    assert_int_equal(nfakes, 2); /* nothing changed: nothing reconnected */
+    struct config *moved = config_with_b_at("http://127.0.0.1:2/mcp");
+    mcp_core_reload(core, moved);
+    assert_int_equal(nfakes, 3); /* b again, a untouched */
+    assert_string_equal(fakes[2]->name, "b");
+    assert_int_equal(json_array_size(a->sent), sent_a); /* a was not initialized again */
+    fakes[2]->ev->on_state(fakes[2]->ctx, MCP_UPSTREAM_READY, NULL);
+    assert_string_equal(last_method(fakes[2]), "initialize"); /* b is, once READY */
+    /* a still takes calls at once, with the tools it had */
+    struct mcp_ticket *t = post(session, "anonymous",
+                                "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\","
+                                "\"params\":{\"name\":\"a__echo\"}}");
+    assert_string_equal(last_method(a), "tools/call");
+    mcp_ticket_unref(t);
+    config_unref(same);
+    config_unref(moved);
+}
+
 static void list_changed_refetches_and_reaches_get_streams(void **state)
 {
     struct fake *b = fake_named("b");
@@ -764,6 +806,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(server_requests_during_calls_reach_only_the_calling_session,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(batch_answers_once_every_element_is_answered, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(reload_reconnects_only_the_server_that_changed, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(list_changed_refetches_and_reaches_get_streams, setup,
                                         teardown),

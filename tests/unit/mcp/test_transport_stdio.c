@@ -70,6 +70,7 @@ struct fixture {
     /* what the transport reported */
     struct mcp_upstream *u; /* open, closed by teardown if a test failed */
     uint32_t restart_min_ms;
+    uint32_t stop_grace_ms;
     json_t *messages; /* array of parsed messages */
     char states[64];  /* 'R' / 'D' per on_state */
     char why[64][80];
@@ -246,6 +247,7 @@ static struct mcp_upstream *open_fixture(const char *const *argv, const char *co
         .cwd = cwd,
         .restart_min_ms = F.restart_min_ms ? F.restart_min_ms : 50,
         .restart_max_ms = 400,
+        .stop_grace_ms = F.stop_grace_ms,
     };
     F.u = mcp_upstream_open(&F.loop, &spec, &events, &F);
     return F.u;
@@ -570,6 +572,25 @@ static void test_close_kills_a_server_that_ignores_stdin_and_sigterm(void **stat
     json_decref(exited);
 }
 
+static void test_stop_grace_is_the_configured_one(void **state)
+{
+    const char *argv[] = {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done", NULL};
+    F.stop_grace_ms = 2600; /* longer than the 2 s default, so only the setting explains it */
+    struct mcp_upstream *u = open_fixture(argv, NULL, NULL);
+    assert_non_null(u);
+    run_until(have_states, (void *)1, "READY");
+    close_up(u);
+    struct log_wait term = {"mcp server did not exit, sending SIGTERM", 1};
+    run_until(have_log, &term, "the SIGTERM");
+    uv_update_time(&F.loop);
+    uint64_t t0 = uv_now(&F.loop);
+    struct log_wait kill9 = {"mcp server did not exit, sending SIGKILL", 1};
+    run_until(have_log, &kill9, "the SIGKILL");
+    uv_update_time(&F.loop);
+    assert_true(uv_now(&F.loop) - t0 >= 2500); /* a lower bound only: never flaky when slow */
+    uv_run(&F.loop, UV_RUN_DEFAULT);
+}
+
 static struct mcp_upstream *close_target;
 
 static void close_from_callback(void *ctx, const char *json, size_t len)
@@ -615,6 +636,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_send_while_down_fails_without_callback, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stop_grace_is_the_configured_one, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_kills_a_server_that_ignores_stdin_and_sigterm,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_from_inside_on_message, setup, teardown),
