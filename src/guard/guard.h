@@ -71,10 +71,11 @@ guard_load_cached(const char *path, const char *cache_dir, char *err, size_t err
 /* Whether g's databases came from the cache. */
 enum guard_cache guard_cache_state(const struct guard *g);
 
-/* guard_new returns once the fast database is compiled; the one that gives exact spans
- * compiles on a thread of its own for a few seconds more (until then a scan that hits
- * compiles the rules it needs, tens of milliseconds). This waits for it: for benchmarks
- * and tools that want steady-state speed. */
+/* guard_new returns once the fast database is compiled (or both are loaded from the
+ * cache); the per-rule ones that give exact spans compile on a thread of its own for about
+ * a second more (until then a scan that hits compiles the rules it needs, tens of
+ * milliseconds), and then the cache file is written. This waits for it: for benchmarks,
+ * tests and tools that want steady-state speed. */
 void guard_wait_ready(const struct guard *g);
 
 /* Scans text[0..len). Thread-safe for one guard across threads (each thread
