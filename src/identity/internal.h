@@ -120,6 +120,9 @@ int scope_covers(const char *parent, const char *child, const char **offending, 
 int apikey_generate(char *key, size_t cap, char id[APIKEY_ID_LEN + 1]);
 /* Looks like a portcullis key (prefix and shape)? */
 int apikey_shape_ok(const char *s, size_t len);
+/* SipHash-2-4 of m[0..n) under the 128-bit key (k0, k1) (little-endian words,
+ * as in the reference). */
+uint64_t apikey_siphash(uint64_t k0, uint64_t k1, const void *m, size_t n);
 /* HMAC-SHA256(secret, key). */
 void apikey_hash(const unsigned char secret[32], const char *key, size_t len,
                  unsigned char out[32]);

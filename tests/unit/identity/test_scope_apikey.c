@@ -117,6 +117,38 @@ static void test_hash_is_hmac_sha256(void **unused)
     }
 }
 
+/* SipHash-2-4 reference vectors (key 00..0f; messages 00.., lengths 0, 7,
+ * 8 and 15), and remembered MACs equal to HMAC() on hits, across evictions
+ * and after the secret changes. */
+static void test_siphash_vectors_and_remembered_macs(void **unused)
+{
+    const uint64_t k0 = UINT64_C(0x0706050403020100), k1 = UINT64_C(0x0f0e0d0c0b0a0908);
+    unsigned char m[16];
+    for (int i = 0; i < 16; i++)
+        m[i] = (unsigned char)i;
+    assert_true(apikey_siphash(k0, k1, m, 0) == UINT64_C(0x726fdb47dd0e0e31));
+    assert_true(apikey_siphash(k0, k1, m, 7) == UINT64_C(0xab0200f58b01d137));
+    assert_true(apikey_siphash(k0, k1, m, 8) == UINT64_C(0x93f5f5799a932462));
+    assert_true(apikey_siphash(k0, k1, m, 15) == UINT64_C(0xa129ca6149be45e5));
+
+    unsigned char s1[32], s2[32], h[32], ref[32];
+    memset(s1, 7, sizeof s1);
+    memset(s2, 9, sizeof s2);
+    char key[64];
+    for (int round = 0; round < 3; round++) {
+        const unsigned char *sec = round == 1 ? s2 : s1;
+        for (int i = 0; i < 300; i++) {
+            snprintf(key, sizeof key, "pcl_%016d_%d", i % 150, round);
+            unsigned int n = 32;
+            HMAC(EVP_sha256(), sec, 32, (const unsigned char *)key, strlen(key), ref, &n);
+            apikey_hash(sec, key, strlen(key), h); /* a miss, or a hit from i - 150 */
+            assert_memory_equal(h, ref, 32);
+            apikey_hash(sec, key, strlen(key), h); /* a hit */
+            assert_memory_equal(h, ref, 32);
+        }
+    }
+}
+
 static void test_table_from_store(void **unused)
 {
     char path[] = "/tmp/pcl-keys-XXXXXX";
@@ -181,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_scope_covers_is_attenuation),
         cmocka_unit_test(test_key_format_and_hash),
         cmocka_unit_test(test_hash_is_hmac_sha256),
+        cmocka_unit_test(test_siphash_vectors_and_remembered_macs),
         cmocka_unit_test(test_table_from_store),
         cmocka_unit_test(test_ttl_parsing),
     };
