@@ -190,6 +190,8 @@ struct config_mcp_server {
     struct config_mcp_tool *tools;  /* labels per tool */
     size_t ntools;
     int untrusted;                  /* trust: untrusted */
+    int guard_action;               /* guard: 0 = guard.action, -1 = off, else a
+                                     * config_guard_action for this server's tool outputs */
     uint32_t timeout_ms;            /* per request; default 60s */
     uint64_t calls_per_minute;      /* rate_limit: tools/call to it; 0 = none */
     struct breaker_params *breaker; /* breaker: on its tools/call, or NULL (config/breaker.c) */
@@ -224,6 +226,7 @@ struct config_guard {
     unsigned scan;                   /* config_guard_scan bits; 0 = scan nothing */
     enum config_guard_action action; /* default sanitize */
     int trifecta_enforce;            /* trifecta: enforce (default off) */
+    int trifecta_warn;               /* trifecta: warn (log and audit, refuse nothing) */
     struct guard *guard;             /* the compiled rule pack; NULL without guard: */
 };
 

@@ -54,10 +54,12 @@ void cfg_build_guard(struct cfg_ctx *c, yaml_node_t *n)
             g->action = (enum config_guard_action)(k + 1);
     }
     if (f[2] != NULL) {
-        static const char *const modes[] = {"off", "enforce"};
-        int k = choose(c, f[2], "guard.trifecta", modes, 2);
-        if (k >= 0)
-            g->trifecta_enforce = k == 1;
+        static const char *const modes[] = {"off", "warn", "enforce"};
+        int k = choose(c, f[2], "guard.trifecta", modes, 3);
+        if (k >= 0) {
+            g->trifecta_warn = k == 1;
+            g->trifecta_enforce = k == 2;
+        }
     }
     const char *rules = NULL;
     if (f[3] != NULL && (rules = cfg_str(c, f[3], "guard.rules")) != NULL && rules[0] == '\0') {
@@ -80,6 +82,19 @@ void cfg_build_guard(struct cfg_ctx *c, yaml_node_t *n)
     }
     if (g->guard == NULL)
         cfg_error(c, f[3] ? f[3] : n, "guard.rules: %s", err);
+}
+
+void cfg_check_guard_users(struct cfg_ctx *c)
+{
+    const struct config_mcp *m = &c->cfg->mcp;
+    if (c->cfg->guard.present)
+        return;
+    for (size_t i = 0; i < m->nservers; i++)
+        if (m->servers[i].guard_action > 0)
+            cfg_error_at(c, m->servers[i].line,
+                         "mcp.servers[%zu].guard: needs a guard: section (the rule pack it "
+                         "scans with), e.g. guard: {scan: [tool_outputs]}",
+                         i);
 }
 
 void cfg_free_guard(struct config *cfg)

@@ -368,6 +368,7 @@ void cfg_build(struct cfg_ctx *c, yaml_node_t *root)
         cfg_build_guard(c, found[K_GUARD]);
     if (found[K_A2A] != NULL && !c->stop && found[K_A2A]->type == YAML_MAPPING_NODE)
         cfg_build_a2a(c, found[K_A2A]);
+    cfg_check_guard_users(c);
     /* Last: the entities come from agents: and models:. */
     if (found[K_POLICY] != NULL && !c->stop && found[K_POLICY]->type == YAML_MAPPING_NODE)
         cfg_build_policy(c, found[K_POLICY]);

@@ -135,6 +135,8 @@ void cfg_build_policy(struct cfg_ctx *c, yaml_node_t *n);
 /* guard: (guard.c) */
 void cfg_build_guard(struct cfg_ctx *c, yaml_node_t *n);
 void cfg_free_guard(struct config *cfg);
+/* After guard: and mcp: are built: mcp.servers[].guard needs a guard: section. */
+void cfg_check_guard_users(struct cfg_ctx *c);
 void cfg_free_policy(struct config *cfg);
 
 /* mcp: (mcp.c). */

@@ -197,6 +197,7 @@ enum {
     S_RESTART_MIN,
     S_RESTART_MAX,
     S_STOP_GRACE,
+    S_GUARD,
     S_COUNT
 };
 
@@ -204,9 +205,10 @@ static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                          struct config_mcp_server *s)
 {
     static const char *const keys[S_COUNT] = {
-        "name",       "url",     "headers",     "identity_header", "timeout",
-        "command",    "env",     "cwd",         "tools",           "trust",
-        "rate_limit", "breaker", "restart_min", "restart_max",     "stop_grace"};
+        "name",        "url",         "headers",    "identity_header",
+        "timeout",     "command",     "env",        "cwd",
+        "tools",       "trust",       "rate_limit", "breaker",
+        "restart_min", "restart_max", "stop_grace", "guard"};
     yaml_node_t *f[S_COUNT];
     char p[200];
     s->line = (unsigned)n->start_mark.line + 1;
@@ -329,6 +331,24 @@ static void build_server(struct cfg_ctx *c, yaml_node_t *n, const char *path,
                                  &s->calls_per_minute);
     if (f[S_BREAKER] != NULL)
         cfg_build_breaker(c, f[S_BREAKER], cfg_path(p, sizeof p, path, "breaker"), &s->breaker);
+    if (f[S_GUARD] != NULL) {
+        /* what the guard does with this server's tool outputs (guard: section's action
+         * otherwise); needs the guard: section for the rule pack (checked there) */
+        const char *g = cfg_str(c, f[S_GUARD], cfg_path(p, sizeof p, path, "guard"));
+        if (g == NULL)
+            ;
+        else if (strcmp(g, "off") == 0)
+            s->guard_action = -1;
+        else if (strcmp(g, "flag") == 0)
+            s->guard_action = CONFIG_GUARD_FLAG;
+        else if (strcmp(g, "sanitize") == 0)
+            s->guard_action = CONFIG_GUARD_SANITIZE;
+        else if (strcmp(g, "block") == 0)
+            s->guard_action = CONFIG_GUARD_BLOCK;
+        else
+            cfg_error(c, f[S_GUARD], "%s: expected block, sanitize, flag or off, got '%.60s'", p,
+                      g);
+    }
 }
 
 enum {

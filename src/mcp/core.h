@@ -10,6 +10,7 @@
 
 #include "breaker/breaker.h"
 #include "config/config.h"
+#include "guard/guard.h"
 #include "mcp/internal.h"
 #include "policy/policy.h"
 
@@ -60,6 +61,8 @@ struct session {
     int had_get;              /* a GET stream was opened once */
     struct mcp_evlog *events; /* what its SSE streams were sent, for Last-Event-ID */
     uint32_t streams;         /* answer streams numbered so far (0 is the GET stream) */
+    /* private data / untrusted content read in this session (guard.c) */
+    struct guard_taint taint;
 };
 
 enum pkind { P_CLIENT, P_INIT, P_LIST, P_DISCARD };
@@ -128,6 +131,8 @@ struct mcp_core {
 struct verdict {
     int allow;     /* 1 allow, 0 deny, -1 evaluation failed */
     char ids[512]; /* determining policies */
+    /* allowed by a policy annotated @trifecta("allow") */
+    int trifecta_allow;
 };
 
 /* ---- shared inside the hub (core.c, upstream.c, decide.c) ---------------- */
@@ -202,5 +207,28 @@ void req_response(struct call *k);
 const struct config_mcp_tool *hub_tool_conf(const struct config_mcp_server *s, const char *t);
 void hub_decide(struct mcp_core *c, const struct mcp_msg *m, const char *action, struct up *u,
                 const char *tool, struct verdict *v);
+/* The same with the session's taint in the context (context.session.private_data,
+ * context.session.untrusted; both false when s is NULL). */
+void hub_decide_session(struct mcp_core *c, const struct mcp_msg *m, const struct session *s,
+                        const char *action, struct up *u, const char *tool, struct verdict *v);
+/* guard.c: tool outputs and the lethal trifecta */
+/* guard_label bits of a configured tool (tools: {name: [private_data, exfiltration]}). */
+unsigned hub_tool_labels(const struct config_mcp_server *s, const char *tool);
+/* An upstream answered the tools/call p (p->tool set): scans the result's texts when
+ * guard: scans tool_outputs (or the server has guard:), rewrites root's result as the
+ * action says (block: replaced by an isError result; sanitize: texts rewritten; flag:
+ * _meta), puts the findings in p's audit, and updates the session's taint. */
+void hub_guard_answer(struct mcp_core *c, struct pending *p, json_t *root);
+enum hub_trifecta {
+    HUB_TRIFECTA_NONE,      /* not an exfiltration tool, or the session is not tainted */
+    HUB_TRIFECTA_REFUSE,    /* trifecta: enforce, and no policy permits it */
+    HUB_TRIFECTA_WARN,      /* trifecta: warn: go on, audit it */
+    HUB_TRIFECTA_PERMITTED, /* a policy with @trifecta("allow") permitted the call */
+};
+/* Before forwarding a permitted (v) tools/call of tool on u in session s; reason
+ * names the three legs unless NONE. */
+enum hub_trifecta hub_guard_trifecta(struct mcp_core *c, const struct mcp_msg *m, struct session *s,
+                                     struct up *u, const char *tool, const struct verdict *v,
+                                     char *reason, size_t cap);
 
 #endif

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Cedar decisions for the MCP hub: Action::"list_tool" and Action::"call_tool"
 // on Tool::"<server>/<tool>" (attributes server, labels, trust), over the
-// snapshot's entities plus one Tool:: entity per known tool.
+// snapshot's entities plus one Tool:: entity per known tool; the context has
+// the chain, the server and the session's taint (session.private_data/untrusted).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,18 +92,39 @@ static const policy_entities_t *entities(struct mcp_core *c, const struct config
 void hub_decide(struct mcp_core *c, const struct mcp_msg *m, const char *action, struct up *u,
                 const char *tool, struct verdict *v)
 {
+    hub_decide_session(c, m, NULL, action, u, tool, v);
+}
+
+/* Whether one of the policies that permitted d says @trifecta("allow"). */
+static int trifecta_allowed(const policy_set_t *set, const struct policy_decision *d)
+{
+    for (size_t i = 0; d->allow && i < d->nreasons; i++) {
+        const char *a = policy_set_annotation(set, d->reasons[i], "trifecta");
+        if (a != NULL && strcmp(a, "allow") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+void hub_decide_session(struct mcp_core *c, const struct mcp_msg *m, const struct session *s,
+                        const char *action, struct up *u, const char *tool, struct verdict *v)
+{
     const struct config *cfg = m->cfg ? m->cfg : c->cfg;
     const struct config_policy *pol = &cfg->policy;
     v->allow = 1;
     v->ids[0] = '\0';
+    v->trifecta_allow = 0;
     if (pol->set == NULL)
         return;
     json_t *chain = json_array();
     for (size_t i = 0; i < m->chain_len; i++)
         json_array_append_new(chain, json_string(m->chain[i]));
+    unsigned flags = s ? s->taint.flags : 0;
     json_t *ctx =
-        json_pack("{s:o, s:I, s:s}", "chain", chain, "depth",
-                  (json_int_t)(m->chain_len > 0 ? m->chain_len - 1 : 0), "server", u->conf->name);
+        json_pack("{s:o, s:I, s:s, s:{s:b, s:b}}", "chain", chain, "depth",
+                  (json_int_t)(m->chain_len > 0 ? m->chain_len - 1 : 0), "server", u->conf->name,
+                  "session", "private_data", (flags & GUARD_TAINT_PRIVATE_DATA) != 0, "untrusted",
+                  (flags & GUARD_TAINT_UNTRUSTED) != 0);
     char rid[512];
     snprintf(rid, sizeof rid, "%s/%s", u->conf->name, tool);
     struct policy_request req = {
@@ -125,5 +147,6 @@ void hub_decide(struct mcp_core *c, const struct mcp_msg *m, const char *action,
         off += (size_t)snprintf(v->ids + off, sizeof v->ids - off, "%s%s", i ? ", " : "",
                                 d.reasons[i]);
     v->allow = d.allow || (pol->default_allow && d.nreasons == 0);
+    v->trifecta_allow = trifecta_allowed(pol->set, &d);
     policy_decision_free(&d);
 }

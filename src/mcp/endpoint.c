@@ -216,6 +216,8 @@ static void on_ticket(uv_async_t *a)
             ex->decision_reason = adup(ex, t->reason);
         if (t->policy_ids)
             ex->policy_ids = adup(ex, t->policy_ids);
+        if (t->guard)
+            ex->guard = adup(ex, t->guard);
         if (t->method) {
             /* metrics and the access log label requests by method (their
              * "model" column); the audit record names the method as action */

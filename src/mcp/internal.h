@@ -51,6 +51,8 @@ struct mcp_ticket {
     /* resumable streams (hub thread only): events get ids and are logged */
     struct mcp_evlog *evlog; /* the session's, or NULL (ref held) */
     uint32_t ev_stream;      /* this answer's stream in it */
+    /* audit "guard": JSON array of guard findings, malloc'ed, or NULL */
+    char *guard;
 };
 
 struct mcp_ticket *mcp_ticket_new(void);
@@ -78,6 +80,8 @@ void mcp_ticket_set_replay(struct mcp_ticket *t, struct mcp_evlog *log, uint32_t
  * with their original ids. As mcp_evlog_replay. */
 int mcp_ticket_replay(struct mcp_ticket *t, const struct mcp_evlog *log, uint32_t stream,
                       uint64_t after);
+/* The audit record's guard findings (a JSON array as text; copied). */
+void mcp_ticket_set_guard(struct mcp_ticket *t, const char *findings_json);
 
 /* A JSON-RPC batch (protocol 2025-03-26) answered on batch t: each element
  * gets a ticket of its own from mcp_ticket_batch_element, and the hub handles

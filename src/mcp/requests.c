@@ -186,7 +186,7 @@ static void do_list(struct call *k, int kind)
                     continue;
                 if (kind == L_TOOLS) {
                     struct verdict v;
-                    hub_decide(c, k->m, "list_tool", u, name, &v);
+                    hub_decide_session(c, k->m, k->s, "list_tool", u, name, &v);
                     if (v.allow != 1)
                         continue;
                 }
@@ -353,7 +353,7 @@ static void do_tools_call(struct call *k)
     char resource[512];
     snprintf(resource, sizeof resource, "%s/%s", u->conf->name, inner);
     struct verdict v;
-    hub_decide(c, k->m, "call_tool", u, inner, &v);
+    hub_decide_session(c, k->m, k->s, "call_tool", u, inner, &v);
     if (v.allow != 1) {
         if (v.allow < 0)
             snprintf(msg, sizeof msg, "tool '%.200s': the policy decision failed", name);
@@ -378,14 +378,40 @@ static void do_tools_call(struct call *k)
         json_decref(data);
         return;
     }
+    /* the lethal trifecta: private data read + untrusted content read + this tool
+     * can send data out (guard: {trifecta: enforce|warn}) */
+    char legs[700], why[900];
+    enum hub_trifecta tri = hub_guard_trifecta(c, k->m, k->s, u, inner, &v, legs, sizeof legs);
+    if (tri == HUB_TRIFECTA_REFUSE) {
+        snprintf(msg, sizeof msg,
+                 "Refused tool: %.200s (%s; a Cedar policy annotated @trifecta(\"allow\") "
+                 "may permit it)",
+                 name, legs);
+        mcp_ticket_set_audit(k->m->t, "call_tool", resource, "deny", legs, v.ids[0] ? v.ids : NULL);
+        log_msg(LOG_INFO, k->m->request_id, "mcp: %s refused: %s", resource, legs);
+        json_t *data =
+            json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "tool", name, "action", "call_tool",
+                      "resource", resource, "reason", "lethal_trifecta", "private_data",
+                      k->s->taint.private_source, "untrusted", k->s->taint.untrusted_source);
+        hub_answer_json(k->m->t, 200, mcp_rpc_error(k->rpc->id, -32003, msg, data));
+        json_decref(data);
+        return;
+    }
+    const char *reason = c->cfg->policy.set || k->m->cfg->policy.set ? "policy_permit" : NULL;
+    if (tri != HUB_TRIFECTA_NONE) {
+        if (tri == HUB_TRIFECTA_WARN)
+            snprintf(why, sizeof why, "trifecta_warn: %.700s", legs);
+        else
+            snprintf(why, sizeof why, "trifecta_permitted_by_policy %.100s: %.700s", v.ids, legs);
+        reason = why;
+        log_msg(LOG_WARN, k->m->request_id, "mcp: %s allowed (%s)", resource, why);
+    }
     if (rate_limited(k, u, name, resource))
         return;
     struct breaker_ticket bt = {0};
     if (breaker_refused(k, u, name, resource, &bt))
         return;
-    mcp_ticket_set_audit(k->m->t, "call_tool", resource, "allow",
-                         c->cfg->policy.set || k->m->cfg->policy.set ? "policy_permit" : NULL,
-                         v.ids[0] ? v.ids : NULL);
+    mcp_ticket_set_audit(k->m->t, "call_tool", resource, "allow", reason, v.ids[0] ? v.ids : NULL);
     json_object_set_new(k->rpc->params, "name", json_string(inner));
     struct pending *p = forward(k, u);
     if (bt.b != NULL) {

@@ -48,6 +48,7 @@ void mcp_ticket_unref(struct mcp_ticket *t)
     free(t->decision);
     free(t->reason);
     free(t->policy_ids);
+    free(t->guard);
     free(t->method);
     free(t);
 }
@@ -334,6 +335,17 @@ void mcp_ticket_set_method(struct mcp_ticket *t, const char *method)
 {
     uv_mutex_lock(&t->lock);
     set(&t->method, method);
+    uv_mutex_unlock(&t->lock);
+}
+
+void mcp_ticket_set_guard(struct mcp_ticket *t, const char *findings_json)
+{
+    if (t->batch) {
+        mcp_ticket_set_guard(t->batch, findings_json);
+        return;
+    }
+    uv_mutex_lock(&t->lock);
+    set(&t->guard, findings_json);
     uv_mutex_unlock(&t->lock);
 }
 

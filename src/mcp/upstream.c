@@ -516,6 +516,8 @@ static void on_client_answer(struct mcp_core *c, struct pending *p, json_t *root
                         json_integer_value(json_object_get(err, "code")) == JSONRPC_INTERNAL_ERROR
                             ? BREAKER_ERROR
                             : BREAKER_OK);
+    if (p->tool != NULL)
+        hub_guard_answer(c, p, root); /* tools/call: scan, act, taint (guard.c) */
     json_object_set(root, "id", p->client_id);
     char *s = json_dumps(root, JSON_COMPACT);
     if (s == NULL) {
