@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "core/hex.h"
+#include "guard/guard.h"
 #include "http/server.h"
 #include "identity/internal.h"
 #include "policy/policy.h"
@@ -384,6 +385,32 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
     if (delegate_allowed(ex, p, target, scope, budget) < 0)
         return;
 
+    /* Containment: a token delegated from an MCP session (named by Mcp-Session-Id, one
+     * of the caller's own) carries what that session read, on top of what the caller's
+     * token carried already. */
+    unsigned taint = p->taint;
+    const char *taint_private = p->taint_private, *taint_untrusted = p->taint_untrusted;
+    char sess_private[96], sess_untrusted[160];
+    const struct http_header *sh = http_request_header(r, "mcp-session-id");
+    if (sh != NULL) {
+        buf_t owner;
+        unsigned f = 0;
+        buf_init(&owner, 1 << 16);
+        int orc = buf_appendf(&owner, "%s", p->agent);
+        for (size_t i = 0; i < p->chain_len; i++)
+            orc |= buf_appendf(&owner, "\n%s", p->chain[i]);
+        if (orc == 0 && identity_session_taint_get(id, sh->value, owner.data, &f, sess_private,
+                                                   sizeof sess_private, sess_untrusted,
+                                                   sizeof sess_untrusted) == 0) {
+            if ((f & GUARD_TAINT_PRIVATE_DATA) && !(taint & GUARD_TAINT_PRIVATE_DATA))
+                taint_private = sess_private;
+            if ((f & GUARD_TAINT_UNTRUSTED) && !(taint & GUARD_TAINT_UNTRUSTED))
+                taint_untrusted = sess_untrusted;
+            taint |= f;
+        }
+        buf_free(&owner);
+    }
+
     struct identity_keys *k = identity_keys_get(id);
     if (k == NULL || k->signing_jwk == NULL) {
         identity_keys_put(k);
@@ -408,6 +435,15 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
         json_object_set_new(pcl, "key", json_string(p->root_key_id));
     if (pcl != NULL && budget >= 0)
         json_object_set_new(pcl, "budget_usd", json_real(budget));
+    if (pcl != NULL && taint != 0) {
+        json_t *t = json_object();
+        if (taint & GUARD_TAINT_PRIVATE_DATA)
+            json_object_set_new(t, "private_data", json_string(taint_private ? taint_private : ""));
+        if (taint & GUARD_TAINT_UNTRUSTED)
+            json_object_set_new(t, "untrusted",
+                                json_string(taint_untrusted ? taint_untrusted : ""));
+        json_object_set_new(pcl, "taint", t);
+    }
     json_t *claims =
         json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:o,s:o}", "iss", ic->issuer, "aud", ic->issuer,
                   "sub", target, "iat", (json_int_t)now, "nbf", (json_int_t)now, "exp",
@@ -443,6 +479,10 @@ void identity_token_endpoint(struct identity *id, struct http_exchange *ex)
                            target, p->chain_len, ex->policy_ids)
             : arena_printf(&ex->arena, "delegated %s -> %s (depth %zu)", p->agent, target,
                            p->chain_len);
+    if (taint != 0 && ex->decision_reason != NULL)
+        ex->decision_reason = arena_printf(&ex->arena, "%s; carries taint%s%s", ex->decision_reason,
+                                           taint & GUARD_TAINT_PRIVATE_DATA ? " private_data" : "",
+                                           taint & GUARD_TAINT_UNTRUSTED ? " untrusted" : "");
     http_add_header(ex, "Cache-Control", "no-store");
     http_respond(ex, 200, "application/json", text, strlen(text));
     explicit_bzero(text, strlen(text));

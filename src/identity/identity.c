@@ -269,6 +269,10 @@ struct identity *identity_new(const struct config *cfg, char *err, size_t errlen
     pthread_mutex_init(&id->mu, NULL);
     pthread_cond_init(&id->wake, NULL);
     id->generation = -1;
+    if ((id->taints = identity_taints_new()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     id->st = state_open(cfg->state_path, err, errlen);
     if (id->st == NULL)
         goto fail;
@@ -331,6 +335,7 @@ void identity_free(struct identity *id)
     jwk_set_unref(id->jwks);
     state_close(id->st);
     free(id->jwks_url);
+    identity_taints_free(id->taints);
     explicit_bzero(id->key_secret, sizeof id->key_secret);
     pthread_cond_destroy(&id->wake);
     pthread_mutex_destroy(&id->mu);

@@ -28,6 +28,10 @@ struct identity_principal {
     int64_t expires;               /* unix seconds; 0 = never */
     const char *root_key_id;       /* API key the chain started from, or NULL:
                                     * revoking it revokes every token minted from it */
+    /* containment: what the session a delegation token was minted from had read
+     * (pcl.taint): guard_taint_flag bits and the tools that set them, or 0 / NULL */
+    unsigned taint;
+    const char *taint_private, *taint_untrusted;
 };
 
 /* Process-wide identity context: API key snapshot, JWKS, gateway signing
@@ -74,6 +78,18 @@ void identity_jwks_endpoint(struct identity *id, struct http_exchange *ex);
 char *identity_outbound_token(struct identity *id, const char *issuer,
                               const struct identity_principal *p, const char *audience,
                               const char *request_id, int64_t ttl_s);
+
+/* Containment across agents. The MCP hub publishes what each session has read (flags:
+ * guard_taint_flag bits, with the tools that set them; flags 0 forgets the session), so
+ * that POST /oauth/token with an Mcp-Session-Id header mints a token carrying them.
+ * Thread-safe. get: 0 with the flags when session is a tainted session of owner (the
+ * MCP session owner string: agent, then each agent of the chain, '\n'-separated),
+ * else -1 with *flags = 0. */
+void identity_session_taint_set(struct identity *id, const char *session, const char *owner,
+                                unsigned flags, const char *private_src, const char *untrusted_src);
+int identity_session_taint_get(struct identity *id, const char *session, const char *owner,
+                               unsigned *flags, char *private_src, size_t pcap, char *untrusted_src,
+                               size_t ucap);
 
 /* `portcullis keys ...` (argv[0] == "keys"). Returns the exit code. */
 int identity_keys_cli(int argc, char **argv);

@@ -181,7 +181,12 @@ struct identity {
     _Atomic int64_t last_fetch_ms;
     atomic_uint jwks_fetches; /* fetch attempts finished (success or not) */
     int64_t generation;
+    struct identity_taints *taints; /* tainted MCP sessions (taint.c) */
 };
+
+/* taint.c: the table behind identity_session_taint_set / _get. */
+struct identity_taints *identity_taints_new(void);
+void identity_taints_free(struct identity_taints *t);
 
 /* Generates a new ES256 signing key, makes it the active one and retires
  * the previous one (still published for a day). kid_out may be NULL. */

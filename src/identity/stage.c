@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/json.h"
 #include "core/worker.h"
+#include "guard/guard.h"
 #include "http/server.h"
 #include "identity/internal.h"
 
@@ -219,6 +220,18 @@ static int resolve_jwt(struct identity *id, struct http_exchange *ex, const char
         const char *root = json_string_value(json_object_get(pcl, "root"));
         p->parent_request_id = id_ok(rid) ? adup(ex, rid) : NULL;
         p->root_request_id = id_ok(root) ? adup(ex, root) : NULL;
+        /* containment: what the session it was delegated from had read */
+        json_t *taint = json_object_get(pcl, "taint");
+        const char *tp = json_string_value(json_object_get(taint, "private_data"));
+        const char *tu = json_string_value(json_object_get(taint, "untrusted"));
+        if (tp != NULL) {
+            p->taint |= GUARD_TAINT_PRIVATE_DATA;
+            p->taint_private = arena_printf(&ex->arena, "%.95s", tp);
+        }
+        if (tu != NULL) {
+            p->taint |= GUARD_TAINT_UNTRUSTED;
+            p->taint_untrusted = arena_printf(&ex->arena, "%.159s", tu);
+        }
         const char *key_id = json_string_value(json_object_get(pcl, "key"));
         if (key_id != NULL) {
             /* The chain started from an API key: it must still be good. */

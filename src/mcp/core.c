@@ -221,6 +221,8 @@ static void session_free(struct mcp_core *c, struct session *s)
         *pp = s->next;
         c->nsessions--;
     }
+    if (s->taint.flags)
+        hub_guard_publish(c, s, 0); /* a token can no longer be delegated from it */
     if (s->get) {
         mcp_ticket_finish(s->get);
         mcp_ticket_unref(s->get);

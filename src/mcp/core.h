@@ -219,6 +219,10 @@ unsigned hub_tool_labels(const struct config_mcp_server *s, const char *tool);
  * action says (block: replaced by an isError result; sanitize: texts rewritten; flag:
  * _meta), puts the findings in p's audit, and updates the session's taint. */
 void hub_guard_answer(struct mcp_core *c, struct pending *p, json_t *root);
+/* A new session opened with a delegation token that carries taint starts with it. */
+void hub_guard_session_start(struct mcp_core *c, struct session *s, const struct mcp_msg *m);
+/* The session's taint, for POST /oauth/token naming it (flags 0: forget it). */
+void hub_guard_publish(struct mcp_core *c, const struct session *s, unsigned flags);
 enum hub_trifecta {
     HUB_TRIFECTA_NONE,      /* not an exfiltration tool, or the session is not tainted */
     HUB_TRIFECTA_REFUSE,    /* trifecta: enforce, and no policy permits it */

@@ -319,7 +319,10 @@ static struct mcp_msg *msg_from(struct http_exchange *ex, enum mcp_http_method m
         DUP(parent_request_id);
         DUP(root_request_id);
         DUP(root_key_id);
+        DUP(taint_private);
+        DUP(taint_untrusted);
 #undef DUP
+        m->taint = p->taint;
         m->budget_usd = p->budget_usd;
         m->expires = p->expires;
     }

@@ -11,6 +11,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "guard/guard.h"
+#include "identity/identity.h"
 #include "mcp/core.h"
 
 /* The _meta key of a result the guard looked at (flag, sanitize, block). */
@@ -282,13 +283,45 @@ void hub_guard_answer(struct mcp_core *c, struct pending *p, json_t *root)
          * private_data tool; untrusted content from an untrusted server, or any
          * answer the scanner found an injection in (even sanitized) */
         int ok = json_is_object(result) && !json_is_true(json_object_get(result, "isError"));
-        unsigned labels = hub_tool_labels(u->conf, tool);
+        unsigned labels = hub_tool_labels(u->conf, tool), before = s->taint.flags;
         guard_taint_note(&s->taint, p->tool, ok ? labels : 0,
                          json_is_object(result) && u->conf->untrusted, sc.hits ? &sc.first : NULL);
+        if (s->taint.flags != before)
+            hub_guard_publish(c, s, s->taint.flags);
     }
     json_decref(sc.findings);
     buf_free(&sc.rules);
     buf_free(&sc.audit);
+}
+
+/* ---- containment across agents ---------------------------------------------------- */
+
+void hub_guard_publish(struct mcp_core *c, const struct session *s, unsigned flags)
+{
+    if (c->identity != NULL)
+        identity_session_taint_set(c->identity, s->id, s->owner, flags, s->taint.private_source,
+                                   s->taint.untrusted_source);
+}
+
+void hub_guard_session_start(struct mcp_core *c, struct session *s, const struct mcp_msg *m)
+{
+    struct guard_taint from;
+    guard_taint_init(&from);
+    from.flags = m->taint & (GUARD_TAINT_PRIVATE_DATA | GUARD_TAINT_UNTRUSTED);
+    if (from.flags == 0)
+        return;
+    /* named as read before the delegation, in the session the token came from */
+    if (from.flags & GUARD_TAINT_PRIVATE_DATA)
+        snprintf(from.private_source, sizeof from.private_source, "%.70s, before delegation",
+                 m->taint_private && *m->taint_private ? m->taint_private : "?");
+    if (from.flags & GUARD_TAINT_UNTRUSTED)
+        snprintf(from.untrusted_source, sizeof from.untrusted_source, "%.130s, before delegation",
+                 m->taint_untrusted && *m->taint_untrusted ? m->taint_untrusted : "?");
+    guard_taint_merge(&s->taint, &from);
+    hub_guard_publish(c, s, s->taint.flags);
+    log_msg(LOG_INFO, m->request_id, "mcp: session of %s starts tainted by its delegation (%s%s)",
+            m->agent, from.flags & GUARD_TAINT_PRIVATE_DATA ? " private_data" : "",
+            from.flags & GUARD_TAINT_UNTRUSTED ? " untrusted" : "");
 }
 
 /* ---- the lethal trifecta -------------------------------------------------------- */

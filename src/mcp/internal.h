@@ -144,6 +144,9 @@ struct mcp_msg {
     char *auth, *scope, *credential_id, *parent_request_id, *root_request_id, *root_key_id;
     double budget_usd;
     int64_t expires;
+    /* containment: taint carried by a delegation token (identity_principal) */
+    unsigned taint;
+    char *taint_private, *taint_untrusted;
     char request_id[64];
     char traceparent[TRACEPARENT_LEN + 1]; /* for what the hub sends upstream for it */
 };

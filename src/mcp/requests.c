@@ -79,6 +79,7 @@ void req_initialize(struct call *k)
         for (size_t i = 0; s->who->chain && i < k->m->chain_len; i++, s->who->chain_len++)
             s->who->chain[i] = strdup(k->m->chain[i]);
     }
+    hub_guard_session_start(c, s, k->m); /* a delegated token's taint (containment) */
     json_t *cc = json_object_get(params, "capabilities");
     s->client_caps = json_is_object(cc) ? json_incref(cc) : json_object();
     json_t *res = json_pack("{s:s, s:o, s:{s:s, s:s}}", "protocolVersion", ver, "capabilities",

@@ -367,6 +367,8 @@ void mcp_msg_free(struct mcp_msg *m)
     free(m->parent_request_id);
     free(m->root_request_id);
     free(m->root_key_id);
+    free(m->taint_private);
+    free(m->taint_untrusted);
     if (m->cfg)
         config_unref(m->cfg);
     free(m);

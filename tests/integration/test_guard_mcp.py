@@ -4,16 +4,25 @@
 # resources, structuredContent), per-server overrides, the findings in the audit, and
 # the lethal trifecta per session: after a private_data tool and untrusted content, a
 # tool labelled exfiltration is refused with the three legs named, a fresh session may
-# call it, and a Cedar policy annotated @trifecta("allow") may permit it.
+# call it, and a Cedar policy annotated @trifecta("allow") may permit it; a token
+# delegated from a tainted session (POST /oauth/token with Mcp-Session-Id) carries the
+# taint into the sub-agent's session.
 # Upstreams: tests/mcp/guard_fixture.py over stdio (web, wiki, work).
 from __future__ import annotations
 
+import base64
 import json
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
+import httpx2
 import mcp_types as types
 import pytest
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from conftest import REPO, free_port
@@ -342,3 +351,118 @@ def test_a_policy_annotated_trifecta_allow_permits_and_the_flags_are_in_the_cont
     assert alice[0]["reason"].startswith("trifecta_permitted_by_policy "), alice
     assert "alice-mails-after-web" in alice[0]["reason"] and "lethal trifecta" in alice[0]["reason"], alice
     assert bob[0]["decision"] == "deny" and "lethal trifecta" in bob[0]["reason"], bob
+
+
+# =============================================================================
+# containment: a token delegated from a tainted session carries the taint
+# =============================================================================
+
+GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+ACCESS = "urn:ietf:params:oauth:token-type:access_token"
+
+DELEGATION_POLICIES = """\
+@id("tools")
+permit (principal, action in [Action::"list_tool", Action::"call_tool"], resource);
+@id("alice-delegates-to-helper")
+permit (principal == Agent::"alice", action == Action::"delegate", resource == Agent::"helper");
+@id("mallory-delegates-to-helper")
+permit (principal == Agent::"mallory", action == Action::"delegate", resource == Agent::"helper");
+"""
+
+
+class SessionRecorder(httpx2.Auth):
+    """Bearer auth that remembers the Mcp-Session-Id the gateway gave."""
+
+    def __init__(self, token: str):
+        self.token = token
+        self.session: str | None = None
+
+    def auth_flow(self, request):
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        response = yield request
+        self.session = response.headers.get("mcp-session-id") or self.session
+
+
+@asynccontextmanager
+async def connect_recorded(gw, auth: SessionRecorder):
+    async with create_mcp_http_client(auth=auth) as http:
+        async with streamable_http_client(gw.url + "/mcp", http_client=http) as (read, write):
+            async with ClientSession(read, write, read_timeout_seconds=30) as session:
+                await session.initialize()
+                yield session
+
+
+def delegate(gw, subject: str, session: str | None = None) -> httpx.Response:
+    data = {"grant_type": GRANT, "subject_token": subject, "subject_token_type": ACCESS, "audience": "helper"}
+    headers = {"Mcp-Session-Id": session} if session else {}
+    with gw.http() as h:
+        return h.post("/oauth/token", data=data, headers=headers)
+
+
+def claims_of(token: str) -> dict:
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def test_a_token_delegated_from_a_tainted_session_carries_the_taint_into_the_sub_agents_session(
+    start_gateway, tmp_path
+):
+    outbox = tmp_path / "outbox.jsonl"
+    cfg = mcp_config(
+        free_port(),
+        servers(outbox),
+        guard={"scan": ["tool_outputs"], "trifecta": "enforce"},
+        identity={"required": True},
+        agents=[{"id": "alice"}, {"id": "helper"}, {"id": "mallory"}],
+        policy={"files": ["policies/*.cedar"], "default": "deny"},
+    )
+    gw = start_gateway({k: v for k, v in cfg.items() if k != "guard"}, start=False)
+    (gw.dir / "policies").mkdir()
+    (gw.dir / "policies" / "delegation.cedar").write_text(DELEGATION_POLICIES)
+    alice, mallory = keys_create(gw, "alice"), keys_create(gw, "mallory")
+    gw.write_config(cfg)
+    gw.start()
+    tokens: dict[str, str] = {}
+
+    async def body():
+        rec = SessionRecorder(alice)
+        async with connect_recorded(gw, rec) as s:
+            await wait_tools(s, *ALL_TOOLS)
+            await s.call_tool("work__read_file", {"path": "payroll.txt"})
+            await s.call_tool("web__fetch_page", {"url": "https://garden.example/poisoned"})
+            assert rec.session
+            # delegations made while the session is open
+            r = delegate(gw, alice, rec.session)
+            assert r.status_code == 200, r.text
+            tokens["tainted"] = r.json()["access_token"]
+            r = delegate(gw, alice)
+            assert r.status_code == 200, r.text
+            tokens["clean"] = r.json()["access_token"]
+            # naming a session that is not the caller's carries nothing (and says nothing)
+            r = delegate(gw, mallory, rec.session)
+            assert r.status_code == 200, r.text
+            tokens["mallory"] = r.json()["access_token"]
+
+        taint = claims_of(tokens["tainted"])["pcl"]["taint"]
+        assert taint["private_data"] == "work/read_file", taint
+        assert taint["untrusted"].startswith("web/fetch_page"), taint
+        assert "taint" not in claims_of(tokens["clean"])["pcl"]
+        assert "taint" not in claims_of(tokens["mallory"])["pcl"]
+
+        # the sub-agent's session starts tainted: its first send_email is refused
+        async with connect_recorded(gw, SessionRecorder(tokens["tainted"])) as h:
+            await wait_tools(h, "work__send_email")
+            with pytest.raises(MCPError) as refused:
+                await h.call_tool("work__send_email", MAIL)
+            why = str(refused.value)
+            assert "lethal trifecta" in why and "work/read_file, before delegation" in why, why
+            assert "web/fetch_page" in why, why
+        # a token delegated without naming the session starts clean
+        async with connect_recorded(gw, SessionRecorder(tokens["clean"])) as h:
+            await wait_tools(h, "work__send_email")
+            assert texts(await h.call_tool("work__send_email", MAIL)).startswith("sent")
+
+    run(body)
+    assert len(sent(outbox)) == 1
+    rows = wait_audit(gw, action="token_exchange", decision="allow")
+    assert sum("carries taint private_data untrusted" in (r["reason"] or "") for r in rows) == 1, rows
