@@ -68,6 +68,7 @@ static void override_without_guard_section_is_refused(void **state)
     assert_non_null(strstr(text, "t.yaml:6: mcp.servers[1].guard: needs a guard: section"));
     assert_null(strstr(text, "servers[2]")); /* off needs no rule pack */
     free(text);
+    config_errors_free(&errs);
 }
 
 static void bad_override_is_refused(void **state)
@@ -84,6 +85,7 @@ static void bad_override_is_refused(void **state)
     assert_non_null(strstr(text, "t.yaml:6: mcp.servers[0].guard: expected block, sanitize, flag "
                                  "or off, got 'quarantine'"));
     free(text);
+    config_errors_free(&errs);
 }
 
 int main(void)
