@@ -291,8 +291,11 @@ static void reload(struct runtime *rt)
         mcp_hub_reload(rt->mcp, next);
     else if (next->mcp.present) {
         char err[256];
-        if (!(rt->mcp = mcp_hub_new(next, rt->identity, err, sizeof err)))
+        struct mcp_hub *hub = mcp_hub_new(next, rt->identity, err, sizeof err);
+        if (hub == NULL)
             log_msg(LOG_ERROR, NULL, "mcp: %s", err);
+        else
+            atomic_store(&rt->mcp, hub);
     }
     config_unref(rt->cfg);
     rt->cfg = next;
@@ -411,9 +414,13 @@ int serve_main(const char *config_path)
             log_msg(LOG_ERROR, NULL, "audit: %s", err);
             return 1;
         }
-        if (rt.cfg->mcp.present && !(rt.mcp = mcp_hub_new(rt.cfg, rt.identity, err, sizeof(err)))) {
-            log_msg(LOG_ERROR, NULL, "mcp: %s", err);
-            return 1;
+        if (rt.cfg->mcp.present) {
+            struct mcp_hub *hub = mcp_hub_new(rt.cfg, rt.identity, err, sizeof(err));
+            if (hub == NULL) {
+                log_msg(LOG_ERROR, NULL, "mcp: %s", err);
+                return 1;
+            }
+            atomic_store(&rt.mcp, hub);
         }
         if (!(rt.a2a = a2a_new())) {
             log_msg(LOG_ERROR, NULL, "a2a: out of memory");
