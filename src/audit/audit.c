@@ -4,7 +4,8 @@
 // state store and an optional JSONL file (a transaction waits up to 2 ms to
 // gather records at low rates). Nothing is dropped: a queue past its
 // high-water mark holds the worker's new requests (backpressure, see
-// audit_should_hold), and a full queue makes the worker wait for the writer.
+// audit_should_hold); records that still find the queue full (requests
+// already in flight) go to an overflow list, so no worker ever waits.
 #include "audit/audit.h"
 
 #include <errno.h>
@@ -33,6 +34,7 @@
 #define AUDIT_COALESCE_MS 2
 
 struct record {
+    struct record *next;        /* in the overflow list */
     struct state_audit_row row; /* strings point into data */
     char data[];
 };
@@ -41,10 +43,13 @@ struct audit {
     struct state *st;
     int jsonl_fd; /* -1 when off */
     pthread_mutex_t mu;
-    pthread_cond_t wake, idle, space;
+    pthread_cond_t wake, idle;
     struct record **ring;
     size_t cap, head, count;
-    atomic_size_t queued; /* count, readable without the mutex */
+    /* past cap: FIFO behind the ring, moved in as the writer frees slots */
+    struct record *over_head, *over_tail;
+    size_t over_n;
+    atomic_size_t queued; /* count + over_n, readable without the mutex */
     size_t high, low;     /* backpressure marks */
     struct state_audit_row *rows; /* the writer's batch, AUDIT_BATCH_MAX each */
     struct record **batch;
@@ -52,7 +57,7 @@ struct audit {
     int busy; /* the writer holds a batch */
     pthread_t thread;
     int started;
-    atomic_uint_fast64_t dropped, written, waits;
+    atomic_uint_fast64_t dropped, written, overflowed;
 };
 
 /* ---- building a record ----------------------------------------------------- */
@@ -205,20 +210,30 @@ void audit_exchange(struct audit *a, const struct http_exchange *ex)
         return;
     }
     pthread_mutex_lock(&a->mu);
-    /* Full: the holds at the high-water mark did not stop enough requests
-     * already in flight. Waiting for the writer beats losing the record. */
-    while (a->count == a->cap && !a->stop) {
-        atomic_fetch_add(&a->waits, 1);
-        pthread_cond_wait(&a->space, &a->mu);
-    }
     if (a->stop) { /* shutting down past the final drain */
         pthread_mutex_unlock(&a->mu);
         free(rec);
         atomic_fetch_add(&a->dropped, 1);
         return;
     }
-    a->ring[(a->head + a->count) % a->cap] = rec;
-    atomic_store_explicit(&a->queued, ++a->count, memory_order_relaxed);
+    if (a->count == a->cap || a->over_n > 0) {
+        /* Full: the holds at the high-water mark did not stop enough
+         * requests already in flight. Neither wait (the event loop) nor
+         * drop: keep it behind the ring. Bounded by the requests in flight
+         * when the workers began to hold. */
+        rec->next = NULL;
+        if (a->over_tail)
+            a->over_tail->next = rec;
+        else
+            a->over_head = rec;
+        a->over_tail = rec;
+        a->over_n++;
+        atomic_fetch_add(&a->overflowed, 1);
+    } else {
+        a->ring[(a->head + a->count) % a->cap] = rec;
+        a->count++;
+    }
+    atomic_store_explicit(&a->queued, a->count + a->over_n, memory_order_relaxed);
     if (a->count == 1 || a->count == AUDIT_COALESCE_MIN)
         pthread_cond_signal(&a->wake);
     pthread_mutex_unlock(&a->mu);
@@ -357,8 +372,17 @@ static void *writer(void *arg)
             a->head = (a->head + 1) % a->cap;
             a->count--;
         }
-        atomic_store_explicit(&a->queued, a->count, memory_order_relaxed);
-        pthread_cond_broadcast(&a->space);
+        /* the slots just freed take the overflow, oldest first */
+        while (a->over_n > 0 && a->count < a->cap) {
+            struct record *r = a->over_head;
+            a->over_head = r->next;
+            if (a->over_head == NULL)
+                a->over_tail = NULL;
+            a->over_n--;
+            a->ring[(a->head + a->count) % a->cap] = r;
+            a->count++;
+        }
+        atomic_store_explicit(&a->queued, a->count + a->over_n, memory_order_relaxed);
         a->busy = 1;
         pthread_mutex_unlock(&a->mu);
         write_batch(a, batch, n);
@@ -392,7 +416,6 @@ struct audit *audit_new(const struct config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&a->mu, NULL);
     pthread_cond_init(&a->wake, NULL);
     pthread_cond_init(&a->idle, NULL);
-    pthread_cond_init(&a->space, NULL);
     a->cap = cfg->audit.buffer ? cfg->audit.buffer : 4096;
     a->high = a->cap - a->cap / 4; /* hold new requests at 3/4 full */
     a->low = a->cap / 4;           /* resume at 1/4 */
@@ -440,12 +463,16 @@ void audit_free(struct audit *a)
         pthread_mutex_lock(&a->mu);
         a->stop = 1;
         pthread_cond_signal(&a->wake);
-        pthread_cond_broadcast(&a->space);
         pthread_mutex_unlock(&a->mu);
         pthread_join(a->thread, NULL);
     }
     for (size_t i = 0; i < a->count; i++)
         free(a->ring[(a->head + i) % a->cap]);
+    while (a->over_head != NULL) {
+        struct record *r = a->over_head;
+        a->over_head = r->next;
+        free(r);
+    }
     free(a->ring);
     free(a->rows);
     free(a->batch);
@@ -454,7 +481,6 @@ void audit_free(struct audit *a)
         close(a->jsonl_fd);
     pthread_cond_destroy(&a->wake);
     pthread_cond_destroy(&a->idle);
-    pthread_cond_destroy(&a->space);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }
@@ -469,7 +495,7 @@ uint64_t audit_written(const struct audit *a)
     return atomic_load(&((struct audit *)a)->written);
 }
 
-uint64_t audit_waits(const struct audit *a)
+uint64_t audit_overflowed(const struct audit *a)
 {
-    return atomic_load(&((struct audit *)a)->waits);
+    return atomic_load(&((struct audit *)a)->overflowed);
 }

@@ -29,21 +29,23 @@ struct audit *audit_new(const struct config *cfg, char *err, size_t errlen)
 void audit_free(struct audit *a);
 
 /* Builds the record of a finished exchange and queues it. Safe from any
- * worker thread. Never drops a record while running: when the queue is full
- * it waits for the writer to take a batch (counted by audit_waits). Workers
- * avoid that wait by holding new requests once audit_should_hold says the
- * queue is past its high-water mark (3/4 of audit.buffer) until
- * audit_still_held(a) turns 0 (back under 1/4): http_server_hold. */
+ * worker thread; never waits for the writer and never drops a record while
+ * running. Workers hold new requests once audit_should_hold says the queue is
+ * past its high-water mark (3/4 of audit.buffer) until audit_still_held(a)
+ * turns 0 (back under 1/4): http_server_hold. Records of requests already in
+ * flight that still find the queue full wait in an overflow list behind it
+ * (counted by audit_overflowed); it holds at most the requests in flight
+ * when the workers began to hold. */
 void audit_exchange(struct audit *a, const struct http_exchange *ex);
 int audit_should_hold(const struct audit *a);
 int audit_still_held(void *a);
 
 /* Records dropped (only a record that could not be built, out of memory, or
- * one finished after shutdown began), records written, and the times a
- * worker waited on a full queue. */
+ * one finished after shutdown began), records written, and records that
+ * found the queue full and went to the overflow list. */
 uint64_t audit_dropped(const struct audit *a);
 uint64_t audit_written(const struct audit *a);
-uint64_t audit_waits(const struct audit *a);
+uint64_t audit_overflowed(const struct audit *a);
 /* Blocks until every record queued so far is written (tests, shutdown). */
 void audit_flush(struct audit *a);
 

@@ -72,13 +72,14 @@ static void metrics_endpoint(struct http_exchange *ex)
                          "# TYPE portcullis_audit_records_total counter\n"
                          "portcullis_audit_records_total{outcome=\"written\"} %llu\n"
                          "portcullis_audit_records_total{outcome=\"dropped\"} %llu\n"
-                         "# HELP portcullis_audit_queue_full_waits_total Times a worker waited "
-                         "for the audit writer because the queue was full.\n"
-                         "# TYPE portcullis_audit_queue_full_waits_total counter\n"
-                         "portcullis_audit_queue_full_waits_total %llu\n",
+                         "# HELP portcullis_audit_overflow_total Audit records that found the "
+                         "queue full (requests in flight while workers held) and waited in the "
+                         "overflow list; none is lost.\n"
+                         "# TYPE portcullis_audit_overflow_total counter\n"
+                         "portcullis_audit_overflow_total %llu\n",
                          (unsigned long long)audit_written(rt->audit),
                          (unsigned long long)audit_dropped(rt->audit),
-                         (unsigned long long)audit_waits(rt->audit));
+                         (unsigned long long)audit_overflowed(rt->audit));
     if (rc == 0)
         rc = budget_store_metrics(rt->budget, &b);
     if (rc == 0)

@@ -620,8 +620,11 @@ static int policy_check(struct http_exchange *ex, const char *model)
     if (p)
         for (size_t i = 0; i < p->chain_len; i++)
             json_array_append_new(chain, json_string(p->chain[i]));
-    json_t *ctx = json_pack("{s:o, s:I}", "chain", chain, "depth",
-                            (json_int_t)(p && p->chain_len > 0 ? p->chain_len - 1 : 0));
+    /* api: which endpoint ("chat", "embeddings", "messages"), so a policy
+     * can tell an embedding from a completion on the same model */
+    json_t *ctx = json_pack("{s:o, s:I, s:s}", "chain", chain, "depth",
+                            (json_int_t)(p && p->chain_len > 0 ? p->chain_len - 1 : 0), "api",
+                            ex->route ? ex->route : "chat");
     struct policy_request req = {
         .principal = policy_uid_make("Agent", agent),
         .action = policy_uid_make("Action", "chat"),

@@ -351,3 +351,26 @@ def test_delegation_is_decided_by_cedar_delegate_action(start_gateway):
     assert len(deny) == 3 and all(r["status"] == 403 for r in deny)
     assert any("never-to-sales" in r["reason"] for r in deny)
     assert all(r["resource"] in ("agent:researcher", "agent:sales") for r in got)
+
+
+def test_the_context_names_the_api_so_a_policy_can_tell_embeddings_from_chat(start_gateway):
+    cfg = config(free_port())
+    gw = start_gateway(cfg, start=False)
+    (gw.dir / "policies").mkdir()
+    (gw.dir / "policies" / "main.cedar").write_text(
+        POLICIES
+        + """
+@id("sales-embeddings-only")
+permit (principal == Agent::"sales", action == Action::"chat", resource == Model::"mock-1")
+when { context.api == "embeddings" };
+"""
+    )
+    key = create_key(gw, "sales")
+    gw.start()
+    with gw.http() as h:
+        auth = {"Authorization": f"Bearer {key}"}
+        r = h.post("/v1/embeddings", headers=auth, json={"model": "mock-1", "input": "x"})
+        assert r.status_code != 403, r.text
+        r = h.post("/v1/chat/completions", headers=auth, json={"model": "mock-1", "messages": MSGS})
+        err = assert_openai_error(r, 403)
+        assert err["code"] == "policy_denied"
