@@ -574,12 +574,10 @@ static int decide(struct http_exchange *ex, const struct config_a2a_agent *ag, c
         return 0;
     const struct identity_principal *p = ex->principal;
     const char *agent = p && p->agent ? p->agent : "anonymous";
-    json_t *chain = json_array();
-    for (size_t i = 0; p != NULL && i < p->chain_len; i++)
-        json_array_append_new(chain, json_string(p->chain[i]));
-    json_t *ctx =
-        json_pack("{s:o, s:I, s:s}", "chain", chain, "depth",
-                  (json_int_t)(p && p->chain_len > 0 ? p->chain_len - 1 : 0), "method", method);
+    json_t *ctx = policy_chain_context(p ? p->chain : NULL, p ? p->chain_len : 0,
+                                       p && p->chain_len > 0 ? p->chain_len - 1 : 0);
+    if (ctx != NULL)
+        json_object_set_new(ctx, "method", json_string(method));
     if (ctx != NULL && skill != NULL)
         json_object_set_new(ctx, "skill", json_string(skill));
     struct policy_request req = {
@@ -598,7 +596,7 @@ static int decide(struct http_exchange *ex, const struct config_a2a_agent *ag, c
                  "the policy decision for this call failed");
         return -1;
     }
-    int deny = !d.allow && (!pol->default_allow || d.nreasons > 0);
+    int deny = policy_denies(&d, pol->default_allow);
     ex->policy_ids = d.nreasons ? join_ids(ex, &d) : NULL;
     policy_decision_free(&d);
     if (!deny)

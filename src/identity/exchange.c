@@ -186,13 +186,12 @@ static int delegate_allowed(struct http_exchange *ex, const struct identity_prin
     const struct config_policy *pol = &ex->cfg->policy;
     if (pol->set == NULL)
         return 0;
-    json_t *chain = json_array();
-    for (size_t i = 0; chain && i < p->chain_len; i++)
-        json_array_append_new(chain, json_string(p->chain[i]));
-    json_t *ctx = json_pack("{s:o, s:I, s:s}", "chain", chain, "depth", (json_int_t)p->chain_len,
-                            "scope", scope ? scope : "");
-    if (ctx != NULL && budget >= 0)
-        json_object_set_new(ctx, "budget_micro_usd", json_integer((json_int_t)(budget * 1e6)));
+    json_t *ctx = policy_chain_context(p->chain, p->chain_len, p->chain_len);
+    if (ctx != NULL) {
+        json_object_set_new(ctx, "scope", json_string(scope ? scope : ""));
+        if (budget >= 0)
+            json_object_set_new(ctx, "budget_micro_usd", json_integer((json_int_t)(budget * 1e6)));
+    }
     struct policy_request req = {
         .principal = policy_uid_make("Agent", p->agent),
         .action = policy_uid_make("Action", "delegate"),
@@ -210,11 +209,8 @@ static int delegate_allowed(struct http_exchange *ex, const struct identity_prin
         return -1;
     }
     char ids[512];
-    size_t off = 0;
-    ids[0] = '\0';
-    for (size_t i = 0; i < d.nreasons && off < sizeof ids; i++)
-        off += (size_t)snprintf(ids + off, sizeof ids - off, "%s%s", i ? ", " : "", d.reasons[i]);
-    int deny = !d.allow && (!pol->default_allow || d.nreasons > 0);
+    policy_ids_join(&d, ids, sizeof ids);
+    int deny = policy_denies(&d, pol->default_allow);
     int forbid = !d.allow && d.nreasons > 0;
     policy_decision_free(&d);
     if (ids[0])

@@ -616,15 +616,12 @@ static int policy_check(struct http_exchange *ex, const char *model)
     const struct config_policy *pol = &ex->cfg->policy;
     const struct identity_principal *p = ex->principal;
     const char *agent = p && p->agent ? p->agent : "anonymous";
-    json_t *chain = json_array();
-    if (p)
-        for (size_t i = 0; i < p->chain_len; i++)
-            json_array_append_new(chain, json_string(p->chain[i]));
     /* api: which endpoint ("chat", "embeddings", "messages"), so a policy
      * can tell an embedding from a completion on the same model */
-    json_t *ctx = json_pack("{s:o, s:I, s:s}", "chain", chain, "depth",
-                            (json_int_t)(p && p->chain_len > 0 ? p->chain_len - 1 : 0), "api",
-                            ex->route ? ex->route : "chat");
+    json_t *ctx = policy_chain_context(p ? p->chain : NULL, p ? p->chain_len : 0,
+                                       p && p->chain_len > 0 ? p->chain_len - 1 : 0);
+    if (ctx != NULL)
+        json_object_set_new(ctx, "api", json_string(ex->route ? ex->route : "chat"));
     struct policy_request req = {
         .principal = policy_uid_make("Agent", agent),
         .action = policy_uid_make("Action", "chat"),
@@ -644,8 +641,7 @@ static int policy_check(struct http_exchange *ex, const char *model)
                   "the policy decision for this request failed");
         return -1;
     }
-    /* default: allow refuses only what a forbid decided */
-    int deny = !d.allow && (!pol->default_allow || d.nreasons > 0);
+    int deny = policy_denies(&d, pol->default_allow);
     ex->policy_ids = d.nreasons ? join_ids(ex, &d) : NULL;
     policy_decision_free(&d);
     if (!deny)

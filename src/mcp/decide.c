@@ -116,15 +116,16 @@ void hub_decide_session(struct mcp_core *c, const struct mcp_msg *m, const struc
     v->trifecta_allow = 0;
     if (pol->set == NULL)
         return;
-    json_t *chain = json_array();
-    for (size_t i = 0; i < m->chain_len; i++)
-        json_array_append_new(chain, json_string(m->chain[i]));
     unsigned flags = s ? s->taint.flags : 0;
-    json_t *ctx =
-        json_pack("{s:o, s:I, s:s, s:{s:b, s:b}}", "chain", chain, "depth",
-                  (json_int_t)(m->chain_len > 0 ? m->chain_len - 1 : 0), "server", u->conf->name,
-                  "session", "private_data", (flags & GUARD_TAINT_PRIVATE_DATA) != 0, "untrusted",
-                  (flags & GUARD_TAINT_UNTRUSTED) != 0);
+    json_t *ctx = policy_chain_context((const char *const *)m->chain, m->chain_len,
+                                       m->chain_len > 0 ? m->chain_len - 1 : 0);
+    if (ctx != NULL) {
+        json_object_set_new(ctx, "server", json_string(u->conf->name));
+        json_object_set_new(ctx, "session",
+                            json_pack("{s:b, s:b}", "private_data",
+                                      (flags & GUARD_TAINT_PRIVATE_DATA) != 0, "untrusted",
+                                      (flags & GUARD_TAINT_UNTRUSTED) != 0));
+    }
     char rid[512];
     snprintf(rid, sizeof rid, "%s/%s", u->conf->name, tool);
     struct policy_request req = {
@@ -142,11 +143,8 @@ void hub_decide_session(struct mcp_core *c, const struct mcp_msg *m, const struc
         v->allow = -1;
         return;
     }
-    size_t off = 0;
-    for (size_t i = 0; i < d.nreasons && off < sizeof v->ids; i++)
-        off += (size_t)snprintf(v->ids + off, sizeof v->ids - off, "%s%s", i ? ", " : "",
-                                d.reasons[i]);
-    v->allow = d.allow || (pol->default_allow && d.nreasons == 0);
+    policy_ids_join(&d, v->ids, sizeof v->ids);
+    v->allow = !policy_denies(&d, pol->default_allow);
     v->trifecta_allow = trifecta_allowed(pol->set, &d);
     policy_decision_free(&d);
 }

@@ -619,3 +619,33 @@ void policy_decision_free(struct policy_decision *d)
     arena_free(&d->arena);
     memset(d, 0, sizeof(*d));
 }
+
+json_t *policy_chain_context(const char *const *chain, size_t n, size_t depth)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++)
+        if (json_array_append_new(arr, json_string(chain[i])) < 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    if (arr == NULL)
+        return NULL;
+    return json_pack("{s:o, s:I}", "chain", arr, "depth", (json_int_t)depth);
+}
+
+size_t policy_ids_join(const struct policy_decision *d, char *out, size_t cap)
+{
+    size_t off = 0;
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < d->nreasons; i++) {
+        int w = snprintf(out + off, cap - off, "%s%s", i ? ", " : "", d->reasons[i]);
+        if (w < 0 || (size_t)w >= cap - off) {
+            off = strlen(out);
+            break;
+        }
+        off += (size_t)w;
+    }
+    return off;
+}

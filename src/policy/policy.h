@@ -166,6 +166,23 @@ int policy_decide(const policy_set_t *s, const policy_entities_t *entities,
     __attribute__((warn_unused_result));
 void policy_decision_free(struct policy_decision *d);
 
+/* ---- the gateway's questions -------------------------------------------- */
+
+/* {"chain": [chain...], "depth": depth}: the context every "may it?" of the
+ * gateway starts from; callers add their own keys. NULL when out of memory. */
+json_t *policy_chain_context(const char *const *chain, size_t n, size_t depth);
+
+/* The determining policies of d, ", "-separated, into out (truncated to
+ * cap; "" when none). Returns the length written. */
+size_t policy_ids_join(const struct policy_decision *d, char *out, size_t cap);
+
+/* Whether d refuses the call under a config's default: with default deny,
+ * anything not permitted; with default allow, only what a forbid decided. */
+static inline int policy_denies(const struct policy_decision *d, int default_allow)
+{
+    return !d->allow && (!default_allow || d->nreasons > 0);
+}
+
 /* ---- conformance and command line ------------------------------------- */
 
 struct policy_corpus_result {
