@@ -56,7 +56,9 @@ static void hex_of_hash(const char *tag, const char *s, char *out, size_t ndigit
 {
     unsigned char md[SHA256_DIGEST_LENGTH];
     char in[160]; /* request ids are at most 63 bytes */
-    size_t tl = strlen(tag), sl = strnlen(s, sizeof in - 1 - tl);
+    size_t tl = strlen(tag), sl = strlen(s);
+    if (sl > sizeof in - 1 - tl)
+        sl = sizeof in - 1 - tl;
     memcpy(in, tag, tl);
     memcpy(in + tl, s, sl);
     sha256(in, tl + sl, md);
