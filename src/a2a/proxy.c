@@ -81,6 +81,8 @@ struct call {
     int paused;
     int over_water;
     int guard_on;         /* guard.scan has a2a_replies */
+    int tainted;          /* the caller's MCP session was given the untrusted flag */
+    struct identity *id;
     uint64_t up_start_ns; /* when the upstream call started */
     buf_t resp;           /* the whole answer (not streamed) */
     struct a2a_sse sse;
@@ -121,10 +123,41 @@ static const char *guard_action_name(const struct config_guard *g)
                                                 : "flag";
 }
 
+/* Containment: the reply the client now holds read as an injection (sanitized or
+ * flagged) or came from a `trust: untrusted` agent, so the caller's MCP session named
+ * by Mcp-Session-Id (only one of its own: same agent and chain) gets the untrusted
+ * flag; the hub reads it before its trifecta check. */
+static void taint_session(struct call *c)
+{
+    struct http_exchange *ex = c->ex;
+    if (c->tainted || c->id == NULL || ex->principal == NULL ||
+        (c->scan.nhits == 0 && !c->agent->untrusted))
+        return;
+    const struct http_header *sh = http_request_header(ex->req, "mcp-session-id");
+    if (sh == NULL)
+        return;
+    c->tainted = 1;
+    const struct identity_principal *p = ex->principal;
+    buf_t owner;
+    buf_init(&owner, 1 << 16);
+    int rc = buf_appendf(&owner, "%s", p->agent ? p->agent : "");
+    for (size_t i = 0; i < p->chain_len; i++)
+        rc |= buf_appendf(&owner, "\n%s", p->chain[i] ? p->chain[i] : "");
+    char src[160];
+    if (c->scan.nhits > 0)
+        snprintf(src, sizeof src, "a2a:%.64s (guard: %.80s)", c->agent->name, c->scan.rules);
+    else
+        snprintf(src, sizeof src, "a2a:%.64s (untrusted agent)", c->agent->name);
+    if (rc == 0 && owner.data != NULL)
+        identity_session_taint_add(c->id, sh->value, owner.data, GUARD_TAINT_UNTRUSTED, NULL, src);
+    buf_free(&owner);
+}
+
 static void note_guard(struct call *c)
 {
     struct http_exchange *ex = c->ex;
     audit_guard(c);
+    taint_session(c);
     if (c->scan.nhits == 0 || ex->head_sent)
         return;
     const struct config_guard *g = &ex->cfg->guard;
@@ -158,7 +191,11 @@ static int scan_value(struct call *c, json_t *v)
     if (a2a_reply_scan(v, g->guard, g->action == CONFIG_GUARD_SANITIZE, source,
                        guard_action_name(g), &c->scan) < 0)
         return -1;
-    return c->scan.nhits > before && g->action == CONFIG_GUARD_BLOCK;
+    if (c->scan.nhits > before && g->action == CONFIG_GUARD_BLOCK)
+        return 1;
+    if (c->streaming)
+        taint_session(c); /* this event goes out now, before the stream ends */
+    return 0;
 }
 
 static const char *withheld_reason(struct call *c)
@@ -289,6 +326,8 @@ static int on_event(void *ud, const char *ev, size_t len)
     struct call *c = ud;
     if (c->ended)
         return -1;
+    if (c->agent->untrusted)
+        taint_session(c); /* whatever it streams is untrusted content */
     int starts_tasks = c->rpc.kind == A2A_M_SEND || c->rpc.kind == A2A_M_STREAM;
     if (!c->guard_on && !starts_tasks)
         return stream_write(c, ev, len);
@@ -486,6 +525,7 @@ static void pass_header(struct http_exchange *ex, struct upstream_header *h, siz
 
 static void forward(struct call *c, struct identity *id)
 {
+    c->id = id;
     struct http_exchange *ex = c->ex;
     const struct config_a2a_agent *ag = c->agent;
     /* c lives in the exchange's arena: hold the exchange until call_release,

@@ -90,6 +90,12 @@ void identity_session_taint_set(struct identity *id, const char *session, const 
 int identity_session_taint_get(struct identity *id, const char *session, const char *owner,
                                unsigned *flags, char *private_src, size_t pcap, char *untrusted_src,
                                size_t ucap);
+/* ORs flags into session's entry (creating it when absent) when owner owns it; an
+ * entry of another owner is left as it is. set merges too (a flag once recorded stays
+ * until flags 0 forgets the session); set by the hub re-owns an entry another owner
+ * made under that id. */
+void identity_session_taint_add(struct identity *id, const char *session, const char *owner,
+                                unsigned flags, const char *private_src, const char *untrusted_src);
 
 /* `portcullis keys ...` (argv[0] == "keys"). Returns the exit code. */
 int identity_keys_cli(int argc, char **argv);

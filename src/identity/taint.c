@@ -2,13 +2,17 @@
 // Containment across agents: what each tainted MCP session has read (private data,
 // untrusted content; published by the MCP hub), so that POST /oauth/token naming the
 // session (Mcp-Session-Id) mints a delegation token carrying the flags (pcl.taint),
-// and a session opened with that token starts with them. One table per process,
+// and a session opened with that token starts with them; an A2A reply the guard found
+// an injection in (or from an untrusted agent) adds the untrusted flag to the caller's
+// session named by Mcp-Session-Id, and the hub reads it back before its trifecta
+// check. Flags only ever merge (OR) until the hub forgets the session. One table per process,
 // under a mutex: the hub thread writes, workers read.
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "guard/guard.h"
 #include "identity/identity.h"
 #include "identity/internal.h"
 
@@ -65,6 +69,18 @@ void identity_taints_free(struct identity_taints *t)
     free(t);
 }
 
+/* ORs flags into e; a flag e had already keeps the source that set it first. */
+static void merge(struct taint_entry *e, unsigned flags, const char *private_src,
+                  const char *untrusted_src)
+{
+    if ((flags & GUARD_TAINT_PRIVATE_DATA) && !(e->flags & GUARD_TAINT_PRIVATE_DATA))
+        snprintf(e->private_src, sizeof e->private_src, "%s", private_src ? private_src : "");
+    if ((flags & GUARD_TAINT_UNTRUSTED) && !(e->flags & GUARD_TAINT_UNTRUSTED))
+        snprintf(e->untrusted_src, sizeof e->untrusted_src, "%s",
+                 untrusted_src ? untrusted_src : "");
+    e->flags |= flags;
+}
+
 void identity_session_taint_set(struct identity *id, const char *session, const char *owner,
                                 unsigned flags, const char *private_src, const char *untrusted_src)
 {
@@ -98,13 +114,50 @@ void identity_session_taint_set(struct identity *id, const char *session, const 
                 t->n++;
             }
         }
-        if (e != NULL) {
-            e->flags = flags;
-            snprintf(e->private_src, sizeof e->private_src, "%s", private_src ? private_src : "");
-            snprintf(e->untrusted_src, sizeof e->untrusted_src, "%s",
-                     untrusted_src ? untrusted_src : "");
+        if (e != NULL && owner != NULL && strcmp(e->owner, owner) != 0) {
+            /* the hub knows whose session it is: an entry someone else made under
+             * that id (identity_session_taint_add) counts for nothing */
+            char *o = strdup(owner);
+            if (o != NULL) {
+                free(e->owner);
+                e->owner = o;
+                e->flags = 0;
+                e->private_src[0] = e->untrusted_src[0] = '\0';
+            }
+        }
+        if (e != NULL && (owner == NULL || strcmp(e->owner, owner) == 0))
+            merge(e, flags, private_src, untrusted_src);
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+void identity_session_taint_add(struct identity *id, const char *session, const char *owner,
+                                unsigned flags, const char *private_src, const char *untrusted_src)
+{
+    struct identity_taints *t = id ? id->taints : NULL;
+    if (t == NULL || session == NULL || owner == NULL || flags == 0 ||
+        strlen(session) >= sizeof(((struct taint_entry *)0)->session))
+        return;
+    unsigned h = bucket(session);
+    pthread_mutex_lock(&t->mu);
+    struct taint_entry *e = t->b[h];
+    while (e && strcmp(e->session, session) != 0)
+        e = e->next;
+    if (e == NULL && t->n < MAX_ENTRIES && (e = calloc(1, sizeof *e)) != NULL) {
+        /* not tainted yet (or not a session at all): recorded under the caller; the
+         * hub reads it only for a session of the same owner */
+        if ((e->owner = strdup(owner)) == NULL) {
+            free(e);
+            e = NULL;
+        } else {
+            snprintf(e->session, sizeof e->session, "%s", session);
+            e->next = t->b[h];
+            t->b[h] = e;
+            t->n++;
         }
     }
+    if (e != NULL && strcmp(e->owner, owner) == 0)
+        merge(e, flags, private_src, untrusted_src);
     pthread_mutex_unlock(&t->mu);
 }
 

@@ -333,6 +333,18 @@ enum hub_trifecta hub_guard_trifecta(struct mcp_core *c, const struct mcp_msg *m
     const struct config_guard *g = &(m->cfg ? m->cfg : c->cfg)->guard;
     char res[512];
     reason[0] = '\0';
+    /* what other routes added to this session (an A2A reply it was named on) */
+    struct guard_taint more;
+    guard_taint_init(&more);
+    if (c->identity != NULL &&
+        identity_session_taint_get(c->identity, s->id, s->owner, &more.flags, more.private_source,
+                                   sizeof more.private_source, more.untrusted_source,
+                                   sizeof more.untrusted_source) == 0 &&
+        (more.flags & ~s->taint.flags) != 0) {
+        log_msg(LOG_INFO, m->request_id, "mcp: session of %s gains taint from another route (%s)",
+                m->agent ? m->agent : "?", more.untrusted_source);
+        guard_taint_merge(&s->taint, &more);
+    }
     if (!g->trifecta_enforce && !g->trifecta_warn)
         return HUB_TRIFECTA_NONE;
     snprintf(res, sizeof res, "%s/%s", u->conf->name, tool);
