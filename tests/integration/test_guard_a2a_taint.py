@@ -17,9 +17,9 @@ from a2a.client import ClientConfig, ClientFactory
 from mcp.shared.exceptions import MCPError
 
 from conftest import base_config, free_port
-from test_a2a import POLICIES, agents, texts_of, user_message  # noqa: F401 (agents: fixture)
+from test_a2a import POLICIES, agents, texts_of, user_message, wait_audit  # noqa: F401 (agents: fixture)
 from test_guard_mcp import ALL_TOOLS, MAIL, SessionRecorder, connect_recorded, sent, servers
-from test_mcp import audit_rows, keys_create, texts, wait_audit, wait_tools
+from test_mcp import keys_create, texts, wait_tools
 
 TOOLS_POLICY = """
 @id("tools")
@@ -127,8 +127,8 @@ def test_a_poisoned_a2a_reply_taints_the_callers_mcp_session_named_in_the_header
 
     run(body())
     assert len(sent(gw.outbox)) == 1  # only the send before the session was named
-    wait_audit(gw, action="call_tool", resource="work/send_email", decision="deny")
-    denied = audit_rows(gw, action="call_tool", resource="work/send_email", decision="deny")
+    # the audit is written behind the answers: wait for both refusals
+    denied = wait_audit(gw, 2, action="call_tool", resource="work/send_email", decision="deny")
     assert len(denied) == 2 and all("a2a:poison" in r["reason"] for r in denied), denied
 
 
