@@ -19,7 +19,7 @@ import pytest
 from conftest import free_port
 from test_budget import MSGS, budget_config, cost_of
 from test_budget_admin import TOKEN, admin_get
-from test_identity import create_key
+from test_identity import create_key, wait_key_known
 
 
 @pytest.fixture
@@ -79,6 +79,8 @@ def test_three_gateways_sharing_redis_never_pass_the_cap(start_gateway, redis_se
             c["admin"] = {"listen": f"127.0.0.1:{aport}"}
         gws.append(start_gateway(c, env={"PORTCULLIS_ADMIN_TOKEN": TOKEN}))
     key = create_key(gws[0], "bot")
+    for g in gws[1:]:
+        wait_key_known(g, key)
     jobs = [(gws[i % 3], i % 2 == 0) for i in range(150)]
     with ThreadPoolExecutor(max_workers=45) as pool:
         results = list(pool.map(lambda j: call(j[0], key, j[1]), jobs))
@@ -205,6 +207,8 @@ def test_soft_limit_alert_fires_once_across_instances(start_gateway, redis_serve
     cfg["budget"] = {"soft_limit": 0.5, "webhook": rx.url}
     gws = [start_gateway(dict(cfg, listen=f"127.0.0.1:{free_port()}")) for _ in range(2)]
     key = create_key(gws[0], "bot")
+    for g in gws[1:]:
+        wait_key_known(g, key)
     spent, i = 0.0, 0
     while spent < 0.12:
         s, usage = call(gws[i % 2], key, False)

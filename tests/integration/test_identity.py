@@ -46,18 +46,24 @@ def cli(gw, *args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def create_key(gw, agent: str, *extra: str) -> str:
-    """A new key, once the running gateway has picked it up (within a second)."""
+    """A new key, once the running gateway has picked it up (within a second).
+    Other gateways sharing the state file: wait_key_known(each, key)."""
     key = cli(gw, "keys", "create", "--agent", agent, *extra).stdout.strip()
     assert key.startswith("pcl_"), key
     if gw.alive():
-
-        def known():
-            with gw.http() as h:
-                r = h.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
-                return r.status_code == 200 or "unknown API key" not in r.text
-
-        wait_until(known, timeout=5)
+        wait_key_known(gw, key)
     return key
+
+
+def wait_key_known(gw, key: str) -> None:
+    """Until gw accepts key (gateways reread the key store about once a second)."""
+
+    def known():
+        with gw.http() as h:
+            r = h.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+            return r.status_code == 200 or "unknown API key" not in r.text
+
+    wait_until(known, timeout=5)
 
 
 def exchange(gw, subject: str, audience: str, **params) -> httpx.Response:

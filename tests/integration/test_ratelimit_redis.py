@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import assert_openai_error, free_port
-from test_identity import create_key
+from test_identity import create_key, wait_key_known
 from test_ratelimit import chat, rl_config
 
 
@@ -80,6 +80,8 @@ def test_three_gateways_share_one_requests_per_minute_limit(start_gateway, redis
     cfg = shared_config(agents, redis, tmp_path)
     gws = [start_gateway(dict(cfg, listen=f"127.0.0.1:{free_port()}")) for _ in range(3)]
     key = create_key(gws[0], "bot")
+    for g in gws[1:]:
+        wait_key_known(g, key)
     jobs = [gws[i % 3] for i in range(45)]
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=30) as pool:
