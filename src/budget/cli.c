@@ -83,19 +83,6 @@ static int print_node(const struct budget_node_view *v, void *arg)
     return 0;
 }
 
-static int load_total(const struct state_budget_total *t, void *arg)
-{
-    struct ledger *lg = arg;
-    if (t->period < 0 || t->period >= BUDGET_NPERIODS)
-        return 0;
-    struct counters *c = budget_ledger_get(lg, t->node);
-    if (c == NULL)
-        return -1;
-    c->key[t->period] = t->key;
-    c->spent[t->period] = t->spent;
-    return 0;
-}
-
 static int is_node(const struct budget_node_view *v, void *arg)
 {
     return strcmp(v->id, arg) == 0;
@@ -162,7 +149,7 @@ int budget_cli_main(int argc, char **argv)
             goto out;
         }
         if (state_budget_totals_each(st, budget_period_key(BUDGET_DAY, now),
-                                     budget_period_key(BUDGET_MONTH, now), load_total,
+                                     budget_period_key(BUDGET_MONTH, now), budget_ledger_load_total,
                                      budget_tree_ledger(cfg->budget)) < 0) {
             fprintf(stderr, "portcullis budget: %s\n", state_errmsg(st));
             goto out;

@@ -89,6 +89,10 @@ void budget_ledger_ref(struct ledger *lg);
 void budget_ledger_unref(struct ledger *lg);
 /* The counters of ID, created when absent. Caller holds lg->lock. */
 struct counters *budget_ledger_get(struct ledger *lg, const char *id);
+
+struct state_budget_total;
+/* state_budget_totals_each callback (store.c): a stored total into the ledger arg. */
+int budget_ledger_load_total(const struct state_budget_total *t, void *arg);
 /* The store's ledger (every attached tree counts on it), or NULL. */
 struct ledger *budget_store_ledger(struct budget_store *s);
 /* The tree's ledger (for the store). */

@@ -54,7 +54,9 @@ struct budget_store {
     _Atomic uint64_t written, write_errors;
 };
 
-static int load_total(const struct state_budget_total *t, void *arg)
+/* A state_budget_totals_each callback: one stored total into the ledger arg
+ * (spend and the alert already sent; nothing reserved). */
+int budget_ledger_load_total(const struct state_budget_total *t, void *arg)
 {
     struct ledger *lg = arg;
     if (t->period < 0 || t->period >= BUDGET_NPERIODS)
@@ -374,7 +376,7 @@ struct budget_store *budget_store_open(const char *path, char *err, size_t errle
     }
     time_t now = time(NULL);
     if (state_budget_totals_each(s->st, budget_period_key(BUDGET_DAY, now),
-                                 budget_period_key(BUDGET_MONTH, now), load_total, s->lg) < 0) {
+                                 budget_period_key(BUDGET_MONTH, now), budget_ledger_load_total, s->lg) < 0) {
         snprintf(err, errlen, "loading budget totals: %s", state_errmsg(s->st));
         goto fail;
     }
