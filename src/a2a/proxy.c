@@ -591,18 +591,6 @@ static void forward(struct call *c, struct identity *id)
 
 /* ---- policy ------------------------------------------------------------------- */
 
-static const char *join_ids(struct http_exchange *ex, const struct policy_decision *d)
-{
-    buf_t b;
-    buf_init(&b, 4096);
-    for (size_t i = 0; i < d->nreasons; i++)
-        if (buf_appendf(&b, "%s%s", i ? ", " : "", d->reasons[i]) != 0)
-            break;
-    const char *s = b.len ? arena_strndup(&ex->arena, b.data, b.len) : NULL;
-    buf_free(&b);
-    return s;
-}
-
 /* Action::"send_message" on Agent::"<name>". 0 when allowed; -1 when it has
  * answered. context: chain, depth, method, and skill when the message names
  * one. */
@@ -637,7 +625,7 @@ static int decide(struct http_exchange *ex, const struct config_a2a_agent *ag, c
         return -1;
     }
     int deny = policy_denies(&d, pol->default_allow);
-    ex->policy_ids = d.nreasons ? join_ids(ex, &d) : NULL;
+    ex->policy_ids = policy_ids_dup(&d, &ex->arena);
     policy_decision_free(&d);
     if (!deny)
         return 0;

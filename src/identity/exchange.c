@@ -208,20 +208,17 @@ static int delegate_allowed(struct http_exchange *ex, const struct identity_prin
         identity_oauth_error(ex, 500, "server_error", "the policy decision for this request failed");
         return -1;
     }
-    char ids[512];
-    policy_ids_join(&d, ids, sizeof ids);
     int deny = policy_denies(&d, pol->default_allow);
     int forbid = !d.allow && d.nreasons > 0;
+    ex->policy_ids = policy_ids_dup(&d, &ex->arena);
     policy_decision_free(&d);
-    if (ids[0])
-        ex->policy_ids = arena_printf(&ex->arena, "%s", ids);
     if (!deny)
         return 0;
     if (forbid)
         identity_oauth_error(ex, 403, "access_denied",
                              "permission denied: Action::\"delegate\" on Agent::\"%.64s\" for "
                              "Agent::\"%.64s\" is forbidden by policy %.200s",
-                             target, p->agent, ids);
+                             target, p->agent, ex->policy_ids ? ex->policy_ids : "");
     else
         identity_oauth_error(ex, 403, "access_denied",
                              "permission denied: no policy permits Action::\"delegate\" on "

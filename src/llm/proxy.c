@@ -590,24 +590,6 @@ static void order_targets(struct llm_call *call)
     }
 }
 
-/* "a, b, c" of the decision's determining policies, in the arena. */
-static const char *join_ids(struct http_exchange *ex, const struct policy_decision *d)
-{
-    size_t len = 1;
-    for (size_t i = 0; i < d->nreasons; i++)
-        len += strlen(d->reasons[i]) + 2;
-    char *s = arena_alloc(&ex->arena, len);
-    if (!s)
-        return NULL;
-    s[0] = '\0';
-    for (size_t i = 0; i < d->nreasons; i++) {
-        if (i > 0)
-            strcat(s, ", ");
-        strcat(s, d->reasons[i]);
-    }
-    return s;
-}
-
 /* policy: Action::"chat" on Model::"name" for the caller. 0 when allowed; -1
  * when it has answered (403 policy_denied, or 500). The decision and the
  * determining policies go on the exchange for the audit record. */
@@ -642,7 +624,7 @@ static int policy_check(struct http_exchange *ex, const char *model)
         return -1;
     }
     int deny = policy_denies(&d, pol->default_allow);
-    ex->policy_ids = d.nreasons ? join_ids(ex, &d) : NULL;
+    ex->policy_ids = policy_ids_dup(&d, &ex->arena);
     policy_decision_free(&d);
     if (!deny)
         return 0;

@@ -649,3 +649,11 @@ size_t policy_ids_join(const struct policy_decision *d, char *out, size_t cap)
     }
     return off;
 }
+
+const char *policy_ids_dup(const struct policy_decision *d, arena_t *a)
+{
+    char ids[4096];
+    if (d->nreasons == 0 || policy_ids_join(d, ids, sizeof ids) == 0)
+        return NULL;
+    return arena_strdup(a, ids);
+}

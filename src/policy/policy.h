@@ -175,6 +175,9 @@ json_t *policy_chain_context(const char *const *chain, size_t n, size_t depth);
 /* The determining policies of d, ", "-separated, into out (truncated to
  * cap; "" when none). Returns the length written. */
 size_t policy_ids_join(const struct policy_decision *d, char *out, size_t cap);
+/* The same (at most 4 KiB) copied into a; NULL when d has no determining
+ * policy or a is out of memory. */
+const char *policy_ids_dup(const struct policy_decision *d, arena_t *a);
 
 /* Whether d refuses the call under a config's default: with default deny,
  * anything not permitted; with default allow, only what a forbid decided. */
